@@ -1,0 +1,18 @@
+from django.contrib import admin
+
+from chat.models import Attachment, Conversation, Message
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["id", "title", "user", "model", "updated_at"]
+    search_fields = ["title"]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "conversation", "role", "status", "model", "created_at"]
+    list_filter = ["role", "status"]
+
+
+admin.site.register(Attachment)

@@ -1,0 +1,205 @@
+"""The browser's websocket: parse a frame, check who is asking, delegate, relay.
+
+Protocol: docs/websocket.md. The work lives in chat.conversations and chat.generation;
+this class only keeps what a socket needs: which conversation it watches and, while it
+waits for a running generation's snapshot, the deltas that arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from chat import conversations
+from chat.conversations import SendRefused
+from chat.events import conversation_group, user_group
+from chat.generation import generation_snapshot_request, generation_start, generation_stop, generation_sweep
+from chat.models import Message
+
+logger = logging.getLogger(__name__)
+
+# How long to wait for a running generation to answer a snapshot request before
+# falling back to the database (its process may have died).
+SNAPSHOT_TIMEOUT = 2.0
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close()  # before accept: the handshake is refused with 403
+            return
+        self.conversation_id: int | None = None
+        # message id -> deltas received while waiting for that message's snapshot
+        self.awaiting: dict[int, list[dict[str, Any]]] = {}
+        self.timers: set[asyncio.Task] = set()
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        if getattr(self, "user", None) is not None and self.user.is_authenticated:
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        if getattr(self, "conversation_id", None) is not None:
+            await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        handler = {"subscribe": self.on_subscribe, "send": self.on_send, "stop": self.on_stop}.get(kind)
+        if handler is None:
+            await self.send_error("bad_frame", "The page sent something the server did not understand. Reload the page.")
+            return
+        try:
+            await handler(content)
+        except SendRefused as refused:
+            await self.send_error(refused.code, refused.message, client_id=content.get("client_id"))
+
+    async def send_error(self, code: str, message: str, *, client_id: Any = None) -> None:
+        frame = {"type": "error", "code": code, "message": message}
+        if isinstance(client_id, str):
+            frame["client_id"] = client_id
+        await self.send_json(frame)
+
+    # --- browser → server --------------------------------------------------------------
+
+    async def on_subscribe(self, content: dict[str, Any]) -> None:
+        conversation_id = _int(content.get("conversation_id"))
+        streaming = await _streaming_messages(self.user, conversation_id)
+        await self.watch(conversation_id)
+        await self.send_json({"type": "subscribed", "conversation_id": conversation_id})
+        resume_id, last_seq = _int(content.get("message_id")), _int(content.get("last_seq")) or 0
+        for message_id in streaming:
+            await self.snapshot_ask(message_id, from_seq=last_seq if message_id == resume_id else 0)
+
+    async def on_send(self, content: dict[str, Any]) -> None:
+        text, model = conversations.send_validate(text=content.get("text"), model=content.get("model"))
+        params = conversations.params_validate(content)
+        client_id = content.get("client_id") if isinstance(content.get("client_id"), str) else ""
+        conversation_id = content.get("conversation_id")
+        if conversation_id is None:
+            system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
+            conversation = await database_sync_to_async(conversations.conversation_create)(
+                user=self.user, model=model, system_prompt=system_prompt, client_id=client_id
+            )
+        else:
+            conversation = await database_sync_to_async(conversations.conversation_get)(
+                user=self.user, conversation_id=_int(conversation_id)
+            )
+        if conversation.pk != self.conversation_id:
+            await self.watch(conversation.pk)
+            await self.send_json({"type": "subscribed", "conversation_id": conversation.pk})
+        answer = await database_sync_to_async(conversations.exchange_start)(
+            conversation=conversation, text=text, model=model, client_id=client_id, params=params
+        )
+        if answer is not None:
+            generation_start(message_id=answer.pk)
+
+    async def on_stop(self, content: dict[str, Any]) -> None:
+        message_id = _int(content.get("message_id"))
+        if await _message_streaming_owned(self.user, message_id):
+            await generation_stop(message_id=message_id)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def watch(self, conversation_id: int) -> None:
+        if self.conversation_id is not None:
+            await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
+        self.awaiting.clear()
+        self.conversation_id = conversation_id
+        await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
+
+    async def snapshot_ask(self, message_id: int, *, from_seq: int) -> None:
+        """Join a running answer: deltas are held back until its snapshot arrives."""
+        self.awaiting[message_id] = []
+        await generation_snapshot_request(message_id=message_id, reply_channel=self.channel_name, from_seq=from_seq)
+        timer = asyncio.create_task(self._snapshot_deadline(message_id))
+        self.timers.add(timer)
+        timer.add_done_callback(self.timers.discard)
+
+    async def _snapshot_deadline(self, message_id: int) -> None:
+        await asyncio.sleep(SNAPSHOT_TIMEOUT)
+        await self.channel_layer.send(self.channel_name, {"type": "snapshot.timeout", "message_id": message_id})
+
+    # --- channel layer → browser -------------------------------------------------------
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        kind, message_id = frame["type"], frame.get("message_id")
+        if kind == "delta" and message_id in self.awaiting:
+            self.awaiting[message_id].append(frame)
+            return
+        if kind == "snapshot":
+            held = self.awaiting.pop(message_id, None)
+            if held is None:
+                return  # a late or duplicate answer to a request already settled
+            await self.send_json(frame)
+            for delta in held:
+                if delta["seq"] > frame["seq"]:
+                    await self.send_json(delta)
+            return
+        if kind == "done":
+            self.awaiting.pop(message_id, None)
+        await self.send_json(frame)
+
+    async def snapshot_timeout(self, event: dict[str, Any]) -> None:
+        """No running generation answered: read what the database has instead."""
+        message_id = event["message_id"]
+        if message_id not in self.awaiting:
+            return
+        await generation_sweep()
+        message = await _message_dict(self.user, message_id)
+        held = self.awaiting.pop(message_id)
+        if message is None:
+            return
+        if message["status"] != Message.Status.STREAMING:
+            await self.send_json({"type": "done", "message_id": message_id, "seq": message["seq"], "message": message})
+            return
+        await self.send_json(
+            {"type": "snapshot", "message_id": message_id, "from_seq": 0, "seq": message["seq"], "text": message["content"]}
+        )
+        for delta in held:
+            if delta["seq"] > message["seq"]:
+                await self.send_json(delta)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@database_sync_to_async
+def _streaming_messages(user, conversation_id: int | None) -> list[int]:
+    conversation = conversations.conversation_get(user=user, conversation_id=conversation_id)
+    return list(
+        Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).values_list("pk", flat=True)
+    )
+
+
+@database_sync_to_async
+def _message_streaming_owned(user, message_id: int | None) -> bool:
+    return Message.objects.filter(
+        pk=message_id, conversation__user=user, status=Message.Status.STREAMING
+    ).exists()
+
+
+@database_sync_to_async
+def _message_dict(user, message_id: int) -> dict[str, Any] | None:
+    message = Message.objects.filter(pk=message_id, conversation__user=user).first()
+    return conversations.message_to_dict(message) if message else None

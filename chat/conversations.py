@@ -1,0 +1,238 @@
+"""Conversations and messages: the writes that change them and the reads that show them.
+
+Plain sync functions (the ORM), called from views directly and from async code through
+`database_sync_to_async`. Each write that browsers must hear about broadcasts its frame
+after the transaction commits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chat.events import conversation_group, frame_send_on_commit, user_group
+from chat.models import Conversation, Message
+
+TITLE_CHARS = 60
+
+
+class SendRefused(Exception):
+    """A send that must not start: nothing was stored. `code` and `message` go to the page."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- reads ---------------------------------------------------------------------------
+
+
+def conversation_list(*, user: AbstractBaseUser) -> list[Conversation]:
+    return list(Conversation.objects.filter(user=user).only("id", "title", "model", "updated_at"))
+
+
+def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
+    try:
+        return Conversation.objects.get(pk=conversation_id, user=user)
+    except (Conversation.DoesNotExist, ValueError, TypeError):
+        raise SendRefused("not_found", "That conversation does not exist or is not yours.") from None
+
+
+def message_thread(*, conversation: Conversation, leaf: Message | None = None) -> list[Message]:
+    """The chain of messages ending at `leaf` (default: the newest), oldest first.
+
+    One query: a conversation's messages are few enough to walk their parent links in memory.
+    """
+    messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).prefetch_related("attachments")}
+    if not messages:
+        return []
+    node = messages.get(leaf.pk) if leaf is not None else messages[max(messages)]
+    chain = []
+    while node is not None:
+        chain.append(node)
+        node = messages.get(node.parent_id)
+    chain.reverse()
+    return chain
+
+
+def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    usage = None
+    if message.total_tokens is not None or message.prompt_tokens is not None:
+        usage = {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "total_tokens": message.total_tokens,
+        }
+    return {
+        "id": message.pk,
+        "conversation_id": message.conversation_id,
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "model": message.model,
+        "finish_reason": message.finish_reason,
+        "usage": usage,
+        "error_code": message.error_code,
+        "error_message": message.error_message,
+        "ttft_ms": message.ttft_ms,
+        "duration_ms": message.duration_ms,
+        "seq": message.seq,
+        "attachments": [
+            {"id": a.pk, "media_type": a.media_type, "width": a.width, "height": a.height}
+            for a in message.attachments.all()
+        ]
+        if message.pk and message.role == Message.Role.USER
+        else [],
+        "tool_calls": message.tool_calls,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+# --- writes --------------------------------------------------------------------------
+
+
+def send_validate(*, text: Any, model: Any) -> tuple[str, str]:
+    """Check a send before anything is stored; returns the cleaned (text, model)."""
+    if not isinstance(text, str) or not text.strip():
+        raise SendRefused("empty_message", "Type a message before sending.")
+    limit = settings.MESSAGE_MAX_CHARS
+    if len(text) > limit:
+        raise SendRefused(
+            "message_too_long",
+            f"That message is too long ({len(text):,} characters; the limit is {limit:,}). Shorten it or split it.",
+        )
+    if not isinstance(model, str) or not model.strip() or len(model) > 100:
+        raise SendRefused("unknown_model", "Pick a model from the list.")
+    return text, model.strip()
+
+
+def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
+    """The sampling parameters of a send, within the ranges the reference gives."""
+    params: dict[str, Any] = {}
+    for name, low, high, kind in (("temperature", 0, 2, float), ("top_p", 0, 1, float), ("max_tokens", 1, 32768, int)):
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or isinstance(value, bool) or not low <= number <= high:
+            raise SendRefused("bad_params", f"{name} must be a number from {low} to {high}.")
+        params[name] = number
+    return params
+
+
+def conversation_create(
+    *, user: AbstractBaseUser, model: str, title: str = "", system_prompt: str = "", client_id: str = ""
+) -> Conversation:
+    """A new, empty conversation. `client_id` (of the send that made it) lets that tab recognise it."""
+    with transaction.atomic():
+        conversation = Conversation.objects.create(
+            user=user, model=model, title=title[:200], system_prompt=system_prompt or ""
+        )
+        frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
+        if client_id:
+            frame["client_id"] = client_id
+        frame_send_on_commit(user_group(user.pk), frame)
+    return conversation
+
+
+def exchange_start(
+    *,
+    conversation: Conversation,
+    text: str,
+    model: str,
+    client_id: str = "",
+    params: dict[str, Any] | None = None,
+) -> Message | None:
+    """Store a user message and the empty assistant answer that a generation will fill.
+
+    Returns the assistant message, or None when `client_id` was already sent (a resend
+    after a reconnect). Refuses while another answer in the conversation is streaming:
+    two generations writing one thread would interleave.
+    """
+    client_id = (client_id or "")[:64]
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if client_id and Message.objects.filter(conversation=conversation, client_id=client_id).exists():
+            return None
+        if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+            raise SendRefused("busy", "An answer is still being written in this conversation. Wait for it or press Stop.")
+        last = Message.objects.filter(conversation=conversation).order_by("-id").first()
+        try:
+            question = Message.objects.create(
+                conversation=conversation,
+                parent=last,
+                role=Message.Role.USER,
+                content=text,
+                client_id=client_id,
+            )
+        except IntegrityError:
+            return None
+        answer = Message.objects.create(
+            conversation=conversation,
+            parent=question,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=model,
+            params=params or {},
+            heartbeat_at=timezone.now(),
+        )
+        fields = ["updated_at"]
+        if not conversation.title:
+            conversation.title = _title_from(text)
+            fields.append("title")
+        if conversation.model != model:
+            conversation.model = model
+            fields.append("model")
+        conversation.save(update_fields=fields)
+        group = conversation_group(conversation.pk)
+        frame_send_on_commit(group, {"type": "message", "message": message_to_dict(question)})
+        frame_send_on_commit(group, {"type": "message", "message": message_to_dict(answer)})
+        if "title" in fields:
+            frame_send_on_commit(
+                user_group(conversation.user_id), {"type": "conversation", "conversation": conversation_to_dict(conversation)}
+            )
+    return answer
+
+
+def _title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def message_finish(message_id: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """End a streaming answer with `fields` and tell every tab, after commit.
+
+    Returns the `done` frame, or None when the answer had already ended (a stop racing a
+    sweep, say): only the first ending counts.
+    """
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+            **fields, heartbeat_at=None, updated_at=timezone.now()
+        )
+        if not updated:
+            return None
+        message = Message.objects.get(pk=message_id)
+        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
+        frame = {"type": "done", "message_id": message_id, "seq": message.seq, "message": message_to_dict(message)}
+        frame_send_on_commit(conversation_group(message.conversation_id), frame)
+    return frame

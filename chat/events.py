@@ -1,0 +1,41 @@
+"""How state changes reach browsers: channel-layer groups and broadcast after commit.
+
+A frame is the JSON object a browser receives (docs/websocket.md). It travels through
+the channel layer wrapped as {"type": "chat.frame", "frame": {...}}, which every
+consumer forwards to its socket. Image bytes never travel here (the layer's messages
+are capped at 1 MB); ids do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def generation_group(message_id: int) -> str:
+    """The process running a generation listens here for stop and snapshot requests."""
+    return f"generation.{message_id}"
+
+
+def layer_message(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "chat.frame", "frame": frame}
+
+
+async def frame_send(group: str, frame: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(group, layer_message(frame))
+
+
+def frame_send_on_commit(group: str, frame: dict[str, Any]) -> None:
+    """From sync code inside a transaction: broadcast once the change is visible to readers."""
+    transaction.on_commit(lambda: async_to_sync(frame_send)(group, frame))

@@ -1,0 +1,360 @@
+"""Generations: one assistant answer streamed from upstream into the database and browsers.
+
+A generation is an asyncio task owned by the server process, not by any websocket:
+closing the tab leaves it running, Stop ends it. It listens on a channel-layer group of
+its own (`generation.<message id>`), so Stop and "what do I have so far" requests reach
+it from any process.
+
+Relay: upstream deltas are appended to a pending buffer and sent to the conversation's
+group by one sender loop, one layer message at a time. While a send is in flight, new
+text piles up and leaves as one merged delta, so a busy layer (or Redis) gets fewer,
+larger messages instead of a backlog; an idle one gets every token at once. Each sent
+delta has the next `seq`; `parts[i]` is exactly the text of seq i+1, which is what lets a
+reconnecting tab resume from any seq.
+
+Checkpoints: one loop per process writes the text of every running generation that
+changed, in one statement, once per CHECKPOINT_INTERVAL, and refreshes a heartbeat; a
+generation whose heartbeat goes stale belonged to a process that died (see
+`generation_sweep`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.conversations import message_finish, message_thread
+from chat.events import conversation_group, frame_send, generation_group, layer_message
+from chat.images import attachment_data_url
+from chat.models import Conversation, Message
+from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a generation whose text did not change
+STALE_AFTER = 20.0  # a streaming message with no heartbeat for this long lost its process
+
+# Every generation running in this process, by assistant message id. Holding the task
+# here is what keeps it alive (asyncio keeps only weak references to tasks).
+_running: dict[int, Generation] = {}
+_checkpointer: asyncio.Task | None = None
+
+
+def upstream_client() -> YiClient:
+    return YiClient(
+        base_url=settings.YI_API_BASE,
+        api_key=settings.YI_API_KEY,
+        connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
+        stall_timeout=settings.UPSTREAM_STALL_TIMEOUT,
+        max_retries=settings.UPSTREAM_MAX_RETRIES,
+        retry_base=settings.UPSTREAM_RETRY_BASE,
+        retry_max=settings.UPSTREAM_RETRY_MAX,
+    )
+
+
+# --- the request ---------------------------------------------------------------------
+
+
+def request_build(*, conversation: Conversation, thread: list[Message], answer: Message) -> dict[str, Any]:
+    """The chat completion request for `answer`: system prompt, the thread before it, parameters."""
+    messages: list[dict[str, Any]] = []
+    if conversation.system_prompt:
+        messages.append({"role": "system", "content": conversation.system_prompt})
+    for message in thread:
+        if message.pk == answer.pk:
+            break
+        if message.role == Message.Role.USER:
+            messages.append({"role": "user", "content": _user_content(message)})
+        elif message.role == Message.Role.ASSISTANT:
+            # An answer that failed before writing anything has nothing to tell the model.
+            if not message.content and not message.tool_calls:
+                continue
+            entry: dict[str, Any] = {"role": "assistant", "content": message.content}
+            if message.tool_calls:
+                entry["tool_calls"] = message.tool_calls
+            messages.append(entry)
+        elif message.role == Message.Role.TOOL:
+            messages.append(
+                {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.name, "content": message.content}
+            )
+        elif message.role == Message.Role.SYSTEM:
+            messages.append({"role": "system", "content": message.content})
+    body: dict[str, Any] = {"model": answer.model or conversation.model, "messages": messages}
+    for name in ("temperature", "top_p", "max_tokens"):
+        if answer.params.get(name) is not None:
+            body[name] = answer.params[name]
+    return body
+
+
+def _user_content(message: Message) -> str | list[dict[str, Any]]:
+    attachments = list(message.attachments.all())
+    if not attachments:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts += [{"type": "image_url", "image_url": {"url": attachment_data_url(a)}} for a in attachments]
+    return parts
+
+
+@database_sync_to_async
+def _request_load(message_id: int) -> tuple[int, dict[str, Any]]:
+    answer = Message.objects.select_related("conversation").get(pk=message_id)
+    thread = message_thread(conversation=answer.conversation, leaf=answer)
+    return answer.conversation_id, request_build(conversation=answer.conversation, thread=thread, answer=answer)
+
+
+# --- database writes ------------------------------------------------------------------
+
+
+@database_sync_to_async
+def _checkpoint_write(rows: list[tuple[int, str, int]], heartbeat_only: list[int]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        if rows:
+            objs = [Message(pk=pk, content=text, seq=seq, heartbeat_at=now) for pk, text, seq in rows]
+            Message.objects.bulk_update(objs, ["content", "seq", "heartbeat_at"])
+        if heartbeat_only:
+            Message.objects.filter(pk__in=heartbeat_only, status=Message.Status.STREAMING).update(heartbeat_at=now)
+
+
+_finish_write = database_sync_to_async(message_finish)
+
+
+# --- the generation --------------------------------------------------------------------
+
+
+class Generation:
+    def __init__(self, message_id: int):
+        self.message_id = message_id
+        self.conversation_id: int | None = None
+        self.parts: list[str] = []  # parts[i] is the text of delta seq i+1, as sent
+        self.pending: list[str] = []  # received from upstream, not sent yet
+        self.checkpointed_seq = 0
+        self.last_write = time.monotonic()
+        self.stop_requested = False
+        self.task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    @property
+    def seq(self) -> int:
+        return len(self.parts)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        listener = asyncio.create_task(self._listen())
+        sender = None
+        fields: dict[str, Any] = {"status": Message.Status.COMPLETE}
+        ttft_ms = None
+        tool_calls: dict[int, dict[str, Any]] = {}
+        try:
+            self.conversation_id, body = await _request_load(self.message_id)
+            sender = asyncio.create_task(self._send_loop())
+            async for event in upstream_client().stream(body):
+                if isinstance(event, TextDelta):
+                    if ttft_ms is None:
+                        ttft_ms = int((time.monotonic() - started) * 1000)
+                    self.pending.append(event.text)
+                    self._wake.set()
+                elif isinstance(event, ToolCallDelta):
+                    _tool_call_merge(tool_calls, event)
+                elif isinstance(event, Usage):
+                    fields.update(
+                        prompt_tokens=event.prompt_tokens,
+                        completion_tokens=event.completion_tokens,
+                        total_tokens=event.total_tokens,
+                    )
+                elif isinstance(event, Finish):
+                    fields["finish_reason"] = event.reason
+                elif isinstance(event, Retrying):
+                    await self._announce_retry(event)
+        except asyncio.CancelledError:
+            fields["status"] = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
+            if not self.stop_requested:
+                fields.update(error_code="interrupted", error_message="The server stopped while answering.")
+        except UpstreamError as error:
+            fields.update(status=Message.Status.ERROR, error_code=error.code, error_message=error.message)
+            logger.info("generation %s failed: %s (%s)", self.message_id, error.code, error.detail or error)
+        except Exception:
+            logger.exception("generation %s crashed", self.message_id)
+            fields.update(
+                status=Message.Status.ERROR,
+                error_code="internal",
+                error_message="Something went wrong on the server while answering. The text so far is kept.",
+            )
+        finally:
+            listener.cancel()
+            if sender is not None:
+                self._closing = True
+                self._wake.set()
+                await asyncio.shield(sender)
+            fields.update(
+                content=self.text(),
+                seq=self.seq,
+                ttft_ms=ttft_ms,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
+            )
+            try:
+                await asyncio.shield(_finish_write(self.message_id, fields))
+            finally:
+                _running.pop(self.message_id, None)
+                await _generation_group_leave(self)
+
+    async def _send_loop(self) -> None:
+        """Send pending text as numbered deltas, one layer message in flight at a time."""
+        group = conversation_group(self.conversation_id)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.pending:
+                text = "".join(self.pending)
+                self.pending.clear()
+                self.parts.append(text)
+                frame = {"type": "delta", "message_id": self.message_id, "seq": len(self.parts), "text": text}
+                try:
+                    await frame_send(group, frame)
+                except Exception:
+                    # The text stays in `parts`: tabs that missed it resync from a snapshot.
+                    logger.exception("generation %s could not relay seq %s", self.message_id, frame["seq"])
+            if self._closing and not self.pending:
+                return
+
+    async def _announce_retry(self, event: Retrying) -> None:
+        frame = {
+            "type": "retrying",
+            "message_id": self.message_id,
+            "attempt": event.attempt,
+            "delay": round(event.delay, 2),
+            "reason": event.error.message,
+        }
+        await frame_send(conversation_group(self.conversation_id), frame)
+
+    async def _listen(self) -> None:
+        """Answer stop and snapshot requests sent to this generation's group from any process."""
+        layer = get_channel_layer()
+        self.channel = await layer.new_channel()
+        await layer.group_add(generation_group(self.message_id), self.channel)
+        while True:
+            request = await layer.receive(self.channel)
+            if request.get("type") == "generation.stop":
+                self.stop_requested = True
+                if self.task is not None:
+                    self.task.cancel()
+            elif request.get("type") == "generation.snapshot":
+                from_seq = min(max(int(request.get("from_seq") or 0), 0), self.seq)
+                frame = {
+                    "type": "snapshot",
+                    "message_id": self.message_id,
+                    "from_seq": from_seq,
+                    "seq": self.seq,
+                    "text": "".join(self.parts[from_seq:]),
+                }
+                await layer.send(request["reply_channel"], layer_message(frame))
+
+
+def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
+    call = calls.setdefault(delta.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    if delta.id:
+        call["id"] = delta.id
+    if delta.name:
+        call["function"]["name"] += delta.name
+    call["function"]["arguments"] += delta.arguments
+
+
+async def _generation_group_leave(generation: Generation) -> None:
+    channel = getattr(generation, "channel", None)
+    if channel:
+        await get_channel_layer().group_discard(generation_group(generation.message_id), channel)
+
+
+# --- starting, stopping, asking -------------------------------------------------------
+
+
+def generation_start(*, message_id: int) -> Generation:
+    """Start streaming the answer for an assistant message created by `exchange_start`."""
+    global _checkpointer
+    generation = Generation(message_id)
+    generation.task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_id}")
+    _running[message_id] = generation
+    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not asyncio.get_running_loop():
+        _checkpointer = asyncio.get_running_loop().create_task(_checkpoint_loop(), name="generation-checkpoints")
+    return generation
+
+
+async def generation_stop(*, message_id: int) -> None:
+    """Ask the process running this generation to stop it (it keeps the partial text)."""
+    await get_channel_layer().group_send(generation_group(message_id), {"type": "generation.stop"})
+
+
+async def generation_snapshot_request(*, message_id: int, reply_channel: str, from_seq: int) -> None:
+    """Ask the running generation for its text after `from_seq`; the reply is a `snapshot` frame."""
+    await get_channel_layer().group_send(
+        generation_group(message_id),
+        {"type": "generation.snapshot", "reply_channel": reply_channel, "from_seq": from_seq},
+    )
+
+
+def generation_running(message_id: int) -> Generation | None:
+    return _running.get(message_id)
+
+
+async def _checkpoint_loop() -> None:
+    """Write the text of every running generation here that changed, in one statement."""
+    last_sweep = 0.0
+    while _running:
+        await asyncio.sleep(settings.CHECKPOINT_INTERVAL)
+        now = time.monotonic()
+        rows, heartbeat_only = [], []
+        for generation in list(_running.values()):
+            if generation.conversation_id is None:
+                continue
+            if generation.seq != generation.checkpointed_seq:
+                rows.append((generation.message_id, generation.text(), generation.seq))
+                generation.checkpointed_seq = generation.seq
+                generation.last_write = now
+            elif now - generation.last_write >= HEARTBEAT_EVERY:
+                heartbeat_only.append(generation.message_id)
+                generation.last_write = now
+        try:
+            if rows or heartbeat_only:
+                await _checkpoint_write(rows, heartbeat_only)
+            if now - last_sweep >= STALE_AFTER / 2:
+                last_sweep = now
+                await generation_sweep()
+        except Exception:
+            logger.exception("checkpoint failed; retrying next tick")
+
+
+async def generation_sweep() -> int:
+    """Mark answers whose process died mid-stream as interrupted; returns how many."""
+    ended = await _stale_interrupt(exclude=list(_running))
+    return len(ended)
+
+
+@database_sync_to_async
+def _stale_interrupt(exclude: list[int]) -> list[int]:
+    cutoff = timezone.now() - timedelta(seconds=STALE_AFTER)
+    stale = list(
+        Message.objects.filter(status=Message.Status.STREAMING, heartbeat_at__lt=cutoff)
+        .exclude(pk__in=exclude)
+        .values_list("pk", flat=True)
+    )
+    error = {
+        "status": Message.Status.INTERRUPTED,
+        "error_code": "interrupted",
+        "error_message": "The server restarted while answering; the text up to that moment is kept.",
+    }
+    # Without `content` in the fields, the last checkpoint's text and seq are what stays.
+    return [pk for pk in stale if message_finish(pk, error)]

@@ -1,0 +1,48 @@
+"""`manage.py start`: migrate, then serve the app with Daphne (and the offline simulator if needed).
+
+The README's first command ends here. With no YI_API_KEY and no YI_API_BASE, the app
+would have nothing to talk to on a machine without network, so this also runs the Yi
+API simulator (chat/simulator.py) on SIMULATOR_PORT and the app points at it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Apply migrations and serve yiweb with Daphne (plus the offline Yi API simulator when no key is set)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, host: str, port: int, **options):
+        call_command("migrate", interactive=False, verbosity=1)
+        children = []
+        if settings.YI_SIMULATOR:
+            self.stdout.write(
+                f"No YI_API_KEY set: answers come from the offline simulator on port {settings.SIMULATOR_PORT}. "
+                "Set YI_API_KEY to talk to the Yi API."
+            )
+            children.append(_daphne("chat.simulator:app", "127.0.0.1", settings.SIMULATOR_PORT))
+        self.stdout.write(f"yiweb is at http://{host}:{port}/ (Ctrl+C stops it)")
+        app = _daphne("yiweb.asgi:application", host, port)
+        try:
+            app.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for process in [app, *children]:
+                process.terminate()
+            for process in [app, *children]:
+                process.wait(timeout=10)
+
+
+def _daphne(application: str, host: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port), application])

@@ -1,0 +1,405 @@
+"""The Yi API (or any OpenAI-compatible API) over HTTP. The only module that imports httpx.
+
+It hands the rest of the app typed events from an async iterator and typed errors with
+a sentence a person can act on; nothing outside this module sees HTTP.
+
+Quirks of the Yi API handled here (see the reference in shared/seed):
+- every stream chunk repeats the whole answer so far in a top-level `content` field and
+  carries `lastOne`; we read only `choices[0].delta` and keep `content` as a way to
+  recover text lost to a malformed chunk;
+- the first chunk may carry only `{"role": "assistant"}` or an empty content delta;
+- the reference's own vision streaming example contains a chunk that is not valid JSON
+  (an extra `}`): it is skipped and logged, and the stream goes on;
+- usage arrives in the last chunk, next to the finish reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+
+# --- events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """Emitted before waiting to try again; only ever before the first delta."""
+
+    attempt: int
+    delay: float
+    error: UpstreamError
+
+
+Event = TextDelta | ToolCallDelta | Usage | Finish | Retrying
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+class UpstreamError(Exception):
+    """A failure talking to the upstream API, with a sentence for the person."""
+
+    code = "upstream"
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class BadRequestError(UpstreamError):
+    code = "bad_request"
+
+
+class ContextLengthError(BadRequestError):
+    code = "context_length"
+
+
+class AuthError(UpstreamError):
+    code = "auth"
+
+
+class NotFoundError(UpstreamError):
+    code = "not_found"
+
+
+class RateLimitError(UpstreamError):
+    code = "rate_limited"
+    retryable = True
+
+
+class ServerError(UpstreamError):
+    code = "server_error"
+    retryable = True
+
+
+class OverloadedError(UpstreamError):
+    code = "overloaded"
+    retryable = True
+
+
+class ConnectionFailedError(UpstreamError):
+    code = "connection"
+    retryable = True
+
+
+class TimeoutError_(UpstreamError):
+    code = "timeout"
+    retryable = True
+
+
+class StreamCutError(UpstreamError):
+    code = "stream_cut"
+
+
+class StalledError(UpstreamError):
+    code = "stalled"
+
+
+def _detail(response_body: bytes) -> str:
+    """The upstream's own explanation, if its error body has one (the reference gives no shape)."""
+    text = response_body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("msg") or error.get("detail") or "")[:300]
+        if isinstance(error, str):
+            return error[:300]
+    return text[:300]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_to_datetime(value)
+    if parsed is None:
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+_CONTEXT_WORDS = ("context", "too long", "max_tokens", "maximum", "length", "token")
+
+
+def error_from_response(status: int, body: bytes, headers: httpx.Headers, *, model: str = "") -> UpstreamError:
+    """Map an HTTP error answer to the typed error and the sentence the page shows."""
+    detail = _detail(body)
+    retry_after = _retry_after(headers.get("retry-after"))
+    said = f" The API said: “{detail}”" if detail else ""
+    kwargs = {"status": status, "detail": detail, "retry_after": retry_after}
+    if status == 400:
+        if any(word in detail.lower() for word in _CONTEXT_WORDS):
+            return ContextLengthError(
+                "This conversation is too long for the model's context window (400). Start a new "
+                "conversation, shorten your message, or lower max_tokens." + said,
+                **kwargs,
+            )
+        return BadRequestError(
+            "The Yi API rejected the request as malformed (400). Check the model name (all lowercase, "
+            "for example yi-large) and the parameters." + said,
+            **kwargs,
+        )
+    if status in (401, 403):
+        return AuthError(
+            f"The Yi API rejected the API key ({status}): it is missing, wrong or disabled. Check "
+            "YI_API_KEY or the key saved in your settings.",
+            **kwargs,
+        )
+    if status == 404:
+        return NotFoundError(
+            f"The Yi API does not know the model “{model}” or the endpoint (404). Pick another model, "
+            "or check that YI_API_BASE ends in /v1.",
+            **kwargs,
+        )
+    if status == 429:
+        return RateLimitError(
+            "The Yi API is rate-limiting this key (429): too many requests or tokens per minute. "
+            "Wait a minute and try again, or move to a higher usage tier.",
+            **kwargs,
+        )
+    if status == 529:
+        return OverloadedError(
+            "The Yi API is overloaded right now (529: system busy). Try again in a moment.", **kwargs
+        )
+    if status >= 500:
+        return ServerError(
+            f"The Yi API had an internal error ({status}). Try again in a moment; if it keeps "
+            "happening, the service may be down.",
+            **kwargs,
+        )
+    return UpstreamError(f"The Yi API refused the request ({status}).{said}", **kwargs)
+
+
+# --- the client ----------------------------------------------------------------------
+
+# One connection pool per event loop: an httpx.AsyncClient belongs to the loop it was
+# first used on, and tests run several loops in one process.
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def _pool(*, connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None or pool.is_closed:
+        # Streams stay open for minutes, so the pool must hold one connection per
+        # concurrent generation; httpx's default of 100 would queue the 101st.
+        pool = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=connect_timeout),
+        )
+        _pools[loop] = pool
+    return pool
+
+
+@dataclass
+class YiClient:
+    base_url: str
+    api_key: str
+    connect_timeout: float = 10.0
+    # A stream that sends nothing for this long is given up as stalled.
+    stall_timeout: float = 60.0
+    max_retries: int = 3
+    retry_base: float = 1.0
+    retry_max: float = 20.0
+
+    def _client(self) -> httpx.AsyncClient:
+        return _pool(connect_timeout=self.connect_timeout, read_timeout=self.stall_timeout)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{path.lstrip('/')}"
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """`GET /models`: the models this key may use, as the API lists them."""
+        try:
+            response = await self._client().get(self._url("models"), headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.content, response.headers)
+        data = response.json().get("data", [])
+        return [m for m in data if isinstance(m, dict) and m.get("id")]
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /chat/completions` without streaming: the chat.completion object."""
+        try:
+            response = await self._client().post(
+                self._url("chat/completions"), headers=self._headers(), json={**body, "stream": False}
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.content, response.headers, model=body.get("model", ""))
+        return response.json()
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        """`POST /chat/completions` with `stream: true`, as typed events.
+
+        Errors before the first delta that are worth retrying (429, 500, 529, a refused or
+        timed-out connection) are retried with exponential backoff and full jitter,
+        honouring Retry-After; each wait is announced with a `Retrying` event. Once a delta
+        has been handed on, nothing is retried: the caller decides what to do with the
+        partial answer.
+        """
+        attempt = 0
+        while True:
+            started = False
+            try:
+                async for event in self._stream_once(body):
+                    started = True
+                    yield event
+                return
+            except UpstreamError as error:
+                if started or not error.retryable or attempt >= self.max_retries:
+                    raise
+                delay = self._backoff(attempt, error.retry_after)
+                if delay is None:
+                    raise
+                attempt += 1
+                yield Retrying(attempt=attempt, delay=delay, error=error)
+                await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
+        if retry_after is not None:
+            # Waiting longer than we would ever back off is worse than telling the person.
+            return retry_after if retry_after <= self.retry_max else None
+        return random.uniform(0, min(self.retry_max, self.retry_base * 2**attempt))
+
+    async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        client = self._client()
+        request = client.build_request(
+            "POST", self._url("chat/completions"), headers=self._headers(), json={**body, "stream": True}
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            if response.status_code != 200:
+                raise error_from_response(
+                    response.status_code, await response.aread(), response.headers, model=body.get("model", "")
+                )
+            async for event in sse_events(response.aiter_lines()):
+                yield event
+        except httpx.ReadTimeout as exc:
+            raise StalledError(
+                f"The Yi API sent nothing for {self.stall_timeout:g} seconds, so the answer was given up. "
+                "The text so far is kept."
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise StreamCutError(
+                "The connection to the Yi API closed mid-answer. The text so far is kept; try again."
+            ) from exc
+        finally:
+            await response.aclose()
+
+    def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
+        host = httpx.URL(self.base_url).host
+        if isinstance(exc, httpx.TimeoutException):
+            return TimeoutError_(f"The Yi API at {host} did not answer in time. Check your network and try again.")
+        return ConnectionFailedError(
+            f"Could not connect to the Yi API at {host} ({type(exc).__name__}). Check your network "
+            "and YI_API_BASE, then try again."
+        )
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    """Turn the lines of a chat completion event stream into events."""
+    text_so_far: list[str] = []
+    length = 0
+    lost_text = False  # a malformed chunk was skipped; the next `content` field can repair it
+    finished = False
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (":"), `event:` / `id:` lines
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            if not finished:
+                yield Finish(reason="")
+            return
+        try:
+            chunk = json.loads(payload)
+            choice = (chunk.get("choices") or [{}])[0]
+            delta = choice.get("delta") or {}
+        except (ValueError, AttributeError, IndexError, TypeError):
+            logger.warning("skipped a malformed stream chunk: %.200s", payload)
+            lost_text = True
+            continue
+
+        piece = delta.get("content") or ""
+        accumulated = chunk.get("content")
+        if lost_text and isinstance(accumulated, str) and accumulated.startswith("".join(text_so_far)):
+            # The Yi API repeats the whole answer so far in every chunk: whatever the
+            # skipped chunk carried is the difference.
+            piece = accumulated[length:]
+            lost_text = False
+        if piece:
+            text_so_far.append(piece)
+            length += len(piece)
+            yield TextDelta(piece)
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") or {}
+            yield ToolCallDelta(
+                index=call.get("index", 0),
+                id=call.get("id") or "",
+                name=function.get("name") or "",
+                arguments=function.get("arguments") or "",
+            )
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
+        if choice.get("finish_reason"):
+            finished = True
+            yield Finish(reason=choice["finish_reason"])
+    if not finished:
+        raise StreamCutError("The connection to the Yi API closed mid-answer. The text so far is kept; try again.")

@@ -1,0 +1,74 @@
+"""Pages and small JSON endpoints. Thin: parse, check who is asking, delegate, render."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import UserCreationForm
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+
+from chat import accounts, conversations
+from chat.generation import upstream_client
+from chat.upstream import UpstreamError
+
+MODELS_CACHE_SECONDS = 300
+# Shown when the upstream cannot list its models, so the picker still offers something.
+REFERENCE_MODELS = ["yi-large", "yi-large-turbo", "yi-large-fc", "yi-vision"]
+
+
+def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    conversation = None
+    messages_data: list[dict] = []
+    if conversation_id is not None:
+        try:
+            conversation = conversations.conversation_get(user=request.user, conversation_id=conversation_id)
+        except conversations.SendRefused:
+            raise Http404("No such conversation") from None
+        messages_data = [
+            conversations.message_to_dict(m) for m in conversations.message_thread(conversation=conversation)
+        ]
+    return render(
+        request,
+        "chat/chat.html",
+        {
+            "conversations": conversations.conversation_list(user=request.user),
+            "conversation": conversation,
+            "conversation_data": conversations.conversation_to_dict(conversation) if conversation else None,
+            "messages_data": messages_data,
+            "default_model": conversation.model if conversation else settings.YI_DEFAULT_MODEL,
+            "simulator": settings.YI_SIMULATOR,
+        },
+    )
+
+
+async def models_json(request: HttpRequest) -> JsonResponse:
+    """The models the configured key may use (`GET /models`), cached for a few minutes."""
+    key = f"yiweb:models:{settings.YI_API_BASE}"
+    models = await cache.aget(key)
+    if models is None:
+        try:
+            listed = await upstream_client().list_models()
+        except UpstreamError as error:
+            return JsonResponse(
+                {"models": [{"id": m} for m in REFERENCE_MODELS], "default": settings.YI_DEFAULT_MODEL, "error": error.message},
+                status=502,
+            )
+        models = [{"id": m["id"], "owned_by": m.get("ownedBy") or m.get("owned_by", "")} for m in listed]
+        await cache.aset(key, models, MODELS_CACHE_SECONDS)
+    return JsonResponse({"models": models, "default": settings.YI_DEFAULT_MODEL})
+
+
+@login_not_required
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("chat:home")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and settings.SIGNUP_OPEN and form.is_valid():
+        user = accounts.user_create(form=form)
+        login(request, user)
+        return redirect("chat:home")
+    status = 200 if settings.SIGNUP_OPEN or request.method == "GET" else 403
+    return render(request, "registration/signup.html", {"form": form, "signup_open": settings.SIGNUP_OPEN}, status=status)

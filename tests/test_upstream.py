@@ -1,0 +1,236 @@
+"""The upstream client: SSE reading fed the reference's literal streams, and the simulator over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chat import upstream
+from chat.upstream import (
+    AuthError,
+    BadRequestError,
+    ConnectionFailedError,
+    ContextLengthError,
+    Finish,
+    NotFoundError,
+    OverloadedError,
+    RateLimitError,
+    Retrying,
+    ServerError,
+    StalledError,
+    StreamCutError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    YiClient,
+)
+
+# The reference's streaming example for yi-large, line for line (its "..." line elides chunks).
+REFERENCE_TEXT_STREAM = [
+    'data: {"id":"cmpl78796a05","object":"chat.completion.chunk","created":7828777,"model":"yi-large","choices":[{"delta":{"role":"assistant"},"index":0}],"content":"","lastOne":false}',
+    'data: {"id":"cmpl78796a05","object":"chat.completion.chunk","created":7828777,"model":"yi-large","choices":[{"delta":{"content":"Hello"},"index":0}],"content":"Hello","lastOne":false}',
+    "...",
+    'data: {"id":"cmpl78796a05","object":"chat.completion.chunk","created":7828777,"model":"yi-large","choices":[{"delta":{},"index":0,"finish_reason":"stop"}],"content":"Hello! My name is Yi.","usage":{"completion_tokens":64,"prompt_tokens":17,"total_tokens":81},"lastOne":true}',
+    "data: [DONE]",
+]
+
+# The reference's yi-vision streaming example: its second and third chunks have an extra "}"
+# (not JSON); its last chunk is shortened here (the reference's has unescaped quotes too).
+REFERENCE_VISION_STREAM = [
+    'data: {"id":"cmpl-39d99b40-b958-4a96-b3ea839bb1445c8e","object":"chat.completion.chunk","created":1710234117,"model":"yi-vision","choices":[{"delta":{"content":""},"index":0}],"content":"","lastOne":false}',
+    'data: {"id":"cmpl-39d99b40-b958-4a96-b3ea839bb1445c8e","object":"chat.completion.chunk","created":1710234117,"model":"yi-vision","choices":[{"delta":{"content":"The"}},"index":0}],"content":"The","lastOne":false}',
+    'data: {"id":"cmpl-39d99b40-b958-4a96-b3ea839bb1445c8e","object":"chat.completion.chunk","created":1710234117,"model":"yi-vision","choices":[{"delta":{"content":" image"}},"index":0}],"content":"The image","lastOne":false}',
+    "...",
+    'data: {"id":"cmpl-39d99b40-b958-4a96-b3ea839bb1445c8e","object":"chat.completion.chunk","created":1710234125,"model":"yi-vision","choices":[{"delta":{"content":""},"index":0,"finish_reason":"stop"}],"content":"The image is a table.","usage":{"completion_tokens":120,"prompt_tokens":19,"total_tokens":139},"lastOne":true}',
+    "data: [DONE]",
+]
+
+
+async def lines_of(lines):
+    for line in lines:
+        yield line
+        yield ""  # the blank line that ends each server-sent event
+
+
+async def collect(aiter):
+    return [event async for event in aiter]
+
+
+async def test_reference_text_stream_gives_text_usage_and_finish():
+    events = await collect(upstream.sse_events(lines_of(REFERENCE_TEXT_STREAM)))
+    assert events == [
+        TextDelta("Hello"),
+        Usage(prompt_tokens=17, completion_tokens=64, total_tokens=81),
+        Finish("stop"),
+    ]
+
+
+async def test_top_level_content_field_is_not_forwarded_as_text():
+    events = await collect(upstream.sse_events(lines_of(REFERENCE_TEXT_STREAM)))
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "Hello"  # not "Hello! My name is Yi." from the last chunk's accumulated field
+
+
+async def test_malformed_chunks_are_skipped_and_their_text_recovered_from_accumulated_content():
+    events = await collect(upstream.sse_events(lines_of(REFERENCE_VISION_STREAM)))
+    assert events == [
+        TextDelta("The image is a table."),
+        Usage(prompt_tokens=19, completion_tokens=120, total_tokens=139),
+        Finish("stop"),
+    ]
+
+
+async def test_malformed_chunk_without_a_later_accumulated_field_is_skipped_and_streaming_goes_on():
+    lines = [
+        'data: {"choices":[{"delta":{"content":"A"},"index":0}]}',
+        'data: {"choices":[{"delta":{"content":"B"}},"index":0}]}',
+        'data: {"choices":[{"delta":{"content":"C"},"index":0,"finish_reason":"stop"}]}',
+        "data: [DONE]",
+    ]
+    events = await collect(upstream.sse_events(lines_of(lines)))
+    assert events == [TextDelta("A"), TextDelta("C"), Finish("stop")]
+
+
+async def test_stream_ending_without_finish_or_done_is_a_cut_stream():
+    lines = REFERENCE_TEXT_STREAM[:2]
+    with pytest.raises(StreamCutError, match="closed mid-answer"):
+        await collect(upstream.sse_events(lines_of(lines)))
+
+
+async def test_done_without_finish_reason_completes():
+    lines = [REFERENCE_TEXT_STREAM[1], "data: [DONE]"]
+    assert await collect(upstream.sse_events(lines_of(lines))) == [TextDelta("Hello"), Finish("")]
+
+
+# --- over HTTP, against the simulator ---------------------------------------------------
+
+
+def client_for(url: str, **kwargs) -> YiClient:
+    defaults = {"max_retries": 2, "retry_base": 0.01, "retry_max": 5.0, "stall_timeout": 5.0}
+    return YiClient(base_url=url, api_key="sk-test", **{**defaults, **kwargs})
+
+
+def ask(text: str, model: str = "yi-large") -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": text}]}
+
+
+async def test_list_models_returns_the_reference_models(simulator_url):
+    models = await client_for(simulator_url).list_models()
+    assert [m["id"] for m in models] == ["yi-large", "yi-large-turbo", "yi-large-fc", "yi-vision"]
+    assert models[0]["ownedBy"] == "01.ai"
+
+
+async def test_non_streaming_completion_returns_the_chat_completion_object(simulator_url):
+    completion = await client_for(simulator_url).complete(ask("[sim deltas=3]"))
+    assert completion["object"] == "chat.completion"
+    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "t0 t1 t2 "}
+    assert completion["usage"]["completion_tokens"] == 3
+
+
+async def test_stream_yields_every_delta_in_order_then_usage_and_finish(simulator_url):
+    events = await collect(client_for(simulator_url).stream(ask("[sim deltas=50 interval=0]")))
+    texts = [e.text for e in events if isinstance(e, TextDelta)]
+    assert texts == [f"t{i} " for i in range(50)]
+    assert events[-2:] == [Usage(prompt_tokens=events[-2].prompt_tokens, completion_tokens=50,
+                                 total_tokens=events[-2].prompt_tokens + 50), Finish("stop")]
+
+
+async def test_stream_recovers_text_of_a_malformed_chunk(simulator_url):
+    events = await collect(client_for(simulator_url).stream(ask("[sim deltas=6 interval=0 malformed=3]")))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "t0 t1 t2 t3 t4 t5 "
+
+
+async def test_tool_call_deltas_are_typed_events(simulator_url):
+    body = ask("What is the MoM change?", model="yi-large-fc")
+    body["tools"] = [{"type": "function", "function": {"name": "calculator", "parameters": {
+        "type": "object", "properties": {"time": {"type": "string"}}, "required": ["time"]}}}]
+    events = await collect(client_for(simulator_url).stream(body))
+    calls = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert calls[0].name == "calculator" and calls[0].id
+    assert "".join(c.arguments for c in calls) == '{"time": "1"}'
+    assert events[-1] == Finish("tool_calls")
+
+
+ERROR_CASES = [
+    ("[sim status=401]", AuthError, "The Yi API rejected the API key (401): it is missing, wrong or disabled. "
+     "Check YI_API_KEY or the key saved in your settings."),
+    ("[sim status=404]", NotFoundError, "The Yi API does not know the model “yi-large” or the endpoint (404). "
+     "Pick another model, or check that YI_API_BASE ends in /v1."),
+    ("[sim status=429]", RateLimitError, "The Yi API is rate-limiting this key (429): too many requests or tokens "
+     "per minute. Wait a minute and try again, or move to a higher usage tier."),
+    ("[sim status=500]", ServerError, "The Yi API had an internal error (500). Try again in a moment; if it keeps "
+     "happening, the service may be down."),
+    ("[sim status=529]", OverloadedError, "The Yi API is overloaded right now (529: system busy). Try again in a moment."),
+]
+
+
+@pytest.mark.parametrize(("text", "error_class", "message"), ERROR_CASES)
+async def test_error_status_becomes_a_typed_error_with_a_sentence(simulator_url, text, error_class, message):
+    with pytest.raises(error_class) as caught:
+        await collect(client_for(simulator_url, max_retries=0).stream(ask(text)))
+    assert caught.value.message == message
+
+
+async def test_400_for_context_length_is_told_apart_from_a_format_error(simulator_url):
+    with pytest.raises(ContextLengthError, match="too long for the model's context window"):
+        await collect(client_for(simulator_url).stream(ask("x" * 20000, model="yi-large-turbo")))
+    with pytest.raises(BadRequestError, match="all lowercase") as caught:
+        await collect(client_for(simulator_url).stream(ask("hi", model="Yi-Large")))
+    assert not isinstance(caught.value, ContextLengthError)
+
+
+async def test_wrong_key_is_an_auth_error(simulator_url):
+    client = YiClient(base_url=simulator_url, api_key="invalid-key")
+    with pytest.raises(AuthError):
+        await client.list_models()
+
+
+async def test_retryable_errors_are_retried_before_the_first_delta_and_announced(simulator_url):
+    events = await collect(client_for(simulator_url).stream(ask("[sim status=529 times=2 deltas=2 interval=0]")))
+    retries = [e for e in events if isinstance(e, Retrying)]
+    assert [r.attempt for r in retries] == [1, 2]
+    assert all(isinstance(r.error, OverloadedError) for r in retries)
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["t0 ", "t1 "]
+
+
+async def test_retry_after_header_sets_the_wait(simulator_url):
+    started = time.monotonic()
+    events = await collect(client_for(simulator_url).stream(ask("[sim status=429 times=1 retry_after=0.3 deltas=1]")))
+    assert [e.delay for e in events if isinstance(e, Retrying)] == [0.3]
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_retries_give_up_after_the_limit(simulator_url):
+    with pytest.raises(ServerError):
+        await collect(client_for(simulator_url, max_retries=1).stream(ask("[sim status=500 times=5]")))
+
+
+async def test_retry_after_longer_than_the_cap_is_not_waited_for(simulator_url):
+    with pytest.raises(RateLimitError):
+        await collect(client_for(simulator_url, retry_max=1).stream(ask("[sim status=429 retry_after=60 times=1]")))
+
+
+async def test_cut_stream_after_first_delta_is_not_retried(simulator_url):
+    events = []
+    with pytest.raises(StreamCutError, match="closed mid-answer"):
+        async for event in client_for(simulator_url).stream(ask("[sim deltas=10 cut=3 interval=0]")):
+            events.append(event)
+    assert events == [TextDelta("t0 "), TextDelta("t1 "), TextDelta("t2 ")]
+
+
+async def test_stalled_stream_is_given_up_after_the_stall_timeout(simulator_url):
+    events = []
+    with pytest.raises(StalledError, match="sent nothing for 0.5 seconds"):
+        async for event in client_for(simulator_url, stall_timeout=0.5).stream(ask("[sim deltas=5 stall=2 interval=0]")):
+            events.append(event)
+    assert events == [TextDelta("t0 "), TextDelta("t1 ")]
+
+
+async def test_refused_connection_is_retried_then_reported():
+    client = client_for("http://127.0.0.1:9/v1", max_retries=1)
+    events = []
+    with pytest.raises(ConnectionFailedError, match="Could not connect to the Yi API at 127.0.0.1"):
+        async for event in client.stream(ask("hi")):
+            events.append(event)
+    assert len(events) == 1 and isinstance(events[0], Retrying)
