@@ -92,7 +92,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if conversation_id is None:
             system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
             conversation = await database_sync_to_async(conversations.conversation_create)(
-                user=self.user, model=model, system_prompt=system_prompt, client_id=client_id
+                user=self.user,
+                model=model,
+                title=conversations.title_from(text),
+                system_prompt=system_prompt,
+                client_id=client_id,
             )
         else:
             conversation = await database_sync_to_async(conversations.conversation_get)(

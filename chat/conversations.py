@@ -198,7 +198,7 @@ def exchange_start(
         )
         fields = ["updated_at"]
         if not conversation.title:
-            conversation.title = _title_from(text)
+            conversation.title = title_from(text)
             fields.append("title")
         if conversation.model != model:
             conversation.model = model
@@ -214,7 +214,7 @@ def exchange_start(
     return answer
 
 
-def _title_from(text: str) -> str:
+def title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 

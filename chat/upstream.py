@@ -166,7 +166,9 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, parsed.timestamp() - time.time())
 
 
-_CONTEXT_WORDS = ("context", "too long", "max_tokens", "maximum", "length", "token")
+# How OpenAI-compatible servers word "input + max_tokens exceed the context window"
+# (the reference gives no body); a plain "max_tokens must be positive" is a format error.
+_CONTEXT_WORDS = ("context", "too long", "exceed", "must be <=", "maximum length", "max_new_tokens")
 
 
 def error_from_response(status: int, body: bytes, headers: httpx.Headers, *, model: str = "") -> UpstreamError:

@@ -149,6 +149,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # httpx logs every request at INFO: one line per generation is noise, not news.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }
 
 # --- yiweb ---------------------------------------------------------------------------

@@ -1,0 +1,585 @@
+"""An offline stand-in for the 01.AI Yi API, as a plain ASGI 3 application.
+
+The test suite and the benchmarks talk to it over real HTTP, and the app falls back to
+it when no YI_API_KEY is configured, so a person offline can still chat end to end.
+That is why it lives in the app package yet imports nothing from Django:
+
+    daphne -b 127.0.0.1 -p 8001 chat.simulator:app      (base URL http://127.0.0.1:8001/v1)
+    python -m chat.simulator --host 127.0.0.1 --port 8001
+
+It follows the upstream reference (GET /v1/models, POST /v1/chat/completions), quirks
+included: every stream chunk also carries the whole answer so far in a top-level
+`content`, and the last one says `lastOne: true`.
+
+Faults are asked for per request, with no shared state, by a directive in the last user
+message, e.g. `[sim deltas=5 interval=0 cut=3]`. See DIRECTIVE_DEFAULTS for the keys.
+Environment: SIMULATOR_API_KEY (accept only this key), SIMULATOR_DELTA_MS (pace).
+"""
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+# Context windows from the reference's model table ("32K" read as 32 * 1024).
+CONTEXT_WINDOWS = {
+    "yi-large": 32 * 1024,
+    "yi-large-turbo": 4 * 1024,
+    "yi-large-fc": 32 * 1024,
+    "yi-vision": 16 * 1024,
+}
+VISION_MODELS = {"yi-vision"}
+TOOL_MODELS = {"yi-large-fc"}
+MODEL_CREATED = 1708258504  # the reference's example timestamp
+TOKENS_PER_IMAGE = 1000
+DEFAULT_DELTA_MS = 20.0
+
+# The reference lists status codes and their meaning but never shows an error body, so
+# errors use the OpenAI-like {"error": {"message", "type", "code"}} shape that the
+# OpenAI SDK (which the reference recommends) already knows how to read.
+ERRORS = {
+    400: ("invalid_request_error", "Bad request: input format error."),
+    401: ("authentication_error", "Authentication Error: API Key is missing or invalid."),
+    404: ("not_found_error", "Not found: invalid Endpoint URL or model ID."),
+    405: ("invalid_request_error", "Method not allowed."),
+    429: ("rate_limit_error", "Too Many Requests: you are sending requests too quickly."),
+    500: ("server_error", "Internal Server Error: the server had an error while "
+          "processing your request."),
+    529: ("overloaded_error", "System busy: our servers are experiencing high traffic."),
+}
+
+DIRECTIVE_RE = re.compile(r"\[sim\b([^\]]*)\]")
+DIRECTIVE_DEFAULTS = {
+    "deltas": None,      # int: answer is exactly N deltas "t0 ", "t1 ", ...
+    "interval": None,    # float ms between deltas; None -> SIMULATOR_DELTA_MS or 20
+    "status": None,      # int: answer with this HTTP error
+    "retry_after": None,  # str: Retry-After header on that error
+    "times": None,       # int: only the first K identical requests get the error
+    "cut": None,         # int: end the body after N deltas, no finish chunk, no [DONE]
+    "malformed": None,   # int: the N-th delta chunk (1-based) is invalid JSON
+    "stall": None,       # int: after N deltas, go silent for stall_for seconds
+    "stall_for": 3600.0,  # float seconds
+    "accumulate": 1,     # 0: no top-level "content" in stream chunks
+    "usage": 1,          # 0: no usage in the last chunk / the completion
+}
+DIRECTIVE_TYPES = {"interval": float, "stall_for": float, "retry_after": str}
+
+# Requests that asked for `times=K`, counted by sha256 of the raw body, so a client's
+# retry of the very same request fails K times and then succeeds.
+_failures: dict[str, int] = {}
+_ids = 0
+
+
+class SimulatedError(Exception):
+    def __init__(self, status: int, message: str | None = None, *,
+                 type_: str | None = None, headers: list | None = None):
+        default_type, default_message = ERRORS.get(
+            status, ("api_error", f"Simulated error {status}."))
+        super().__init__(message or default_message)
+        self.status = status
+        self.message = message or default_message
+        self.type = type_ or default_type
+        self.headers = headers or []
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list
+    stream: bool
+    max_tokens: int | None
+    tools: list
+    tool_choice: object
+    directives: dict
+    question: str                                # last user text, directives removed
+    images: list = field(default_factory=list)   # (media type, byte count), in order
+    prompt_tokens: int = 0
+
+
+@dataclass
+class Answer:
+    pieces: list                 # text deltas, or the pieces of a tool call's arguments
+    finish_reason: str
+    tool_call: dict | None = None  # {"id", "name"} when the answer is a tool call
+
+    @property
+    def text(self) -> str:
+        return "" if self.tool_call else "".join(self.pieces)
+
+
+# ---------------------------------------------------------------- reading the request
+
+def message_text(content) -> str:
+    """The text of a message's content, whether a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content
+                       if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def directives_parse(text: str) -> dict:
+    found = dict(DIRECTIVE_DEFAULTS)
+    for match in DIRECTIVE_RE.finditer(text):
+        for word in match.group(1).split():
+            key, sep, value = word.partition("=")
+            if not sep or key not in DIRECTIVE_DEFAULTS:
+                raise SimulatedError(400, f"Input format error: unknown simulator "
+                                          f"directive {word!r}.")
+            try:
+                found[key] = DIRECTIVE_TYPES.get(key, int)(value)
+            except ValueError:
+                raise SimulatedError(400, f"Input format error: simulator directive "
+                                          f"{word!r} needs a number.") from None
+    return found
+
+
+def image_decode(part: dict) -> tuple[str, int]:
+    """(media type, byte count) of an image_url part; only data: URLs, as we are offline."""
+    url = part.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    match = re.fullmatch(r"data:(image/[\w.+-]+);base64,(.*)", str(url or ""), re.DOTALL)
+    if not match:
+        raise SimulatedError(400, "Input format error: image_url must be a "
+                                  "data:image/...;base64 URL.")
+    try:
+        data = base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        raise SimulatedError(400, "Input format error: image data is not valid "
+                                  "base64.") from None
+    if not data:
+        raise SimulatedError(400, "Input format error: image data is empty.")
+    return match.group(1), len(data)
+
+
+def request_parse(body: bytes) -> ChatRequest:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise SimulatedError(400, "Input format error: the body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise SimulatedError(400, "Input format error: the body must be a JSON object.")
+    model, messages = data.get("model"), data.get("messages")
+    if not isinstance(model, str) or not model:
+        raise SimulatedError(400, "Input format error: model is required.")
+    if model != model.lower():
+        raise SimulatedError(400, "Input format error: the model name must be all "
+                                  f"lowercase, e.g. {model.lower()}.")
+    if model not in CONTEXT_WINDOWS:
+        raise SimulatedError(404, f"Not found: the model {model!r} does not exist.")
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        raise SimulatedError(400, "Input format error: messages must be a non-empty "
+                                  "list of objects with a role.")
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+        raise SimulatedError(400, "Input format error: max_tokens must be a positive "
+                                  "integer or null.")
+    for name, top in (("temperature", 2), ("top_p", 1)):
+        value = data.get(name)
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= top):
+            raise SimulatedError(400, f"Input format error: {name} must be between "
+                                      f"0 and {top}.")
+
+    last_user = next((m for m in reversed(messages) if m["role"] == "user"), {})
+    user_text = message_text(last_user.get("content"))
+    request = ChatRequest(
+        model=model, messages=messages, stream=data.get("stream") is True,
+        max_tokens=max_tokens, tools=data.get("tools") or [],
+        tool_choice=data.get("tool_choice"), directives=directives_parse(user_text),
+        question=" ".join(DIRECTIVE_RE.sub(" ", user_text).split()))
+    prompt_inspect(request)
+    return request
+
+
+def prompt_inspect(request: ChatRequest) -> None:
+    """Decode images, estimate prompt tokens, and enforce the model's context window."""
+    characters = 0
+    for message in request.messages:
+        content = message.get("content")
+        characters += len(message_text(content))
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                if request.model not in VISION_MODELS:
+                    raise SimulatedError(400, f"Input format error: {request.model} does "
+                                              "not accept images; use yi-vision.")
+                request.images.append(image_decode(part))
+    request.prompt_tokens = math.ceil(characters / 4) + TOKENS_PER_IMAGE * len(request.images)
+    window = CONTEXT_WINDOWS[request.model]
+    needed = request.prompt_tokens + (request.max_tokens or 0)
+    if needed > window:
+        raise SimulatedError(
+            400, f"Bad request: context length exceeded. {request.model} has a maximum "
+                 f"context window of {window} tokens, but this request needs {needed} "
+                 f"({request.prompt_tokens} in the messages + {request.max_tokens or 0} "
+                 "max_tokens). Reduce the inputs length, or set max_tokens to a smaller "
+                 "value.", type_="context_length_exceeded")
+
+
+def fault_check(directives: dict, body: bytes) -> None:
+    """Raise the HTTP error a `status=` directive asks for, unless `times=` is used up."""
+    status = directives["status"]
+    if status is None:
+        return
+    if not 400 <= status <= 599:
+        raise SimulatedError(400, "Input format error: simulator status must be 4xx or 5xx.")
+    if directives["times"] is not None:
+        key = hashlib.sha256(body).hexdigest()
+        _failures[key] = _failures.get(key, 0) + 1
+        if _failures[key] > directives["times"]:
+            return
+    headers = []
+    if directives["retry_after"] is not None:
+        headers.append((b"retry-after", directives["retry_after"].encode()))
+    raise SimulatedError(status, headers=headers)
+
+
+# ---------------------------------------------------------------- composing the answer
+
+def text_split(text: str) -> list[str]:
+    """Word-ish tokens with the whitespace before each word attached, like the real
+    stream (" image"), so that joining the deltas gives back the exact text."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def default_text(request: ChatRequest) -> str:
+    question = request.question
+    if len(question) > 200:
+        question = question[:200] + "…"
+    asked = f"You asked: “{question}”" if question else "You sent an empty message."
+    return (
+        f"{asked}\n\n"
+        "This answer comes from the **offline simulator**, a stand-in for the 01.AI "
+        "Yi API that runs on this machine, so nothing left your computer. It can show:\n\n"
+        "- streaming, one word at a time\n"
+        "- *Markdown* formatting, with `inline code`\n"
+        "- a fenced code block, like this one:\n\n"
+        "```python\n"
+        "def greet(name: str) -> str:\n"
+        "    return f\"Hello, {name}!\"\n"
+        "```\n\n"
+        "To talk to the real Yi models, set `YI_API_KEY` in the environment "
+        "and restart the server."
+    )
+
+
+def vision_sentence(images: list) -> str:
+    if not images:
+        return "I see no images."
+    listed = ", ".join(f"{media} ({size} bytes)" for media, size in images)
+    noun = "image" if len(images) == 1 else "images"
+    return f"I see {len(images)} {noun}: {listed}."
+
+
+def tool_result_text(messages: list) -> str:
+    """Answer to a `role: tool` message: quote what the tool returned."""
+    result = messages[-1]
+    name = result.get("name")
+    for message in messages:  # the real flow names the tool only in the assistant call
+        for call in message.get("tool_calls") or []:
+            if call.get("id") == result.get("tool_call_id"):
+                name = name or call.get("function", {}).get("name")
+    return (f"The tool `{name or 'tool'}` returned:\n\n```\n"
+            f"{message_text(result.get('content'))}\n```\n\n"
+            "That is the result, as read by the offline simulator.")
+
+
+def tool_choose(request: ChatRequest) -> dict | None:
+    """The function to call, or None when this turn should be answered in text."""
+    functions = [t["function"] for t in request.tools
+                 if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    if (request.model not in TOOL_MODELS or not functions
+            or request.tool_choice == "none" or request.messages[-1]["role"] != "user"):
+        return None
+    if isinstance(request.tool_choice, dict) and isinstance(
+            request.tool_choice.get("function"), dict):
+        wanted = request.tool_choice["function"].get("name")
+        return next((f for f in functions if f.get("name") == wanted), functions[0])
+    return functions[0]
+
+
+def tool_arguments(function: dict) -> dict:
+    """Placeholder values for the schema's required properties."""
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    placeholders = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
+    arguments = {}
+    for name in schema.get("required") or []:
+        spec = properties.get(name) or {}
+        if spec.get("enum"):
+            arguments[name] = spec["enum"][0]
+        else:
+            arguments[name] = placeholders.get(spec.get("type"), "1")
+    return arguments
+
+
+def answer_compose(request: ChatRequest) -> Answer:
+    function = tool_choose(request)
+    if function is not None:
+        arguments = json.dumps(tool_arguments(function))
+        pieces = [arguments[i:i + 8] for i in range(0, len(arguments), 8)]
+        return Answer(pieces, "tool_calls",
+                      {"id": "call_" + new_id(), "name": function.get("name", "")})
+    deltas = request.directives["deltas"]
+    if deltas is not None:
+        pieces = [f"t{i} " for i in range(deltas)]
+    elif request.messages[-1]["role"] == "tool":
+        pieces = text_split(tool_result_text(request.messages))
+    elif request.model in VISION_MODELS:
+        pieces = text_split(vision_sentence(request.images) + "\n\n" + default_text(request))
+    else:
+        pieces = text_split(default_text(request))
+    if request.max_tokens is not None and len(pieces) > request.max_tokens:
+        return Answer(pieces[:request.max_tokens], "length")
+    return Answer(pieces, "stop")
+
+
+def new_id() -> str:
+    global _ids
+    _ids += 1
+    return hashlib.sha256(f"{time.time_ns()}-{_ids}".encode()).hexdigest()[:8]
+
+
+def delta_interval(directives: dict) -> float:
+    """Seconds between deltas."""
+    ms = directives["interval"]
+    if ms is None:
+        ms = float(os.environ.get("SIMULATOR_DELTA_MS") or DEFAULT_DELTA_MS)
+    return max(ms, 0.0) / 1000
+
+
+def usage_of(request: ChatRequest, answer: Answer) -> dict:
+    completion = len(answer.pieces)
+    return {"completion_tokens": completion, "prompt_tokens": request.prompt_tokens,
+            "total_tokens": completion + request.prompt_tokens}
+
+
+# ---------------------------------------------------------------- responses
+
+def dumps(obj) -> bytes:
+    # Compact, like the real stream, so a malformed chunk matches the reference byte for byte.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def json_send(send, status: int, obj, headers: list | None = None) -> None:
+    body = dumps(obj)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def error_send(send, error: SimulatedError) -> None:
+    await json_send(send, error.status, {"error": {
+        "message": error.message, "type": error.type, "code": error.status}},
+        error.headers)
+
+
+async def completion_send(send, request: ChatRequest, answer: Answer) -> None:
+    """Non-stream: wait as long as streaming would take, then send one object."""
+    d = request.directives
+    await asyncio.sleep(delta_interval(d) * len(answer.pieces))
+    if d["stall"] is not None:
+        await asyncio.sleep(d["stall_for"])
+    message = {"role": "assistant", "content": answer.text}
+    if answer.tool_call:
+        message["content"] = None
+        message["tool_calls"] = [{
+            "id": answer.tool_call["id"], "type": "function",
+            "function": {"name": answer.tool_call["name"],
+                         "arguments": "".join(answer.pieces)}}]
+    completion = {"id": "cmpl-" + new_id(), "object": "chat.completion",
+                  "created": int(time.time()), "model": request.model}
+    if d["usage"]:
+        completion["usage"] = usage_of(request, answer)
+    completion["choices"] = [{"index": 0, "message": message,
+                              "finish_reason": answer.finish_reason}]
+    if d["cut"] is None:
+        await json_send(send, 200, completion)
+        return
+    # A body cut short: half the JSON, then the end of the response.
+    body = dumps(completion)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body[:len(body) // 2]})
+
+
+def tool_call_delta(answer: Answer, index: int) -> dict:
+    """OpenAI-style: the first delta names the call, later ones carry argument text."""
+    piece = {"index": 0, "function": {"arguments": answer.pieces[index]}}
+    if index == 0:
+        piece = {"index": 0, "id": answer.tool_call["id"], "type": "function",
+                 "function": {"name": answer.tool_call["name"],
+                              "arguments": answer.pieces[0]}}
+    return {"tool_calls": [piece]}
+
+
+async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
+    d = request.directives
+    interval = delta_interval(d)
+    total = len(answer.pieces)
+    # A cut or stall asked past the end happens just before the finish chunk.
+    cut = None if d["cut"] is None else min(d["cut"], total)
+    stall = None if d["stall"] is None else min(d["stall"], total)
+    head = {"id": "cmpl-" + new_id(), "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": request.model}
+
+    def chunk(delta: dict, so_far: str, finish_reason: str | None = None) -> dict:
+        choice = {"delta": delta, "index": 0}
+        if finish_reason:
+            choice["finish_reason"] = finish_reason
+        event = {**head, "choices": [choice]}
+        if d["accumulate"]:
+            event["content"] = so_far
+        if finish_reason and d["usage"]:
+            event["usage"] = usage_of(request, answer)
+        event["lastOne"] = finish_reason is not None
+        return event
+
+    async def event_send(payload: bytes) -> None:
+        await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n",
+                    "more_body": True})
+
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-cache")]})
+    await event_send(dumps(chunk({"role": "assistant"}, "")))
+    so_far = ""
+    for sent in range(total + 1):
+        if sent == cut:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if sent == stall:
+            await asyncio.sleep(d["stall_for"])
+        if sent == total:
+            break
+        await asyncio.sleep(interval)
+        if answer.tool_call:
+            delta = tool_call_delta(answer, sent)
+        else:
+            so_far += answer.pieces[sent]
+            delta = {"content": answer.pieces[sent]}
+        payload = dumps(chunk(delta, so_far))
+        if d["malformed"] == sent + 1:
+            # The reference's own vision example has this defect: a stray "}" after
+            # the delta object, e.g. {"delta":{"content":"The"}},"index":0}.
+            marker = b'"delta":' + dumps(delta)
+            payload = payload.replace(marker, marker + b"}", 1)
+        await event_send(payload)
+    await event_send(dumps(chunk({}, so_far, answer.finish_reason)))
+    await event_send(b"[DONE]")
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# ---------------------------------------------------------------- the ASGI application
+
+def auth_check(scope) -> None:
+    headers = dict(scope.get("headers") or [])
+    scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    key = key.strip()
+    expected = os.environ.get("SIMULATOR_API_KEY")
+    if (scheme.lower() != "bearer" or not key or key.startswith("invalid")
+            or (expected and key != expected)):
+        raise SimulatedError(401)
+
+
+async def body_read(receive) -> bytes | None:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def disconnect_wait(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def chat_respond(scope, receive, send) -> None:
+    body = await body_read(receive)
+    if body is None:
+        return
+    try:
+        auth_check(scope)
+        request = request_parse(body)
+        fault_check(request.directives, body)
+        answer = answer_compose(request)
+    except SimulatedError as error:
+        await error_send(send, error)
+        return
+    respond = stream_send if request.stream else completion_send
+    # Race the answer against the client leaving, so a stalled answer ends with the
+    # connection instead of sleeping on for an hour.
+    work = asyncio.ensure_future(respond(send, request, answer))
+    leaving = asyncio.ensure_future(disconnect_wait(receive))
+    await asyncio.wait({work, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (work, leaving):
+        task.cancel()
+    if work.done() and not work.cancelled() and work.exception():
+        raise work.exception()
+
+
+async def models_respond(scope, send) -> None:
+    auth_check(scope)
+    await json_send(send, 200, {"data": [
+        {"id": name, "object": "model", "created": MODEL_CREATED, "ownedBy": "01.ai",
+         "root": "", "parent": ""} for name in CONTEXT_WINDOWS], "object": "list"})
+
+
+async def lifespan_handle(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        await lifespan_handle(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    routes = {"/v1/models": "GET", "/v1/chat/completions": "POST"}
+    path = scope["path"].rstrip("/")
+    try:
+        if path not in routes:
+            raise SimulatedError(404)
+        if scope["method"] != routes[path]:
+            raise SimulatedError(405)
+        if path == "/v1/models":
+            await models_respond(scope, send)
+        else:
+            await chat_respond(scope, receive, send)
+    except SimulatedError as error:
+        await error_send(send, error)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m chat.simulator --host 127.0.0.1 --port 8001`, served by Daphne."""
+    import argparse
+
+    from daphne.cli import CommandLineInterface
+
+    parser = argparse.ArgumentParser(description="Offline stand-in for the Yi API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args(argv)
+    CommandLineInterface().run(["-b", args.host, "-p", str(args.port), "chat.simulator:app"])
+
+
+if __name__ == "__main__":
+    main()

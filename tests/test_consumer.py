@@ -1,0 +1,338 @@
+"""The chat websocket, end to end inside one process: consumer, generation, simulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chat.models import Conversation, Message
+from yiweb.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def frames_until(ws, predicate, timeout=10.0):
+    """Receive frames until one matches; return all frames received including it."""
+    frames = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await ws.receive_json_from(timeout=timeout)
+            frames.append(frame)
+            if predicate(frame):
+                return frames
+
+
+def is_done(frame):
+    return frame["type"] == "done"
+
+
+def first(frames, kind, **match):
+    return next(f for f in frames if f["type"] == kind and all(f.get(k) == v for k, v in match.items()))
+
+
+def answer_of(frames):
+    return next(f["message"] for f in frames if f["type"] == "message" and f["message"]["role"] == "assistant")
+
+
+def conversation_id_of(frames):
+    return first(frames, "conversation")["conversation"]["id"]
+
+
+def text_of(frames, message_id):
+    """The text a browser would show: snapshot text plus deltas applied strictly in seq order."""
+    text, last = "", 0
+    for frame in frames:
+        if frame.get("message_id") != message_id:
+            continue
+        if frame["type"] == "snapshot":
+            text = text + frame["text"] if frame["from_seq"] == last else frame["text"]
+            last = frame["seq"]
+        elif frame["type"] == "delta":
+            assert frame["seq"] == last + 1, f"gap or duplicate: seq {frame['seq']} after {last}"
+            text += frame["text"]
+            last = frame["seq"]
+    return text
+
+
+async def send(ws, text, *, conversation_id=None, model="yi-large", **extra):
+    await ws.send_json_to({"type": "send", "conversation_id": conversation_id, "text": text, "model": model, **extra})
+
+
+@database_sync_to_async
+def stored(message_id):
+    return Message.objects.get(pk=message_id)
+
+
+@database_sync_to_async
+def message_count():
+    return Message.objects.count()
+
+
+async def wait_for_status(message_id, statuses=("complete", "stopped", "error", "interrupted"), timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await stored(message_id)
+            if message.status in statuses:
+                return message
+            await asyncio.sleep(0.02)
+
+
+async def test_send_streams_numbered_deltas_and_stores_the_complete_answer(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=40 interval=1] Hi", client_id="c1")
+    frames = await frames_until(ws, is_done)
+
+    assert first(frames, "conversation")["client_id"] == "c1"
+    assert first(frames, "subscribed")["conversation_id"] == conversation_id_of(frames)
+    question, answer = [f["message"] for f in frames if f["type"] == "message"]
+    assert (question["role"], question["content"]) == ("user", "[sim deltas=40 interval=1] Hi")
+    assert (answer["role"], answer["status"], answer["content"]) == ("assistant", "streaming", "")
+    expected = "".join(f"t{i} " for i in range(40))
+    assert text_of(frames, answer["id"]) == expected
+
+    done = frames[-1]
+    assert done["message"]["status"] == "complete"
+    assert done["message"]["content"] == expected
+    assert done["seq"] == max(f["seq"] for f in frames if f["type"] == "delta")
+
+    message = await stored(answer["id"])
+    assert (message.content, message.status, message.finish_reason) == (expected, "complete", "stop")
+    assert message.completion_tokens == 40 and message.total_tokens == message.prompt_tokens + 40
+    assert message.ttft_ms is not None and message.duration_ms >= message.ttft_ms
+
+
+async def test_deltas_carry_only_new_text_not_the_accumulated_answer(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=30 interval=2]")
+    frames = await frames_until(ws, is_done)
+    deltas = [f for f in frames if f["type"] == "delta"]
+    assert all(set(d) == {"type", "message_id", "seq", "text"} for d in deltas)
+    assert sum(len(d["text"]) for d in deltas) == len(deltas[-1]["text"]) + sum(len(d["text"]) for d in deltas[:-1])
+    assert max(len(d["text"]) for d in deltas) < 40
+
+
+async def test_the_second_message_sends_the_history_and_continues_the_thread(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=2 interval=0] first")
+    frames = await frames_until(ws, is_done)
+    conversation_id = conversation_id_of(frames)
+    await send(ws, "second", conversation_id=conversation_id)
+    frames = await frames_until(ws, is_done)
+    question = next(f["message"] for f in frames if f["type"] == "message")
+    assert question["parent_id"] is not None
+    # The simulator's default answer echoes the question it saw last.
+    assert "second" in frames[-1]["message"]["content"]
+    assert await database_sync_to_async(Message.objects.filter(conversation_id=conversation_id).count)() == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        ("", "empty_message", "Type a message before sending."),
+        ("   \n ", "empty_message", "Type a message before sending."),
+        ("x" * 100_001, "message_too_long",
+         "That message is too long (100,001 characters; the limit is 100,000). Shorten it or split it."),
+    ],
+)
+async def test_bad_message_gets_a_clear_error_and_nothing_is_stored(user, connect, text, code, message):
+    ws = await connect(user)
+    await send(ws, text, client_id="c9")
+    frame = await ws.receive_json_from()
+    assert frame == {"type": "error", "code": code, "message": message, "client_id": "c9"}
+    assert await message_count() == 0
+
+
+async def test_bad_parameter_is_refused_before_anything_is_stored(user, connect):
+    ws = await connect(user)
+    await send(ws, "hi", temperature=3)
+    assert await ws.receive_json_from() == {
+        "type": "error", "code": "bad_params", "message": "temperature must be a number from 0 to 2."}
+    assert await message_count() == 0
+
+
+async def test_garbage_frame_gets_bad_frame_error(user, connect):
+    ws = await connect(user)
+    await ws.send_to(text_data="not json")
+    frame = await ws.receive_json_from()
+    assert frame["code"] == "bad_frame"
+
+
+async def test_someone_elses_conversation_is_not_found(user, other_user, connect):
+    conversation = await database_sync_to_async(Conversation.objects.create)(user=other_user, model="yi-large")
+    ws = await connect(user)
+    await send(ws, "hi", conversation_id=conversation.pk)
+    assert (await ws.receive_json_from())["code"] == "not_found"
+    await ws.send_json_to({"type": "subscribe", "conversation_id": conversation.pk})
+    assert (await ws.receive_json_from())["code"] == "not_found"
+
+
+async def test_repeated_client_id_does_not_ask_twice(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=2 interval=0]", client_id="same")
+    frames = await frames_until(ws, is_done)
+    conversation_id = conversation_id_of(frames)
+    await send(ws, "[sim deltas=2 interval=0]", conversation_id=conversation_id, client_id="same")
+    assert await ws.receive_nothing(timeout=0.3)
+    assert await message_count() == 2
+
+
+async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=200 interval=5]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta")
+    conversation_id = conversation_id_of(frames)
+    await send(ws, "again", conversation_id=conversation_id)
+    frames = await frames_until(ws, lambda f: f["type"] == "error")
+    assert frames[-1]["code"] == "busy"
+
+
+async def test_stop_ends_the_answer_as_stopped_and_keeps_the_partial_text(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=500 interval=5]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    answer_id = answer_of(frames)["id"]
+    await ws.send_json_to({"type": "stop", "message_id": answer_id})
+    frames += await frames_until(ws, is_done)
+    done = frames[-1]["message"]
+    assert done["status"] == "stopped"
+    assert done["content"] == text_of(frames, answer_id)
+    assert 0 < len(done["content"]) < len("".join(f"t{i} " for i in range(500)))
+    assert (await stored(answer_id)).content == done["content"]
+
+
+async def test_closing_the_socket_does_not_stop_the_answer(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=60 interval=3]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta")
+    answer_id = answer_of(frames)["id"]
+    await ws.disconnect()
+    message = await wait_for_status(answer_id)
+    assert message.status == "complete"
+    assert message.content == "".join(f"t{i} " for i in range(60))
+
+
+async def test_partial_text_is_checkpointed_while_streaming_not_per_delta(user, connect, settings):
+    settings.CHECKPOINT_INTERVAL = 0.2
+    ws = await connect(user)
+    await send(ws, "[sim deltas=150 interval=4]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta")
+    answer_id = answer_of(frames)["id"]
+    seen = set()
+    async with asyncio.timeout(10):
+        while (message := await stored(answer_id)).status == "streaming":
+            seen.add(message.seq)
+            await asyncio.sleep(0.01)
+    checkpoints = {s for s in seen if s > 0}
+    assert checkpoints, "the partial text never reached the database while streaming"
+    # ~0.6 s of streaming at one checkpoint per 0.2 s: a handful, not one per delta.
+    assert len(checkpoints) <= 8
+
+
+async def test_second_tab_joining_mid_answer_gets_snapshot_then_the_rest(user, connect):
+    first = await connect(user)
+    await send(first, "[sim deltas=120 interval=4]")
+    frames = await frames_until(first, lambda f: f["type"] == "delta" and f["seq"] >= 5)
+    conversation_id, answer_id = conversation_id_of(frames), answer_of(frames)["id"]
+
+    second = await connect(user)
+    await second.send_json_to({"type": "subscribe", "conversation_id": conversation_id})
+    second_frames = await frames_until(second, is_done)
+    snapshot = next(f for f in second_frames if f["type"] == "snapshot")
+    assert snapshot["from_seq"] == 0 and snapshot["seq"] >= 5
+    expected = "".join(f"t{i} " for i in range(120))
+    assert text_of(second_frames, answer_id) == expected
+    assert second_frames[-1]["message"]["content"] == expected
+
+
+async def test_reconnecting_tab_resumes_after_its_last_seq(user, connect):
+    first = await connect(user)
+    await send(first, "[sim deltas=120 interval=4]")
+    frames = await frames_until(first, lambda f: f["type"] == "delta" and f["seq"] >= 4)
+    conversation_id, answer_id = conversation_id_of(frames), answer_of(frames)["id"]
+    await first.disconnect()
+    seen = text_of(frames, answer_id)
+    last_seq = max(f["seq"] for f in frames if f["type"] == "delta")
+
+    again = await connect(user)
+    await again.send_json_to(
+        {"type": "subscribe", "conversation_id": conversation_id, "message_id": answer_id, "last_seq": last_seq})
+    rest = await frames_until(again, is_done)
+    snapshot = next(f for f in rest if f["type"] == "snapshot")
+    assert snapshot["from_seq"] == last_seq
+    resumed = seen + snapshot["text"] + "".join(
+        f["text"] for f in rest if f["type"] == "delta" and f["seq"] > snapshot["seq"])
+    assert resumed == "".join(f"t{i} " for i in range(120))
+
+
+async def test_upstream_error_ends_the_answer_with_its_sentence(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim status=401]")
+    frames = await frames_until(ws, is_done)
+    message = frames[-1]["message"]
+    assert (message["status"], message["error_code"]) == ("error", "auth")
+    assert message["error_message"].startswith("The Yi API rejected the API key (401)")
+
+
+async def test_retries_are_announced_to_the_page(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim status=529 times=1 deltas=3 interval=0]")
+    frames = await frames_until(ws, is_done)
+    retrying = next(f for f in frames if f["type"] == "retrying")
+    assert retrying["attempt"] == 1 and retrying["reason"].startswith("The Yi API is overloaded right now (529")
+    assert frames[-1]["message"]["status"] == "complete"
+
+
+async def test_cut_stream_keeps_the_partial_text_and_marks_the_error(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=10 cut=4 interval=1]")
+    frames = await frames_until(ws, is_done)
+    message = frames[-1]["message"]
+    assert (message["status"], message["error_code"]) == ("error", "stream_cut")
+    assert message["content"] == "t0 t1 t2 t3 "
+    assert (await stored(message["id"])).content == "t0 t1 t2 t3 "
+
+
+async def test_malformed_chunk_does_not_lose_text(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=8 malformed=2 interval=1]")
+    frames = await frames_until(ws, is_done)
+    assert frames[-1]["message"]["status"] == "complete"
+    assert frames[-1]["message"]["content"] == "".join(f"t{i} " for i in range(8))
+
+
+async def test_request_carries_system_prompt_model_and_parameters(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=1]", model="yi-large-turbo", system_prompt="be brief", temperature=0.5, max_tokens=7)
+    frames = await frames_until(ws, is_done)
+    message = await stored(frames[-1]["message_id"])
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=message.conversation_id)
+    assert (message.model, message.params) == ("yi-large-turbo", {"temperature": 0.5, "max_tokens": 7})
+    assert (conversation.system_prompt, conversation.model) == ("be brief", "yi-large-turbo")
+
+
+async def test_other_tabs_of_the_user_hear_about_a_new_conversation(user, connect):
+    watcher = await connect(user)
+    ws = await connect(user)
+    await send(ws, "[sim deltas=1] Plan a trip")
+    frame = await watcher.receive_json_from(timeout=5)
+    assert frame["type"] == "conversation" and frame["conversation"]["title"] == "[sim deltas=1] Plan a trip"
+
+
+async def test_socket_without_a_session_is_refused():
+    ws = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"http://localhost")])
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_socket_from_a_foreign_origin_is_refused(user):
+    from tests.conftest import session_cookie
+
+    cookie = await database_sync_to_async(session_cookie)(user)
+    ws = WebsocketCommunicator(
+        application, "/ws/chat/", headers=[(b"origin", b"http://evil.example"), (b"cookie", f"sessionid={cookie}".encode())]
+    )
+    connected, _ = await ws.connect()
+    assert not connected
