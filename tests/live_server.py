@@ -1,0 +1,159 @@
+"""yiweb as a real Daphne subprocess, and a signed-in HTTP + websocket client for it.
+
+Used by the browser test, the multi-process test and the benchmarks: nothing here
+imports the app; everything goes over HTTP and websockets, as a browser would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import websockets
+
+from tests.simulator_server import REPO_ROOT, free_port
+
+START_TIMEOUT = 30.0
+POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/5")
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    """Environment for a yiweb process: this one's, minus anything that points elsewhere."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "YI_API_BASE", "YI_API_KEY"}}
+    env.update({"DJANGO_SETTINGS_MODULE": "yiweb.settings", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as folder:
+        yield f"sqlite:///{folder}/yiweb.sqlite3"
+
+
+def postgres_available() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    name = f"yiweb_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def running_app(env: dict[str, str], *, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve yiweb.asgi with Daphne on a free port; yields (base URL, process)."""
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "yiweb.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                try:
+                    httpx.get(f"{base}/accounts/login/", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"yiweb did not start on {base}:\n{log.read().decode(errors='replace')}")
+                    time.sleep(0.1)
+            yield base, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def signup(base: str, username: str, password: str = "correct horse battery staple") -> str:
+    """Sign up through the real form; returns the session cookie value."""
+    with httpx.Client(base_url=base, follow_redirects=False, timeout=10) as client:
+        client.get("/accounts/signup/")
+        response = client.post(
+            "/accounts/signup/",
+            data={"username": username, "password1": password, "password2": password,
+                  "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+            headers={"Referer": f"{base}/accounts/signup/"},
+        )
+        assert response.status_code == 302, response.text[:500]
+        return client.cookies["sessionid"]
+
+
+@dataclass
+class Socket:
+    """A signed-in websocket to /ws/chat/ speaking JSON frames."""
+
+    connection: websockets.ClientConnection
+
+    @classmethod
+    async def open(cls, base: str, session: str) -> Socket:
+        url = base.replace("http://", "ws://") + "/ws/chat/"
+        connection = await websockets.connect(
+            url, origin=base, additional_headers={"Cookie": f"sessionid={session}"}, max_size=None
+        )
+        return cls(connection)
+
+    async def send(self, frame: dict) -> None:
+        await self.connection.send(json.dumps(frame))
+
+    async def receive(self, timeout: float = 10.0) -> dict:
+        import asyncio
+
+        return json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+
+    async def until(self, predicate, timeout: float = 30.0) -> list[dict]:
+        import asyncio
+
+        frames = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.receive(timeout)
+                frames.append(frame)
+                if predicate(frame):
+                    return frames
+
+    async def close(self) -> None:
+        await self.connection.close()

@@ -1,0 +1,112 @@
+"""Pages and JSON endpoints, through Django's test client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from chat.models import Conversation, Message
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def signup_form(username: str) -> dict:
+    return {"username": username, "password1": PASSWORD, "password2": PASSWORD}
+
+
+def test_first_user_to_sign_up_runs_the_server(client):
+    response = client.post(reverse("signup"), signup_form("owner"))
+    assert response.status_code == 302 and response.url == reverse("chat:home")
+    owner = get_user_model().objects.get(username="owner")
+    assert owner.is_staff and owner.is_superuser
+
+
+def test_later_users_are_not_staff(client, user):
+    client.post(reverse("signup"), signup_form("newcomer"))
+    newcomer = get_user_model().objects.get(username="newcomer")
+    assert not newcomer.is_staff and not newcomer.is_superuser
+
+
+def test_signup_signs_the_new_user_in(client):
+    client.post(reverse("signup"), signup_form("owner"))
+    assert client.get(reverse("chat:home")).status_code == 200
+
+
+def test_signup_can_be_closed(client, settings):
+    settings.SIGNUP_OPEN = False
+    response = client.post(reverse("signup"), signup_form("intruder"))
+    assert response.status_code == 403
+    assert b"Sign-up is closed" in response.content
+    assert not get_user_model().objects.filter(username="intruder").exists()
+
+
+def test_signup_shows_form_errors(client):
+    response = client.post(reverse("signup"), {"username": "x", "password1": "a", "password2": "b"})
+    assert response.status_code == 200
+    assert b"password fields didn" in response.content
+
+
+@pytest.mark.parametrize("name", ["chat:home", "chat:models"])
+def test_pages_require_sign_in(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_conversation_page_shows_its_messages(client, user):
+    conversation = Conversation.objects.create(user=user, model="yi-large", title="Trip")
+    question = Message.objects.create(conversation=conversation, role="user", content="Where to?")
+    Message.objects.create(conversation=conversation, role="assistant", content="**Lisbon**", parent=question)
+    client.force_login(user)
+    response = client.get(reverse("chat:conversation", args=[conversation.pk]))
+    assert response.status_code == 200
+    messages = response.context["messages_data"]
+    assert [(m["role"], m["content"]) for m in messages] == [("user", "Where to?"), ("assistant", "**Lisbon**")]
+    assert b'id="messages-data"' in response.content
+    assert b"Trip" in response.content
+
+
+def test_someone_elses_conversation_is_404(client, user, other_user):
+    conversation = Conversation.objects.create(user=other_user, model="yi-large", title="Private")
+    client.force_login(user)
+    assert client.get(reverse("chat:conversation", args=[conversation.pk])).status_code == 404
+
+
+def test_sidebar_lists_only_my_conversations_newest_first(client, user, other_user):
+    Conversation.objects.create(user=user, model="yi-large", title="Older")
+    Conversation.objects.create(user=user, model="yi-large", title="Newer")
+    Conversation.objects.create(user=other_user, model="yi-large", title="Not mine")
+    client.force_login(user)
+    titles = [c.title for c in client.get(reverse("chat:home")).context["conversations"]]
+    assert titles == ["Newer", "Older"]
+
+
+def test_simulator_banner_shows_only_in_offline_mode(client, user, settings):
+    client.force_login(user)
+    assert b"offline simulator" not in client.get(reverse("chat:home")).content
+    settings.YI_SIMULATOR = True
+    assert b"offline simulator" in client.get(reverse("chat:home")).content
+
+
+def test_models_endpoint_lists_the_upstream_models(client, user, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    client.force_login(user)
+    response = client.get(reverse("chat:models"))
+    assert response.status_code == 200
+    data = json.loads(response.content)
+    assert [m["id"] for m in data["models"]] == ["yi-large", "yi-large-turbo", "yi-large-fc", "yi-vision"]
+    assert data["default"] == "yi-large"
+
+
+def test_models_endpoint_explains_a_rejected_key_and_still_offers_models(client, user, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    settings.YI_API_KEY = "invalid-key"
+    client.force_login(user)
+    response = client.get(reverse("chat:models"))
+    assert response.status_code == 502
+    data = json.loads(response.content)
+    assert data["error"].startswith("The Yi API rejected the API key (401)")
+    assert "yi-large" in [m["id"] for m in data["models"]]
