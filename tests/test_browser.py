@@ -1,0 +1,148 @@
+"""The whole product in Debian's Chromium: sign up, chat, watch it stream, reload, see it kept.
+
+Black box: yiweb runs as a real Daphne process on its embedded defaults (SQLite, in-memory
+channel layer) against the simulator over HTTP; Playwright drives /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.live_server import app_env, manage, running_app, sqlite_database
+from tests.simulator_server import REPO_ROOT, running_simulator
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = REPO_ROOT / "docs" / "images" / "chat.png"
+PASSWORD = "correct horse battery staple"
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    # Its own simulator, pacing tokens like the real API, so that streaming is visible.
+    with running_simulator(env={"SIMULATOR_DELTA_MS": "20"}) as simulator_url, sqlite_database() as database_url:
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, _):
+            yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("response", lambda r: r.status >= 400 and page.problems.append(f"{r.status} {r.url}"))
+    yield page
+    context.close()
+
+
+def sign_up(page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/signup/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def last_answer(page):
+    return page.locator('[data-role="assistant"]').last
+
+
+def test_sign_up_chat_stream_reload_and_keep(page, app_url):
+    sign_up(page, app_url, "erin")
+    page.wait_for_function("document.querySelector('#model-select').options.length > 1")
+
+    page.fill("#message-input", "Hello Yi, show me some code")
+    page.keyboard.press("Enter")
+
+    answer = last_answer(page)
+    answer.wait_for()
+    # It streams: while the status is still "streaming" the text visibly grows.
+    page.wait_for_function(
+        "() => { const m = [...document.querySelectorAll('[data-role=assistant]')].pop();"
+        " return m && m.dataset.status === 'streaming' && m.innerText.length > 20; }"
+    )
+    partial = answer.locator(".message-body").inner_text()
+    assert page.locator("#stop-button").is_visible()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-role=assistant]')].pop().dataset.status === 'complete'",
+        timeout=30_000,
+    )
+    final = answer.locator(".message-body").inner_text()
+    assert len(final) > len(partial)
+    assert "Hello Yi, show me some code" in final
+    # Markdown is rendered (a list, a highlighted code block), not shown as raw text.
+    assert answer.locator("li").count() >= 1
+    assert answer.locator("pre code.hljs").count() >= 1
+    assert not page.locator("#stop-button").is_visible()
+
+    # The page moved to the conversation's own address, and it lists it in the sidebar.
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    assert page.locator(".conversation-item.is-current").inner_text().strip().startswith("Hello Yi")
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+    page.reload()
+    kept = last_answer(page)
+    kept.wait_for()
+    assert kept.get_attribute("data-status") == "complete"
+    assert kept.locator(".message-body").inner_text() == final
+    assert page.locator('[data-role="user"] .message-body').last.inner_text().strip() == "Hello Yi, show me some code"
+    assert page.problems == []
+
+
+def test_upstream_error_shows_its_sentence_in_the_conversation(page, app_url):
+    sign_up(page, app_url, "frank")
+    page.fill("#message-input", "[sim status=401]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('[data-role="assistant"][data-status="error"]')
+    assert "The Yi API rejected the API key (401)" in last_answer(page).inner_text()
+
+
+def test_stop_keeps_the_partial_answer(page, app_url):
+    sign_up(page, app_url, "gina")
+    page.fill("#message-input", "[sim deltas=1000 interval=10]")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => { const m = [...document.querySelectorAll('[data-role=assistant]')].pop();"
+        " return m && m.innerText.includes('t5 '); }"
+    )
+    page.click("#stop-button")
+    page.wait_for_selector('[data-role="assistant"][data-status="stopped"]')
+    text = last_answer(page).locator(".message-body").inner_text()
+    assert text.startswith("t0 t1 t2 t3 t4 t5") and "t999" not in text
+    page.reload()
+    assert last_answer(page).locator(".message-body").inner_text() == text
+
+
+def test_empty_message_is_not_sent(page, app_url):
+    sign_up(page, app_url, "hank")
+    page.fill("#message-input", "   ")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    assert page.locator('[data-role="user"]').count() == 0
