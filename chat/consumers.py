@@ -18,7 +18,13 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from chat import conversations
 from chat.conversations import SendRefused
 from chat.events import conversation_group, user_group
-from chat.generation import generation_snapshot_request, generation_start, generation_stop, generation_sweep
+from chat.generation import (
+    generation_snapshot_request,
+    generation_start,
+    generation_stop,
+    generation_sweep,
+    upkeep_ensure,
+)
 from chat.models import Message
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.timers: set[asyncio.Task] = set()
         await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         await self.accept()
+        upkeep_ensure()
 
     async def disconnect(self, code: int) -> None:
         for timer in self.timers:
@@ -58,7 +65,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        handler = {"subscribe": self.on_subscribe, "send": self.on_send, "stop": self.on_stop}.get(kind)
+        handler = {
+            "subscribe": self.on_subscribe,
+            "send": self.on_send,
+            "stop": self.on_stop,
+            "retry": self.on_retry,
+            "continue": self.on_continue,
+        }.get(kind)
         if handler is None:
             await self.send_error("bad_frame", "The page sent something the server did not understand. Reload the page.")
             return
@@ -115,6 +128,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         message_id = _int(content.get("message_id"))
         if await _message_streaming_owned(self.user, message_id):
             await generation_stop(message_id=message_id)
+
+    async def on_retry(self, content: dict[str, Any]) -> None:
+        answer = await database_sync_to_async(conversations.answer_retry)(
+            user=self.user, message_id=_int(content.get("message_id"))
+        )
+        generation_start(message_id=answer.pk)
+
+    async def on_continue(self, content: dict[str, Any]) -> None:
+        answer = await database_sync_to_async(conversations.answer_continue)(
+            user=self.user, message_id=_int(content.get("message_id"))
+        )
+        generation_start(message_id=answer.pk)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -214,6 +214,57 @@ def exchange_start(
     return answer
 
 
+ENDED = (Message.Status.ERROR, Message.Status.STOPPED, Message.Status.INTERRUPTED, Message.Status.COMPLETE)
+
+
+def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Message:
+    """The user's ended answer `message_id`, locked, in a conversation with nothing streaming."""
+    answer = (
+        Message.objects.select_for_update()
+        .filter(pk=message_id, conversation__user=user, role=Message.Role.ASSISTANT)
+        .first()
+    )
+    if answer is None:
+        raise SendRefused("not_found", "That answer does not exist or is not yours.")
+    if Message.objects.filter(conversation_id=answer.conversation_id, status=Message.Status.STREAMING).exists():
+        raise SendRefused("busy", "An answer is still being written in this conversation. Wait for it or press Stop.")
+    return answer
+
+
+def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Message:
+    """Ask the same question again: a new answer beside the old one (kept as a branch)."""
+    with transaction.atomic():
+        old = _answer_for_rerun(user=user, message_id=message_id)
+        answer = Message.objects.create(
+            conversation_id=old.conversation_id,
+            parent_id=old.parent_id,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=old.model,
+            params=old.params,
+            heartbeat_at=timezone.now(),
+        )
+        frame_send_on_commit(
+            conversation_group(old.conversation_id),
+            {"type": "message", "message": message_to_dict(answer), "replaces": old.pk},
+        )
+    return answer
+
+
+def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Message:
+    """Reopen an ended answer so the model goes on from its text; the answer grows in place."""
+    with transaction.atomic():
+        answer = _answer_for_rerun(user=user, message_id=message_id)
+        if not answer.content:
+            raise SendRefused("nothing_to_continue", "This answer has no text to continue from. Use Retry instead.")
+        answer.status = Message.Status.STREAMING
+        answer.error_code = answer.error_message = answer.finish_reason = ""
+        answer.heartbeat_at = timezone.now()
+        answer.save(update_fields=["status", "error_code", "error_message", "finish_reason", "heartbeat_at", "updated_at"])
+        frame_send_on_commit(conversation_group(answer.conversation_id), {"type": "message", "message": message_to_dict(answer)})
+    return answer
+
+
 def title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

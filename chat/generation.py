@@ -40,13 +40,10 @@ from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamEr
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a generation whose text did not change
-STALE_AFTER = 20.0  # a streaming message with no heartbeat for this long lost its process
-
 # Every generation running in this process, by assistant message id. Holding the task
 # here is what keeps it alive (asyncio keeps only weak references to tasks).
 _running: dict[int, Generation] = {}
-_checkpointer: asyncio.Task | None = None
+_upkeep: asyncio.Task | None = None
 
 
 def upstream_client() -> YiClient:
@@ -62,6 +59,12 @@ def upstream_client() -> YiClient:
 
 
 # --- the request ---------------------------------------------------------------------
+
+
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, without repeating "
+    "anything and without any preamble."
+)
 
 
 def request_build(*, conversation: Conversation, thread: list[Message], answer: Message) -> dict[str, Any]:
@@ -88,6 +91,10 @@ def request_build(*, conversation: Conversation, thread: list[Message], answer: 
             )
         elif message.role == Message.Role.SYSTEM:
             messages.append({"role": "system", "content": message.content})
+    if answer.content:
+        # Continuing an answer that was cut short: the model sees what it wrote so far.
+        messages.append({"role": "assistant", "content": answer.content})
+        messages.append({"role": "user", "content": CONTINUE_PROMPT})
     body: dict[str, Any] = {"model": answer.model or conversation.model, "messages": messages}
     for name in ("temperature", "top_p", "max_tokens"):
         if answer.params.get(name) is not None:
@@ -105,10 +112,10 @@ def _user_content(message: Message) -> str | list[dict[str, Any]]:
 
 
 @database_sync_to_async
-def _request_load(message_id: int) -> tuple[int, dict[str, Any]]:
+def _request_load(message_id: int) -> tuple[Message, dict[str, Any]]:
     answer = Message.objects.select_related("conversation").get(pk=message_id)
     thread = message_thread(conversation=answer.conversation, leaf=answer)
-    return answer.conversation_id, request_build(conversation=answer.conversation, thread=thread, answer=answer)
+    return answer, request_build(conversation=answer.conversation, thread=thread, answer=answer)
 
 
 # --- database writes ------------------------------------------------------------------
@@ -138,11 +145,21 @@ class Generation:
         self.parts: list[str] = []  # parts[i] is the text of delta seq i+1, as sent
         self.pending: list[str] = []  # received from upstream, not sent yet
         self.checkpointed_seq = 0
+        self.base_seq = 0  # the seq of the stored text a continued answer starts from
         self.last_write = time.monotonic()
         self.stop_requested = False
         self.task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._closing = False
+
+    def resume_from(self, answer: Message) -> None:
+        """Start from the stored text (non-empty when continuing an ended answer)."""
+        self.conversation_id = answer.conversation_id
+        if answer.content:
+            # Tabs hold the stored text as one block at `seq`: the new deltas number on from it.
+            self.base_seq = max(answer.seq, 1)
+            self.parts = [""] * (self.base_seq - 1) + [answer.content]
+            self.checkpointed_seq = self.base_seq
 
     @property
     def seq(self) -> int:
@@ -159,7 +176,8 @@ class Generation:
         ttft_ms = None
         tool_calls: dict[int, dict[str, Any]] = {}
         try:
-            self.conversation_id, body = await _request_load(self.message_id)
+            answer, body = await _request_load(self.message_id)
+            self.resume_from(answer)
             sender = asyncio.create_task(self._send_loop())
             async for event in upstream_client().stream(body):
                 if isinstance(event, TextDelta):
@@ -254,6 +272,8 @@ class Generation:
                     self.task.cancel()
             elif request.get("type") == "generation.snapshot":
                 from_seq = min(max(int(request.get("from_seq") or 0), 0), self.seq)
+                if from_seq < self.base_seq:
+                    from_seq = 0  # the stored text is one block: send it whole
                 frame = {
                     "type": "snapshot",
                     "message_id": self.message_id,
@@ -284,12 +304,10 @@ async def _generation_group_leave(generation: Generation) -> None:
 
 def generation_start(*, message_id: int) -> Generation:
     """Start streaming the answer for an assistant message created by `exchange_start`."""
-    global _checkpointer
     generation = Generation(message_id)
     generation.task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_id}")
     _running[message_id] = generation
-    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not asyncio.get_running_loop():
-        _checkpointer = asyncio.get_running_loop().create_task(_checkpoint_loop(), name="generation-checkpoints")
+    upkeep_ensure()
     return generation
 
 
@@ -310,31 +328,49 @@ def generation_running(message_id: int) -> Generation | None:
     return _running.get(message_id)
 
 
-async def _checkpoint_loop() -> None:
-    """Write the text of every running generation here that changed, in one statement."""
+def upkeep_ensure() -> None:
+    """Start this process's checkpoint-and-sweep loop if it is not running yet."""
+    global _upkeep
+    loop = asyncio.get_running_loop()
+    if _upkeep is None or _upkeep.done() or _upkeep.get_loop() is not loop:
+        _upkeep = loop.create_task(_upkeep_loop(), name="generation-upkeep")
+
+
+async def _upkeep_loop() -> None:
+    """Checkpoint running answers every CHECKPOINT_INTERVAL; sweep dead ones every STALE/2.
+
+    Every process runs this once it has served a websocket, so that an answer left
+    streaming by a process that died is ended by whichever process is still alive.
+    """
     last_sweep = 0.0
-    while _running:
+    while True:
         await asyncio.sleep(settings.CHECKPOINT_INTERVAL)
-        now = time.monotonic()
-        rows, heartbeat_only = [], []
-        for generation in list(_running.values()):
-            if generation.conversation_id is None:
-                continue
-            if generation.seq != generation.checkpointed_seq:
-                rows.append((generation.message_id, generation.text(), generation.seq))
-                generation.checkpointed_seq = generation.seq
-                generation.last_write = now
-            elif now - generation.last_write >= HEARTBEAT_EVERY:
-                heartbeat_only.append(generation.message_id)
-                generation.last_write = now
         try:
-            if rows or heartbeat_only:
-                await _checkpoint_write(rows, heartbeat_only)
-            if now - last_sweep >= STALE_AFTER / 2:
-                last_sweep = now
+            await _checkpoint()
+            if time.monotonic() - last_sweep >= settings.GENERATION_STALE_AFTER / 2:
+                last_sweep = time.monotonic()
                 await generation_sweep()
         except Exception:
-            logger.exception("checkpoint failed; retrying next tick")
+            logger.exception("checkpoint or sweep failed; trying again next tick")
+
+
+async def _checkpoint() -> None:
+    """Write the text of every running generation here that changed, in one statement."""
+    now = time.monotonic()
+    heartbeat_every = settings.GENERATION_STALE_AFTER / 4
+    rows, heartbeat_only = [], []
+    for generation in list(_running.values()):
+        if generation.conversation_id is None:
+            continue
+        if generation.seq != generation.checkpointed_seq:
+            rows.append((generation.message_id, generation.text(), generation.seq))
+            generation.checkpointed_seq = generation.seq
+            generation.last_write = now
+        elif now - generation.last_write >= heartbeat_every:
+            heartbeat_only.append(generation.message_id)
+            generation.last_write = now
+    if rows or heartbeat_only:
+        await _checkpoint_write(rows, heartbeat_only)
 
 
 async def generation_sweep() -> int:
@@ -345,7 +381,7 @@ async def generation_sweep() -> int:
 
 @database_sync_to_async
 def _stale_interrupt(exclude: list[int]) -> list[int]:
-    cutoff = timezone.now() - timedelta(seconds=STALE_AFTER)
+    cutoff = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_AFTER)
     stale = list(
         Message.objects.filter(status=Message.Status.STREAMING, heartbeat_at__lt=cutoff)
         .exclude(pk__in=exclude)

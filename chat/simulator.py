@@ -67,6 +67,7 @@ DIRECTIVE_DEFAULTS = {
     "stall_for": 3600.0,  # float seconds
     "accumulate": 1,     # 0: no top-level "content" in stream chunks
     "usage": 1,          # 0: no usage in the last chunk / the completion
+    "stamp": 0,          # 1: delta i is "t{i}@{unix time it was sent, 6 decimals} "
 }
 DIRECTIVE_TYPES = {"interval": float, "stall_for": float, "retry_after": str}
 
@@ -355,6 +356,12 @@ def delta_interval(directives: dict) -> float:
     return max(ms, 0.0) / 1000
 
 
+def piece_stamp(index: int) -> str:
+    """The text of delta `index` under `stamp=1`: it carries the moment it leaves, so a
+    client on this machine can measure how late it arrived (bench/relay.py)."""
+    return f"t{index}@{time.time():.6f} "
+
+
 def usage_of(request: ChatRequest, answer: Answer) -> dict:
     completion = len(answer.pieces)
     return {"completion_tokens": completion, "prompt_tokens": request.prompt_tokens,
@@ -389,6 +396,8 @@ async def completion_send(send, request: ChatRequest, answer: Answer) -> None:
     if d["stall"] is not None:
         await asyncio.sleep(d["stall_for"])
     message = {"role": "assistant", "content": answer.text}
+    if d["stamp"]:
+        message["content"] = "".join(piece_stamp(i) for i in range(len(answer.pieces)))
     if answer.tool_call:
         message["content"] = None
         message["tool_calls"] = [{
@@ -464,8 +473,9 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
         if answer.tool_call:
             delta = tool_call_delta(answer, sent)
         else:
-            so_far += answer.pieces[sent]
-            delta = {"content": answer.pieces[sent]}
+            piece = piece_stamp(sent) if d["stamp"] else answer.pieces[sent]
+            so_far += piece
+            delta = {"content": piece}
         payload = dumps(chunk(delta, so_far))
         if d["malformed"] == sent + 1:
             # The reference's own vision example has this defect: a stray "}" after

@@ -336,3 +336,90 @@ async def test_socket_from_a_foreign_origin_is_refused(user):
     )
     connected, _ = await ws.connect()
     assert not connected
+
+
+async def test_retry_after_a_cut_stream_answers_again_beside_the_failed_answer(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=6 cut=2 interval=0]")
+    frames = await frames_until(ws, is_done)
+    failed = frames[-1]["message"]
+    assert failed["status"] == "error"
+    await ws.send_json_to({"type": "retry", "message_id": failed["id"]})
+    frames = await frames_until(ws, is_done)
+    new = first(frames, "message")
+    assert new["replaces"] == failed["id"]
+    assert new["message"]["parent_id"] == failed["parent_id"] and new["message"]["id"] != failed["id"]
+    # The simulator cuts every identical request; the retried one is identical, so it is cut again:
+    # what matters here is that a second answer was made and the first one kept.
+    assert (await stored(failed["id"])).content == "t0 t1 "
+    assert frames[-1]["message_id"] == new["message"]["id"]
+
+
+async def test_continue_appends_to_the_partial_answer_in_place(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=6 cut=3 interval=0] go")
+    frames = await frames_until(ws, is_done)
+    failed = frames[-1]["message"]
+    assert (failed["content"], failed["seq"]) == ("t0 t1 t2 ", frames[-1]["seq"])
+    await ws.send_json_to({"type": "continue", "message_id": failed["id"]})
+    frames = await frames_until(ws, is_done)
+    reopened = first(frames, "message")["message"]
+    assert (reopened["id"], reopened["status"], reopened["content"]) == (failed["id"], "streaming", "t0 t1 t2 ")
+    done = frames[-1]["message"]
+    assert done["status"] == "complete" and done["id"] == failed["id"]
+    # The continuation request carries the partial text and asks to go on; the simulator's
+    # default answer then echoes that instruction.
+    assert done["content"].startswith("t0 t1 t2 ") and "Continue it exactly where it stopped" in done["content"]
+    deltas = [f for f in frames if f["type"] == "delta"]
+    assert deltas[0]["seq"] == failed["seq"] + 1
+
+
+async def test_continue_with_nothing_written_asks_for_retry(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim status=401]")
+    frames = await frames_until(ws, is_done)
+    await ws.send_json_to({"type": "continue", "message_id": frames[-1]["message_id"]})
+    assert (await ws.receive_json_from())["code"] == "nothing_to_continue"
+
+
+async def test_a_stalled_stream_ends_as_an_error_after_the_configured_time(user, connect, settings):
+    settings.UPSTREAM_STALL_TIMEOUT = 0.5
+    ws = await connect(user)
+    await send(ws, "[sim deltas=5 stall=2 interval=0]")
+    frames = await frames_until(ws, is_done)
+    message = frames[-1]["message"]
+    assert (message["status"], message["error_code"], message["content"]) == ("error", "stalled", "t0 t1 ")
+    assert message["error_message"].startswith("The Yi API sent nothing for 0.5 seconds")
+
+
+async def test_a_529_storm_retries_then_tells_the_person(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim status=529]")
+    frames = await frames_until(ws, is_done)
+    assert [f["attempt"] for f in frames if f["type"] == "retrying"] == [1, 2]
+    message = frames[-1]["message"]
+    assert (message["status"], message["error_code"]) == ("error", "overloaded")
+    assert message["error_message"] == "The Yi API is overloaded right now (529: system busy). Try again in a moment."
+
+
+async def test_answer_whose_process_died_is_marked_interrupted_keeping_its_checkpoint(user, connect, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.GENERATION_STALE_AFTER = 5
+    conversation = await database_sync_to_async(Conversation.objects.create)(user=user, model="yi-large")
+    orphan = await database_sync_to_async(Message.objects.create)(
+        conversation=conversation, role="assistant", status="streaming", content="half an ans", seq=7,
+        heartbeat_at=timezone.now() - timedelta(seconds=6),
+    )
+    ws = await connect(user)
+    await ws.send_json_to({"type": "subscribe", "conversation_id": conversation.pk})
+    await frames_until(ws, lambda f: f["type"] == "subscribed")
+    # Every process sweeps for dead answers (this one started doing so when the socket opened).
+    done = (await frames_until(ws, is_done, timeout=5))[-1]
+    assert done["message"]["status"] == "interrupted"
+    assert (done["message"]["content"], done["seq"]) == ("half an ans", 7)
+    assert done["message"]["error_message"] == (
+        "The server restarted while answering; the text up to that moment is kept.")
+    assert (await stored(orphan.pk)).status == "interrupted"

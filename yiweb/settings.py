@@ -181,6 +181,9 @@ UPSTREAM_RETRY_MAX = _env_float("UPSTREAM_RETRY_MAX", 20.0)
 
 # The partial answer is written to the database at most this often, not per delta.
 CHECKPOINT_INTERVAL = _env_float("CHECKPOINT_INTERVAL", 1.0)
+# A streaming answer whose process has not written for this long is marked interrupted
+# (the process died); every process checks for such answers every half of this.
+GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
 
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
