@@ -146,3 +146,26 @@ def test_empty_message_is_not_sent(page, app_url):
     page.keyboard.press("Enter")
     page.wait_for_timeout(300)
     assert page.locator('[data-role="user"]').count() == 0
+
+
+def test_page_reconnects_by_itself_and_the_answer_arrives_whole(page, app_url):
+    """The connection is reset five times mid-answer; the page resumes each time from its last seq."""
+    from tests.tcp_proxy import CuttableProxy
+
+    proxy = CuttableProxy(int(app_url.rsplit(":", 1)[1]))
+    with proxy.running() as proxied:
+        sign_up(page, proxied, "kate")
+        page.fill("#message-input", "[sim deltas=600 interval=5]")
+        page.keyboard.press("Enter")
+        answer = last_answer(page)
+        rng = __import__("random").Random(7)
+        for _ in range(5):
+            page.wait_for_timeout(rng.randint(150, 400))
+            proxy.cut()
+            page.wait_for_selector("#connection-status:not([hidden])", timeout=5_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-role=assistant]')].pop().dataset.status === 'complete'",
+            timeout=30_000,
+        )
+        assert answer.locator(".message-body").inner_text().strip() == "".join(f"t{i} " for i in range(600)).strip()
+        assert page.locator("#connection-status").is_hidden()

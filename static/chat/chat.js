@@ -1,0 +1,483 @@
+// The chat page: the conversation list, the messages, the composer and the one
+// websocket of this tab. The protocol is docs/websocket.md; message rendering is in
+// message_view.js and markdown.js, the reconnecting socket in socket.js.
+(function () {
+  "use strict";
+
+  // --- What the server put in the page (json_script) ------------------------------
+  function readJSON(id) {
+    const node = document.getElementById(id);
+    if (!node) return null;
+    try {
+      return JSON.parse(node.textContent);
+    } catch (err) {
+      return null;
+    }
+  }
+  const initialConversation = readJSON("conversation-data");
+  const initialMessages = readJSON("messages-data") || [];
+  const defaultModel = readJSON("default-model") || "";
+
+  const $ = (id) => document.getElementById(id);
+  const app = $("chat-app");
+  const ui = {
+    sidebar: $("sidebar"),
+    sidebarToggle: $("sidebar-toggle"),
+    sidebarBackdrop: $("sidebar-backdrop"),
+    conversationList: $("conversation-list"),
+    conversationEmpty: $("conversation-empty"),
+    connection: $("connection-status"),
+    scroller: $("message-scroller"),
+    messageList: $("message-list"),
+    emptyState: $("empty-state"),
+    scrollBottom: $("scroll-bottom"),
+    composer: $("composer"),
+    input: $("message-input"),
+    send: $("send-button"),
+    stop: $("stop-button"),
+    model: $("model-select"),
+    modelError: $("model-error"),
+    error: $("send-error"),
+    errorText: $("send-error-text"),
+    errorDismiss: $("send-error-dismiss"),
+  };
+  const urls = {
+    models: app.dataset.modelsUrl,
+    conversation: (id) =>
+      app.dataset.conversationUrl.replace(app.dataset.conversationUrlPlaceholder, String(id)),
+    socket: (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/chat/",
+  };
+
+  const state = {
+    conversation: initialConversation,
+    conversationId: initialConversation ? initialConversation.id : null,
+    views: new Map(), // message id -> MessageView
+    pending: [], // sends not yet confirmed by the server: {clientId, text, conversationId, model}
+  };
+
+  // --- Rendering: at most once per animation frame ---------------------------------
+  const dirty = new Set();
+  let frameRequested = false;
+  let pinnedToBottom = true;
+
+  function scheduleRender(view) {
+    dirty.add(view);
+    if (!frameRequested) {
+      frameRequested = true;
+      requestAnimationFrame(renderFrame);
+    }
+  }
+
+  function renderFrame() {
+    frameRequested = false;
+    for (const view of dirty) view.render();
+    dirty.clear();
+    if (pinnedToBottom) scrollToBottom();
+  }
+
+  function scrollToBottom() {
+    ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  }
+
+  ui.scroller.addEventListener(
+    "scroll",
+    () => {
+      const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop - ui.scroller.clientHeight;
+      pinnedToBottom = fromBottom < 48;
+      ui.scrollBottom.hidden = pinnedToBottom;
+    },
+    { passive: true },
+  );
+  ui.scrollBottom.addEventListener("click", () => {
+    pinnedToBottom = true;
+    ui.scrollBottom.hidden = true;
+    scrollToBottom();
+  });
+
+  // --- Messages ---------------------------------------------------------------------
+  const viewHooks = { scheduleRender, requestResync: (view) => subscribe(view) };
+
+  function addOrUpdateMessage(message, replaces) {
+    let view = state.views.get(message.id);
+    if (view) {
+      // A repeated `message` frame of a streaming answer carries no text the page does
+      // not already have. An ended answer that streams again ("continue") starts over
+      // from the stored text the frame carries.
+      if (!(view.streaming && message.status === "streaming")) view.update(message);
+    } else {
+      view = new MessageView(message, viewHooks);
+      state.views.set(message.id, view);
+      const old = replaces !== undefined && state.views.get(replaces);
+      if (old) {
+        // "Retry": the new answer takes the old one's place (the server keeps the old
+        // one as another branch of the conversation).
+        old.el.replaceWith(view.el);
+        state.views.delete(replaces);
+        dirty.delete(old);
+      } else {
+        ui.messageList.append(view.el);
+      }
+    }
+    ui.emptyState.hidden = true;
+    if (pinnedToBottom) requestAnimationFrame(scrollToBottom);
+    refreshStreamingControls();
+    return view;
+  }
+
+  // A frame for a message this page never saw (its `message` frame was sent while the
+  // socket was down): show it as a streaming answer and let the seq logic catch up.
+  function viewFor(messageId) {
+    return (
+      state.views.get(messageId) ||
+      addOrUpdateMessage({
+        id: messageId,
+        conversation_id: state.conversationId,
+        role: "assistant",
+        status: "streaming",
+        content: "",
+      })
+    );
+  }
+
+  function streamingView() {
+    let found = null;
+    for (const view of state.views.values()) if (view.role === "assistant" && view.streaming) found = view;
+    return found;
+  }
+
+  function refreshStreamingControls() {
+    const streaming = streamingView();
+    ui.stop.hidden = !streaming;
+    if (!streaming) {
+      ui.stop.disabled = false;
+      ui.stop.querySelector(".btn-label").textContent = "Stop";
+    }
+  }
+
+  // Countdowns of `retrying` notices; the interval runs only while one is shown.
+  let retryTimer = null;
+  function startRetryTicker() {
+    if (retryTimer) return;
+    retryTimer = setInterval(() => {
+      let any = false;
+      for (const view of state.views.values()) any = view.tickRetry() || any;
+      if (!any) {
+        clearInterval(retryTimer);
+        retryTimer = null;
+      }
+    }, 250);
+  }
+
+  // --- Notices ----------------------------------------------------------------------
+  // The notice above the input: refusals from the server (red) and, with info, the
+  // plain "waiting for the connection" note.
+  function showError(sentence, info) {
+    ui.errorText.textContent = sentence;
+    ui.error.classList.toggle("is-info", Boolean(info));
+    ui.error.hidden = false;
+  }
+
+  function hideError() {
+    ui.error.hidden = true;
+    ui.errorText.textContent = "";
+  }
+
+  ui.errorDismiss.addEventListener("click", () => {
+    hideError();
+    ui.input.focus();
+  });
+
+  function showConnection(stateName, attempt) {
+    ui.connection.hidden = stateName === "open";
+    ui.connection.querySelector(".connection-status-text").textContent =
+      attempt > 5 ? "Reconnecting… (if this lasts, reload the page)" : "Reconnecting…";
+  }
+
+  // --- Sidebar ----------------------------------------------------------------------
+  function upsertConversation(conversation) {
+    let item = ui.conversationList.querySelector(`[data-conversation-id="${conversation.id}"]`);
+    if (!item) {
+      item = document.createElement("li");
+      item.className = "conversation-item";
+      item.dataset.conversationId = String(conversation.id);
+      const link = document.createElement("a");
+      link.className = "conversation-link";
+      link.href = urls.conversation(conversation.id);
+      const title = document.createElement("span");
+      title.className = "conversation-title";
+      link.append(title);
+      item.append(link);
+    }
+    const title = conversation.title || "New chat";
+    item.querySelector(".conversation-title").textContent = title;
+    item.querySelector(".conversation-link").title = title;
+    if (conversation.updated_at) item.dataset.updatedAt = conversation.updated_at;
+    // Created or changed just now, so it is the most recently updated one.
+    ui.conversationList.prepend(item);
+    ui.conversationEmpty.hidden = true;
+    markCurrentConversation();
+  }
+
+  function markCurrentConversation() {
+    for (const item of ui.conversationList.children) {
+      const current = item.dataset.conversationId === String(state.conversationId);
+      item.classList.toggle("is-current", current);
+      const link = item.querySelector(".conversation-link");
+      if (current) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
+  function setSidebarOpen(open) {
+    app.classList.toggle("sidebar-open", open);
+    ui.sidebarToggle.setAttribute("aria-expanded", String(open));
+    ui.sidebarBackdrop.hidden = !open;
+  }
+  ui.sidebarToggle.addEventListener("click", () => setSidebarOpen(!app.classList.contains("sidebar-open")));
+  ui.sidebarBackdrop.addEventListener("click", () => setSidebarOpen(false));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && app.classList.contains("sidebar-open")) setSidebarOpen(false);
+  });
+
+  // --- The socket -------------------------------------------------------------------
+  const socket = new ReconnectingSocket(urls.socket, {
+    onOpen: socketOpened,
+    onFrame: handleFrame,
+    onBadFrame: () =>
+      showError("The server sent something this page did not understand. Reload the page if the chat stops updating."),
+    onState: showConnection,
+  });
+
+  function subscribe(view) {
+    if (state.conversationId === null) return;
+    const frame = { type: "subscribe", conversation_id: state.conversationId };
+    const streaming = view || streamingView();
+    if (streaming) {
+      frame.message_id = streaming.id;
+      frame.last_seq = streaming.lastSeq;
+    }
+    socket.send(frame);
+  }
+
+  function socketOpened() {
+    subscribe();
+    // A send whose confirmation was lost with the old socket goes again with the same
+    // client_id: the server ignores it if the first one arrived. One typed before the
+    // socket was up goes now, and leaves the box.
+    for (const pending of state.pending) {
+      socket.send(sendFrame(pending));
+      if (pending.waiting) {
+        pending.waiting = false;
+        if (ui.input.value === pending.text) clearComposer();
+        hideError();
+      }
+    }
+  }
+
+  function sendFrame(pending) {
+    return {
+      type: "send",
+      conversation_id: pending.conversationId,
+      text: pending.text,
+      model: pending.model,
+      client_id: pending.clientId,
+    };
+  }
+
+  // A send from the home page made a conversation: this tab now shows it.
+  function adoptConversation(conversationId) {
+    const ours = state.pending.filter((p) => p.conversationId === null);
+    if (state.conversationId !== null || !ours.length) return;
+    state.conversationId = conversationId;
+    for (const pending of ours) pending.conversationId = conversationId;
+    history.replaceState({ conversationId }, "", urls.conversation(conversationId));
+    markCurrentConversation();
+  }
+
+  const frameHandlers = {
+    subscribed(frame) {
+      // The server moves the socket to the conversation a send from here created.
+      if (typeof frame.conversation_id === "number") adoptConversation(frame.conversation_id);
+    },
+    conversation(frame) {
+      const conversation = frame.conversation;
+      // Every tab of the person hears of a new conversation; the client_id says which
+      // tab's send made it.
+      if (frame.client_id && state.pending.some((p) => p.clientId === frame.client_id)) {
+        adoptConversation(conversation.id);
+      }
+      if (conversation.id === state.conversationId) {
+        state.conversation = conversation;
+        document.title = `${conversation.title || "New chat"} · yiweb`;
+      }
+      upsertConversation(conversation);
+    },
+    message(frame) {
+      const message = frame.message;
+      if (message.conversation_id !== undefined && message.conversation_id !== state.conversationId) return;
+      if (message.role === "user") {
+        const index = state.pending.findIndex((p) => p.text.trim() === (message.content || "").trim());
+        if (index !== -1) state.pending.splice(index, 1);
+      }
+      addOrUpdateMessage(message, frame.replaces);
+    },
+    snapshot(frame) {
+      viewFor(frame.message_id).snapshot(frame);
+    },
+    delta(frame) {
+      viewFor(frame.message_id).delta(frame);
+    },
+    retrying(frame) {
+      viewFor(frame.message_id).retrying(frame);
+      startRetryTicker();
+    },
+    done(frame) {
+      const view = state.views.get(frame.message_id);
+      if (view) {
+        dirty.delete(view);
+        view.done(frame);
+      } else {
+        addOrUpdateMessage(frame.message);
+      }
+      refreshStreamingControls();
+      if (pinnedToBottom) requestAnimationFrame(scrollToBottom);
+    },
+    error(frame) {
+      const index = frame.client_id ? state.pending.findIndex((p) => p.clientId === frame.client_id) : -1;
+      if (index !== -1) {
+        restoreDraft(state.pending[index].text);
+        state.pending.splice(index, 1);
+      }
+      showError(frame.message || `The server refused the request (${frame.code}).`);
+    },
+  };
+
+  function handleFrame(frame) {
+    const handler = frameHandlers[frame.type];
+    if (handler) handler(frame);
+  }
+
+  // --- Composer ---------------------------------------------------------------------
+  function newClientId() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    // randomUUID exists only on https:// and localhost; a LAN address over http has not.
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
+  // Text the server refused goes back into the box, in front of anything typed since.
+  function restoreDraft(text) {
+    const current = ui.input.value;
+    if (current === text) return;
+    ui.input.value = current.trim() ? `${text}\n${current}` : text;
+    composerChanged();
+  }
+
+  function composerChanged() {
+    ui.send.disabled = ui.input.value.trim() === "";
+    ui.input.style.height = "auto";
+    ui.input.style.height = `${Math.min(ui.input.scrollHeight, 240)}px`;
+  }
+
+  function sendMessage() {
+    const text = ui.input.value;
+    if (text.trim() === "") return;
+    const pending = {
+      clientId: newClientId(),
+      text,
+      conversationId: state.conversationId,
+      model: ui.model.value || defaultModel,
+    };
+    if (state.pending.some((p) => p.waiting && p.text === text)) return;
+    state.pending.push(pending);
+    if (!socket.send(sendFrame(pending))) {
+      // Connecting (the page just opened) or reconnecting: the message goes out when the
+      // socket opens, and stays in the box until then so that nothing is lost.
+      pending.waiting = true;
+      showError("Not connected yet. Your message will be sent as soon as the connection is up.", true);
+      return;
+    }
+    hideError();
+    clearComposer();
+    if (state.conversationId !== null) {
+      const item = ui.conversationList.querySelector(`[data-conversation-id="${state.conversationId}"]`);
+      if (item) ui.conversationList.prepend(item);
+    }
+  }
+
+  function clearComposer() {
+    ui.input.value = "";
+    composerChanged();
+    ui.input.focus();
+    pinnedToBottom = true;
+    scrollToBottom();
+  }
+
+  ui.input.addEventListener("input", composerChanged);
+  ui.input.addEventListener("keydown", (event) => {
+    // isComposing: Enter that confirms an IME candidate (Chinese, Japanese…) is not a send.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      sendMessage();
+    }
+  });
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendMessage();
+  });
+
+  ui.stop.addEventListener("click", () => {
+    const view = streamingView();
+    if (!view) return;
+    if (!socket.send({ type: "stop", message_id: view.id })) {
+      showError("Not connected to the server, so the answer cannot be stopped yet. Try again in a moment.");
+      return;
+    }
+    ui.stop.disabled = true;
+    ui.stop.querySelector(".btn-label").textContent = "Stopping…";
+    ui.input.focus();
+  });
+
+  // Retry (a new answer to the same question) and Continue (the model goes on from the
+  // text it has) under the last answer.
+  ui.messageList.addEventListener("click", (event) => {
+    const button = event.target.closest(".retry-button, .continue-button");
+    if (!button) return;
+    const messageId = Number(button.closest(".message").dataset.messageId);
+    const type = button.classList.contains("retry-button") ? "retry" : "continue";
+    if (!socket.send({ type, message_id: messageId })) {
+      showError("Not connected to the server. Try again once the connection is back.");
+      return;
+    }
+    hideError();
+    pinnedToBottom = true;
+  });
+
+  YiMarkdown.handleCopyButtons(ui.messageList);
+
+  // --- Start ------------------------------------------------------------------------
+  for (const message of initialMessages) addOrUpdateMessage(message);
+  ui.emptyState.hidden = initialMessages.length > 0;
+  markCurrentConversation();
+  composerChanged();
+  scrollToBottom();
+  loadModelPicker({
+    select: ui.model,
+    problem: ui.modelError,
+    url: urls.models,
+    preferred: state.conversation && state.conversation.model,
+    fallback: defaultModel,
+  });
+  socket.connect();
+
+  window.addEventListener("online", () => socket.reconnectNow());
+  // Leaving the page closes the socket; that is not a drop to announce. Coming back
+  // from the back/forward cache opens a fresh one.
+  window.addEventListener("pagehide", () => socket.stop());
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) socket.resume();
+  });
+})();

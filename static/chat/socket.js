@@ -1,0 +1,104 @@
+// One websocket that comes back on its own. A dropped socket (server restart, network
+// change, laptop sleep) is reopened after 0.5 s, 1 s, 2 s, … capped at 10 s, each delay
+// jittered so that a restarted server is not hit by every tab in the same instant.
+// The owner re-subscribes in onOpen; frames sent while closed are refused (send()
+// returns false) so the caller can keep the person's text instead of losing it.
+(function () {
+  "use strict";
+
+  const FIRST_DELAY_MS = 500;
+  const MAX_DELAY_MS = 10000;
+
+  class ReconnectingSocket {
+    constructor(url, handlers) {
+      this.url = url;
+      this.handlers = handlers; // onOpen(), onFrame(frame), onBadFrame(raw), onState(state, attempt)
+      this.ws = null;
+      this.failures = 0;
+      this.timer = null;
+      this.stopped = false;
+    }
+
+    get isOpen() {
+      return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+    }
+
+    connect() {
+      clearTimeout(this.timer);
+      this.timer = null;
+      if (this.stopped || this.ws) return;
+      let ws;
+      try {
+        ws = new WebSocket(this.url);
+      } catch (err) {
+        this.retryLater();
+        return;
+      }
+      this.ws = ws;
+      ws.addEventListener("open", () => {
+        this.failures = 0;
+        this.handlers.onState("open", 0);
+        this.handlers.onOpen();
+      });
+      ws.addEventListener("message", (event) => {
+        let frame;
+        try {
+          frame = JSON.parse(event.data);
+        } catch (err) {
+          this.handlers.onBadFrame(event.data);
+          return;
+        }
+        if (frame && typeof frame.type === "string") this.handlers.onFrame(frame);
+        else this.handlers.onBadFrame(event.data);
+      });
+      // "error" is always followed by "close", so only "close" reconnects.
+      ws.addEventListener("close", () => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        this.retryLater();
+      });
+    }
+
+    retryLater() {
+      if (this.stopped || this.timer) return;
+      const ceiling = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.failures);
+      const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+      this.failures += 1;
+      this.handlers.onState("reconnecting", this.failures);
+      this.timer = setTimeout(() => this.connect(), delay);
+    }
+
+    // Try now instead of waiting out the backoff (the browser says it is online again).
+    reconnectNow() {
+      if (this.stopped || this.ws) return;
+      this.failures = 0;
+      this.connect();
+    }
+
+    send(frame) {
+      if (!this.isOpen) return false;
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    // The page is going away: closing now is not a failure worth announcing.
+    stop() {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      this.timer = null;
+      if (this.ws) {
+        const ws = this.ws;
+        this.ws = null;
+        ws.close();
+      }
+    }
+
+    resume() {
+      this.stopped = false;
+      this.failures = 0;
+      this.connect();
+    }
+  }
+
+  window.ReconnectingSocket = ReconnectingSocket;
+})();
