@@ -101,6 +101,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         text, model = conversations.send_validate(text=content.get("text"), model=content.get("model"))
         params = conversations.params_validate(content)
         client_id = content.get("client_id") if isinstance(content.get("client_id"), str) else ""
+        if await database_sync_to_async(conversations.send_seen)(user=self.user, client_id=client_id):
+            return
         conversation_id = content.get("conversation_id")
         if conversation_id is None:
             system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""

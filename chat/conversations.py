@@ -140,6 +140,11 @@ def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def send_seen(*, user: AbstractBaseUser, client_id: str) -> bool:
+    """Whether this user already sent `client_id`: a resend after a reconnect, to be ignored."""
+    return bool(client_id) and Message.objects.filter(conversation__user=user, client_id=client_id[:64]).exists()
+
+
 def conversation_create(
     *, user: AbstractBaseUser, model: str, title: str = "", system_prompt: str = "", client_id: str = ""
 ) -> Conversation:

@@ -423,3 +423,14 @@ async def test_answer_whose_process_died_is_marked_interrupted_keeping_its_check
     assert done["message"]["error_message"] == (
         "The server restarted while answering; the text up to that moment is kept.")
     assert (await stored(orphan.pk)).status == "interrupted"
+
+
+async def test_resent_first_message_does_not_make_a_second_conversation(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=2 interval=0]", client_id="first-send")
+    await frames_until(ws, is_done)
+    again = await connect(user)
+    await send(again, "[sim deltas=2 interval=0]", client_id="first-send")
+    assert await again.receive_nothing(timeout=0.3)
+    assert await database_sync_to_async(Conversation.objects.count)() == 1
+    assert await message_count() == 2

@@ -7,6 +7,7 @@ API simulator (chat/simulator.py) on SIMULATOR_PORT and the app points at it.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -33,6 +34,8 @@ class Command(BaseCommand):
             children.append(_daphne("chat.simulator:app", "127.0.0.1", settings.SIMULATOR_PORT))
         self.stdout.write(f"yiweb is at http://{host}:{port}/ (Ctrl+C stops it)")
         app = _daphne("yiweb.asgi:application", host, port)
+        # `docker stop` and service managers send SIGTERM: stop the servers too, not only on Ctrl+C.
+        signal.signal(signal.SIGTERM, lambda *_: app.terminate())
         try:
             app.wait()
         except KeyboardInterrupt:
