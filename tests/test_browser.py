@@ -169,3 +169,56 @@ def test_page_reconnects_by_itself_and_the_answer_arrives_whole(page, app_url):
         )
         assert answer.locator(".message-body").inner_text().strip() == "".join(f"t{i} " for i in range(600)).strip()
         assert page.locator("#connection-status").is_hidden()
+
+
+def wait_last_answer_status(page, status: str, timeout: int = 30_000) -> None:
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.dataset.status === '{status}'",
+        timeout=timeout,
+    )
+
+
+def test_reload_mid_answer_shows_the_text_so_far_and_continues_live(page, app_url):
+    sign_up(page, app_url, "liam")
+    page.fill("#message-input", "[sim deltas=400 interval=8]")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t60 ')")
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    page.reload()
+    answer = last_answer(page)
+    answer.wait_for()
+    assert answer.get_attribute("data-status") == "streaming"
+    assert answer.locator(".message-body").inner_text().startswith("t0 t1 t2")
+    wait_last_answer_status(page, "complete")
+    assert answer.locator(".message-body").inner_text().strip() == "".join(f"t{i} " for i in range(400)).strip()
+
+
+def test_retrying_upstream_shows_a_countdown_then_the_answer(page, app_url):
+    sign_up(page, app_url, "mia")
+    page.fill("#message-input", "[sim status=529 times=1 retry_after=2 deltas=3]")
+    page.keyboard.press("Enter")
+    notice = last_answer(page).locator(".retry-notice")
+    notice.wait_for(state="visible")
+    first = notice.inner_text()
+    assert "busy" in first.lower() or "overloaded" in first.lower()
+    assert re.search(r"\b[12] ?s\b", first), first
+    wait_last_answer_status(page, "complete")
+    assert last_answer(page).locator(".message-body").inner_text().strip() == "t0 t1 t2"
+    assert notice.is_hidden()
+
+
+def test_cut_stream_keeps_partial_text_and_offers_continue_and_retry(page, app_url):
+    sign_up(page, app_url, "noah")
+    page.fill("#message-input", "[sim deltas=20 cut=5] tell me")
+    page.keyboard.press("Enter")
+    wait_last_answer_status(page, "error")
+    answer = last_answer(page)
+    assert answer.locator(".message-body").inner_text().strip() == "t0 t1 t2 t3 t4"
+    assert "closed mid-answer" in answer.locator(".message-error").inner_text()
+    assert answer.locator(".retry-button").is_visible()
+    answer.locator(".continue-button").click()
+    wait_last_answer_status(page, "complete")
+    body = last_answer(page).locator(".message-body").inner_text()
+    assert body.startswith("t0 t1 t2 t3 t4") and "Continue it exactly where it stopped" in body
+    assert page.locator('[data-role="assistant"]').count() == 1
