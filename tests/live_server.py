@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import httpx
 import psycopg
 import websockets
 
-from tests.simulator_server import REPO_ROOT, free_port
+from tests.simulator_server import REPO_ROOT, running_daphne
 
 START_TIMEOUT = 30.0
 POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -76,36 +75,19 @@ def postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def app_answers(base: str) -> bool:
+    try:
+        httpx.get(f"{base}/accounts/login/", timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def running_app(env: dict[str, str], *, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve yiweb.asgi with Daphne on a free port; yields (base URL, process)."""
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "yiweb.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                try:
-                    httpx.get(f"{base}/accounts/login/", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        raise RuntimeError(f"yiweb did not start on {base}:\n{log.read().decode(errors='replace')}")
-                    time.sleep(0.1)
-            yield base, process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    with running_daphne("yiweb.asgi:application", env, app_answers, port=port, timeout=START_TIMEOUT) as running:
+        yield running
 
 
 def signup(base: str, username: str, password: str = "correct horse battery staple") -> str:

@@ -9,7 +9,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,37 +36,45 @@ def simulator_answers(base_url: str, key: str) -> bool:
 
 
 @contextlib.contextmanager
+def running_daphne(application: str, env: dict, ready: Callable[[str], bool], *, port: int | None = None,
+                   timeout: float = START_TIMEOUT) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve an ASGI application with Daphne in a subprocess; yield (http://127.0.0.1:PORT, process)
+    once `ready(base)` is true, and stop it afterwards."""
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    # Logs go to a file, not a pipe: nobody drains a pipe while tests run, and a full
+    # pipe would freeze the server mid-stream.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready(base):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(
+                        f"{application} did not answer at {base} within {timeout:.0f} s "
+                        f"(exit code {process.poll()}). Its output:\n" + log.read().decode(errors="replace"))
+                time.sleep(0.05)
+            yield base, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@contextlib.contextmanager
 def running_simulator(env: dict | None = None) -> Iterator[str]:
     """Start the simulator on a free port and yield its base URL, http://127.0.0.1:PORT/v1.
 
     `env` adds environment variables (SIMULATOR_DELTA_MS, SIMULATOR_API_KEY, ...).
     """
     env = {**os.environ, **(env or {})}
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    # Logs go to a file, not a pipe: nobody drains a pipe while tests run, and a full
-    # pipe would freeze the server mid-stream.
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "chat.simulator:app"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            key = env.get("SIMULATOR_API_KEY") or "sk-simulator"
-            while not simulator_answers(base_url, key):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stderr.seek(0)
-                    raise RuntimeError(
-                        f"The Yi API simulator did not answer at {base_url} within "
-                        f"{START_TIMEOUT:.0f} s (exit code {process.poll()}). Its stderr:\n"
-                        + stderr.read().decode(errors="replace"))
-                time.sleep(0.05)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    key = env.get("SIMULATOR_API_KEY") or "sk-simulator"
+    with running_daphne("chat.simulator:app", env, lambda base: simulator_answers(f"{base}/v1", key)) as (base, _):
+        yield f"{base}/v1"
