@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import conversations
 from chat.conversations import SendRefused
-from chat.events import conversation_group, user_group
+from chat.events import conversation_group, events_send, user_group
 from chat.generation import (
     generation_snapshot_request,
     generation_start,
@@ -101,30 +101,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         text, model = conversations.send_validate(text=content.get("text"), model=content.get("model"))
         params = conversations.params_validate(content)
         client_id = content.get("client_id") if isinstance(content.get("client_id"), str) else ""
-        if await database_sync_to_async(conversations.send_seen)(user=self.user, client_id=client_id):
-            return
+        system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
         conversation_id = content.get("conversation_id")
-        if conversation_id is None:
-            system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
-            conversation = await database_sync_to_async(conversations.conversation_create)(
-                user=self.user,
-                model=model,
-                title=conversations.title_from(text),
-                system_prompt=system_prompt,
-                client_id=client_id,
-            )
-        else:
-            conversation = await database_sync_to_async(conversations.conversation_get)(
-                user=self.user, conversation_id=_int(conversation_id)
-            )
-        if conversation.pk != self.conversation_id:
-            await self.watch(conversation.pk)
-            await self.send_json({"type": "subscribed", "conversation_id": conversation.pk})
-        answer = await database_sync_to_async(conversations.exchange_start)(
-            conversation=conversation, text=text, model=model, client_id=client_id, params=params
+        exchange = await database_sync_to_async(conversations.exchange_send)(
+            user=self.user,
+            conversation_id=None if conversation_id is None else _int(conversation_id),
+            text=text,
+            model=model,
+            client_id=client_id,
+            params=params,
+            system_prompt=system_prompt,
         )
-        if answer is not None:
-            generation_start(message_id=answer.pk)
+        if exchange is not None:
+            await self.exchange_run(exchange)
 
     async def on_stop(self, content: dict[str, Any]) -> None:
         message_id = _int(content.get("message_id"))
@@ -132,16 +121,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await generation_stop(message_id=message_id)
 
     async def on_retry(self, content: dict[str, Any]) -> None:
-        answer = await database_sync_to_async(conversations.answer_retry)(
+        exchange = await database_sync_to_async(conversations.answer_retry)(
             user=self.user, message_id=_int(content.get("message_id"))
         )
-        generation_start(message_id=answer.pk)
+        await self.exchange_run(exchange)
 
     async def on_continue(self, content: dict[str, Any]) -> None:
-        answer = await database_sync_to_async(conversations.answer_continue)(
+        exchange = await database_sync_to_async(conversations.answer_continue)(
             user=self.user, message_id=_int(content.get("message_id"))
         )
-        generation_start(message_id=answer.pk)
+        await self.exchange_run(exchange)
+
+    async def exchange_run(self, exchange: conversations.Exchange) -> None:
+        """Watch the conversation, tell every tab what was stored, then start the answer."""
+        if exchange.conversation_id != self.conversation_id:
+            await self.watch(exchange.conversation_id)
+            await self.send_json({"type": "subscribed", "conversation_id": exchange.conversation_id})
+        await events_send(exchange.events)
+        generation_start(answer=exchange.answer, request=exchange.request)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -165,6 +162,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.send(self.channel_name, {"type": "snapshot.timeout", "message_id": message_id})
 
     # --- channel layer → browser -------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every handler, which means
+        # waiting for the one database thread. Relaying a frame never touches the
+        # database, so deltas must not queue behind other sockets' writes: measured at
+        # 50 streams, this hand-off alone made the per-delta p99 3 s instead of 0.3 s.
+        if message["type"] == "chat.frame":
+            await self.chat_frame(message)
+        else:
+            await super().dispatch(message)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         frame = event["frame"]

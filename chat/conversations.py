@@ -1,12 +1,16 @@
 """Conversations and messages: the writes that change them and the reads that show them.
 
 Plain sync functions (the ORM), called from views directly and from async code through
-`database_sync_to_async`. Each write that browsers must hear about broadcasts its frame
-after the transaction commits.
+`database_sync_to_async`. A write that browsers must hear about returns its frames as
+(group, frame) events; the async caller broadcasts them once the transaction has
+committed (and, for a send, once the sending socket has joined the conversation's group).
+Broadcasting from inside the database thread would hold that one thread while the
+event loop delivers, and every socket's delta would queue behind it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +18,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.events import conversation_group, frame_send_on_commit, user_group
+from chat.events import Event, conversation_group, user_group
+from chat.requests import request_build
 from chat.models import Conversation, Message
 
 TITLE_CHARS = 60
@@ -36,9 +41,10 @@ def conversation_list(*, user: AbstractBaseUser) -> list[Conversation]:
     return list(Conversation.objects.filter(user=user).only("id", "title", "model", "updated_at"))
 
 
-def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
+def conversation_get(*, user: AbstractBaseUser, conversation_id: int | None, lock: bool = False) -> Conversation:
+    conversations = Conversation.objects.select_for_update() if lock else Conversation.objects
     try:
-        return Conversation.objects.get(pk=conversation_id, user=user)
+        return conversations.get(pk=conversation_id, user=user)
     except (Conversation.DoesNotExist, ValueError, TypeError):
         raise SendRefused("not_found", "That conversation does not exist or is not yours.") from None
 
@@ -140,58 +146,63 @@ def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def send_seen(*, user: AbstractBaseUser, client_id: str) -> bool:
-    """Whether this user already sent `client_id`: a resend after a reconnect, to be ignored."""
-    return bool(client_id) and Message.objects.filter(conversation__user=user, client_id=client_id[:64]).exists()
+@dataclass
+class Exchange:
+    """A stored send (or retry, or continue): the answer to generate, its upstream request,
+    and the frames to broadcast once the caller has committed and joined the group."""
+
+    conversation_id: int
+    answer: Message
+    request: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
 
 
-def conversation_create(
-    *, user: AbstractBaseUser, model: str, title: str = "", system_prompt: str = "", client_id: str = ""
-) -> Conversation:
-    """A new, empty conversation. `client_id` (of the send that made it) lets that tab recognise it."""
-    with transaction.atomic():
-        conversation = Conversation.objects.create(
-            user=user, model=model, title=title[:200], system_prompt=system_prompt or ""
-        )
-        frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
-        if client_id:
-            frame["client_id"] = client_id
-        frame_send_on_commit(user_group(user.pk), frame)
-    return conversation
-
-
-def exchange_start(
+def exchange_send(
     *,
-    conversation: Conversation,
+    user: AbstractBaseUser,
+    conversation_id: int | None,
     text: str,
     model: str,
     client_id: str = "",
     params: dict[str, Any] | None = None,
-) -> Message | None:
-    """Store a user message and the empty assistant answer that a generation will fill.
+    system_prompt: str = "",
+) -> Exchange | None:
+    """Store a user message and the empty answer a generation will fill, in one transaction.
 
-    Returns the assistant message, or None when `client_id` was already sent (a resend
-    after a reconnect). Refuses while another answer in the conversation is streaming:
-    two generations writing one thread would interleave.
+    `conversation_id` None starts a new conversation titled after the message. Returns
+    None when this user already sent `client_id` (a resend after a reconnect). Refuses
+    while another answer in the conversation streams: two generations writing one
+    thread would interleave.
     """
     client_id = (client_id or "")[:64]
+    events: list[Event] = []
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        if client_id and Message.objects.filter(conversation=conversation, client_id=client_id).exists():
+        if client_id and Message.objects.filter(conversation__user=user, client_id=client_id).exists():
             return None
-        if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
-            raise SendRefused("busy", "An answer is still being written in this conversation. Wait for it or press Stop.")
-        last = Message.objects.filter(conversation=conversation).order_by("-id").first()
-        try:
-            question = Message.objects.create(
-                conversation=conversation,
-                parent=last,
-                role=Message.Role.USER,
-                content=text,
-                client_id=client_id,
+        if conversation_id is None:
+            conversation = Conversation.objects.create(
+                user=user, model=model, title=title_from(text), system_prompt=system_prompt or ""
             )
+            frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
+            events.append((user_group(user.pk), {**frame, "client_id": client_id} if client_id else frame))
+        else:
+            conversation = conversation_get(user=user, conversation_id=conversation_id, lock=True)
+            if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+                raise SendRefused(
+                    "busy", "An answer is still being written in this conversation. Wait for it or press Stop."
+                )
+        thread = message_thread(conversation=conversation)
+        try:
+            with transaction.atomic():
+                question = Message.objects.create(
+                    conversation=conversation,
+                    parent=thread[-1] if thread else None,
+                    role=Message.Role.USER,
+                    content=text,
+                    client_id=client_id,
+                )
         except IntegrityError:
-            return None
+            return None  # the same client_id, sent twice at the same moment
         answer = Message.objects.create(
             conversation=conversation,
             parent=question,
@@ -201,31 +212,23 @@ def exchange_start(
             params=params or {},
             heartbeat_at=timezone.now(),
         )
-        fields = ["updated_at"]
-        if not conversation.title:
-            conversation.title = title_from(text)
-            fields.append("title")
-        if conversation.model != model:
+        if conversation.model != model or conversation_id is not None:
             conversation.model = model
-            fields.append("model")
-        conversation.save(update_fields=fields)
+            conversation.save(update_fields=["model", "updated_at"])
         group = conversation_group(conversation.pk)
-        frame_send_on_commit(group, {"type": "message", "message": message_to_dict(question)})
-        frame_send_on_commit(group, {"type": "message", "message": message_to_dict(answer)})
-        if "title" in fields:
-            frame_send_on_commit(
-                user_group(conversation.user_id), {"type": "conversation", "conversation": conversation_to_dict(conversation)}
-            )
-    return answer
-
-
-ENDED = (Message.Status.ERROR, Message.Status.STOPPED, Message.Status.INTERRUPTED, Message.Status.COMPLETE)
+        events += [
+            (group, {"type": "message", "message": message_to_dict(question)}),
+            (group, {"type": "message", "message": message_to_dict(answer)}),
+        ]
+        request = request_build(conversation=conversation, thread=[*thread, question], answer=answer)
+    return Exchange(conversation.pk, answer, request, events)
 
 
 def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Message:
     """The user's ended answer `message_id`, locked, in a conversation with nothing streaming."""
     answer = (
         Message.objects.select_for_update()
+        .select_related("conversation")
         .filter(pk=message_id, conversation__user=user, role=Message.Role.ASSISTANT)
         .first()
     )
@@ -236,12 +239,12 @@ def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Mess
     return answer
 
 
-def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Message:
+def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
     """Ask the same question again: a new answer beside the old one (kept as a branch)."""
     with transaction.atomic():
         old = _answer_for_rerun(user=user, message_id=message_id)
         answer = Message.objects.create(
-            conversation_id=old.conversation_id,
+            conversation=old.conversation,
             parent_id=old.parent_id,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
@@ -249,14 +252,13 @@ def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Message:
             params=old.params,
             heartbeat_at=timezone.now(),
         )
-        frame_send_on_commit(
-            conversation_group(old.conversation_id),
-            {"type": "message", "message": message_to_dict(answer), "replaces": old.pk},
-        )
-    return answer
+        thread = message_thread(conversation=old.conversation, leaf=answer)
+        frame = {"type": "message", "message": message_to_dict(answer), "replaces": old.pk}
+        request = request_build(conversation=old.conversation, thread=thread, answer=answer)
+    return Exchange(old.conversation_id, answer, request, [(conversation_group(old.conversation_id), frame)])
 
 
-def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Message:
+def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
     """Reopen an ended answer so the model goes on from its text; the answer grows in place."""
     with transaction.atomic():
         answer = _answer_for_rerun(user=user, message_id=message_id)
@@ -266,8 +268,10 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Messag
         answer.error_code = answer.error_message = answer.finish_reason = ""
         answer.heartbeat_at = timezone.now()
         answer.save(update_fields=["status", "error_code", "error_message", "finish_reason", "heartbeat_at", "updated_at"])
-        frame_send_on_commit(conversation_group(answer.conversation_id), {"type": "message", "message": message_to_dict(answer)})
-    return answer
+        thread = message_thread(conversation=answer.conversation, leaf=answer)
+        frame = {"type": "message", "message": message_to_dict(answer)}
+        request = request_build(conversation=answer.conversation, thread=thread, answer=answer)
+    return Exchange(answer.conversation_id, answer, request, [(conversation_group(answer.conversation_id), frame)])
 
 
 def title_from(text: str) -> str:
@@ -275,20 +279,19 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def message_finish(message_id: int, fields: dict[str, Any]) -> dict[str, Any] | None:
-    """End a streaming answer with `fields` and tell every tab, after commit.
+def message_finish(message_id: int, fields: dict[str, Any]) -> list[Event]:
+    """End a streaming answer with `fields`; returns the `done` frame to broadcast.
 
-    Returns the `done` frame, or None when the answer had already ended (a stop racing a
-    sweep, say): only the first ending counts.
+    Nothing when the answer had already ended (a stop racing a sweep, say): only the
+    first ending counts.
     """
     with transaction.atomic():
         updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
             **fields, heartbeat_at=None, updated_at=timezone.now()
         )
         if not updated:
-            return None
+            return []
         message = Message.objects.get(pk=message_id)
         Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
         frame = {"type": "done", "message_id": message_id, "seq": message.seq, "message": message_to_dict(message)}
-        frame_send_on_commit(conversation_group(message.conversation_id), frame)
-    return frame
+    return [(conversation_group(message.conversation_id), frame)]

@@ -1,4 +1,4 @@
-"""How state changes reach browsers: channel-layer groups and broadcast after commit.
+"""How state changes reach browsers: channel-layer groups and frames.
 
 A frame is the JSON object a browser receives (docs/websocket.md). It travels through
 the channel layer wrapped as {"type": "chat.frame", "frame": {...}}, which every
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+
+# A frame and the group it goes to, returned by a write for its caller to broadcast.
+Event = tuple[str, dict[str, Any]]
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -36,6 +37,7 @@ async def frame_send(group: str, frame: dict[str, Any]) -> None:
     await get_channel_layer().group_send(group, layer_message(frame))
 
 
-def frame_send_on_commit(group: str, frame: dict[str, Any]) -> None:
-    """From sync code inside a transaction: broadcast once the change is visible to readers."""
-    transaction.on_commit(lambda: async_to_sync(frame_send)(group, frame))
+async def events_send(events: list[Event]) -> None:
+    """Broadcast a committed write's frames, in order."""
+    for group, frame in events:
+        await frame_send(group, frame)

@@ -32,10 +32,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat.conversations import message_finish, message_thread
-from chat.events import conversation_group, frame_send, generation_group, layer_message
-from chat.images import attachment_data_url
-from chat.models import Conversation, Message
+from chat.conversations import message_finish
+from chat.events import Event, conversation_group, events_send, frame_send, generation_group, layer_message
+from chat.models import Message
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
 
 logger = logging.getLogger(__name__)
@@ -56,66 +55,6 @@ def upstream_client() -> YiClient:
         retry_base=settings.UPSTREAM_RETRY_BASE,
         retry_max=settings.UPSTREAM_RETRY_MAX,
     )
-
-
-# --- the request ---------------------------------------------------------------------
-
-
-CONTINUE_PROMPT = (
-    "Your previous answer was cut off. Continue it exactly where it stopped, without repeating "
-    "anything and without any preamble."
-)
-
-
-def request_build(*, conversation: Conversation, thread: list[Message], answer: Message) -> dict[str, Any]:
-    """The chat completion request for `answer`: system prompt, the thread before it, parameters."""
-    messages: list[dict[str, Any]] = []
-    if conversation.system_prompt:
-        messages.append({"role": "system", "content": conversation.system_prompt})
-    for message in thread:
-        if message.pk == answer.pk:
-            break
-        if message.role == Message.Role.USER:
-            messages.append({"role": "user", "content": _user_content(message)})
-        elif message.role == Message.Role.ASSISTANT:
-            # An answer that failed before writing anything has nothing to tell the model.
-            if not message.content and not message.tool_calls:
-                continue
-            entry: dict[str, Any] = {"role": "assistant", "content": message.content}
-            if message.tool_calls:
-                entry["tool_calls"] = message.tool_calls
-            messages.append(entry)
-        elif message.role == Message.Role.TOOL:
-            messages.append(
-                {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.name, "content": message.content}
-            )
-        elif message.role == Message.Role.SYSTEM:
-            messages.append({"role": "system", "content": message.content})
-    if answer.content:
-        # Continuing an answer that was cut short: the model sees what it wrote so far.
-        messages.append({"role": "assistant", "content": answer.content})
-        messages.append({"role": "user", "content": CONTINUE_PROMPT})
-    body: dict[str, Any] = {"model": answer.model or conversation.model, "messages": messages}
-    for name in ("temperature", "top_p", "max_tokens"):
-        if answer.params.get(name) is not None:
-            body[name] = answer.params[name]
-    return body
-
-
-def _user_content(message: Message) -> str | list[dict[str, Any]]:
-    attachments = list(message.attachments.all())
-    if not attachments:
-        return message.content
-    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
-    parts += [{"type": "image_url", "image_url": {"url": attachment_data_url(a)}} for a in attachments]
-    return parts
-
-
-@database_sync_to_async
-def _request_load(message_id: int) -> tuple[Message, dict[str, Any]]:
-    answer = Message.objects.select_related("conversation").get(pk=message_id)
-    thread = message_thread(conversation=answer.conversation, leaf=answer)
-    return answer, request_build(conversation=answer.conversation, thread=thread, answer=answer)
 
 
 # --- database writes ------------------------------------------------------------------
@@ -139,8 +78,9 @@ _finish_write = database_sync_to_async(message_finish)
 
 
 class Generation:
-    def __init__(self, message_id: int):
-        self.message_id = message_id
+    def __init__(self, answer: Message, request: dict[str, Any]):
+        self.message_id = answer.pk
+        self.request = request
         self.conversation_id: int | None = None
         self.parts: list[str] = []  # parts[i] is the text of delta seq i+1, as sent
         self.pending: list[str] = []  # received from upstream, not sent yet
@@ -151,6 +91,7 @@ class Generation:
         self.task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self.resume_from(answer)
 
     def resume_from(self, answer: Message) -> None:
         """Start from the stored text (non-empty when continuing an ended answer)."""
@@ -176,10 +117,8 @@ class Generation:
         ttft_ms = None
         tool_calls: dict[int, dict[str, Any]] = {}
         try:
-            answer, body = await _request_load(self.message_id)
-            self.resume_from(answer)
             sender = asyncio.create_task(self._send_loop())
-            async for event in upstream_client().stream(body):
+            async for event in upstream_client().stream(self.request):
                 if isinstance(event, TextDelta):
                     if ttft_ms is None:
                         ttft_ms = int((time.monotonic() - started) * 1000)
@@ -225,10 +164,13 @@ class Generation:
                 tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
             )
             try:
-                await asyncio.shield(_finish_write(self.message_id, fields))
+                await asyncio.shield(self._finish(fields))
             finally:
                 _running.pop(self.message_id, None)
                 await _generation_group_leave(self)
+
+    async def _finish(self, fields: dict[str, Any]) -> None:
+        await events_send(await _finish_write(self.message_id, fields))
 
     async def _send_loop(self) -> None:
         """Send pending text as numbered deltas, one layer message in flight at a time."""
@@ -302,11 +244,11 @@ async def _generation_group_leave(generation: Generation) -> None:
 # --- starting, stopping, asking -------------------------------------------------------
 
 
-def generation_start(*, message_id: int) -> Generation:
-    """Start streaming the answer for an assistant message created by `exchange_start`."""
-    generation = Generation(message_id)
-    generation.task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_id}")
-    _running[message_id] = generation
+def generation_start(*, answer: Message, request: dict[str, Any]) -> Generation:
+    """Stream `answer` (stored streaming by `exchange_send`, `answer_retry` or `answer_continue`)."""
+    generation = Generation(answer, request)
+    generation.task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{answer.pk}")
+    _running[answer.pk] = generation
     upkeep_ensure()
     return generation
 
@@ -375,12 +317,13 @@ async def _checkpoint() -> None:
 
 async def generation_sweep() -> int:
     """Mark answers whose process died mid-stream as interrupted; returns how many."""
-    ended = await _stale_interrupt(exclude=list(_running))
-    return len(ended)
+    events = await _stale_interrupt(exclude=list(_running))
+    await events_send(events)
+    return len(events)
 
 
 @database_sync_to_async
-def _stale_interrupt(exclude: list[int]) -> list[int]:
+def _stale_interrupt(exclude: list[int]) -> list[Event]:
     cutoff = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_AFTER)
     stale = list(
         Message.objects.filter(status=Message.Status.STREAMING, heartbeat_at__lt=cutoff)
@@ -393,4 +336,4 @@ def _stale_interrupt(exclude: list[int]) -> list[int]:
         "error_message": "The server restarted while answering; the text up to that moment is kept.",
     }
     # Without `content` in the fields, the last checkpoint's text and seq are what stays.
-    return [pk for pk in stale if message_finish(pk, error)]
+    return [event for pk in stale for event in message_finish(pk, error)]

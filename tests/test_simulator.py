@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import time
 import uuid
 
@@ -278,6 +279,21 @@ def test_usage_0_omits_usage_from_the_last_chunk(client):
     chunks = stream_chunks(client, body("Hi [sim deltas=2 usage=0]"))
 
     assert chunks[-1]["lastOne"] is True and "usage" not in chunks[-1]
+
+
+def test_stamp_directive_numbers_each_delta_and_stamps_the_time_it_was_sent(client):
+    before = time.time()
+    chunks = stream_chunks(client, body("Hi [sim deltas=3 interval=20 stamp=1]"))
+    after = time.time()
+    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
+
+    stamps = [re.fullmatch(r"t(\d)@(\d+\.\d{6}) ", piece).groups() for piece in pieces]
+    assert [index for index, _ in stamps] == ["0", "1", "2"]
+    sent = [float(at) for _, at in stamps]
+    assert before <= sent[0] and sent[2] <= after
+    # 20 ms apart, less up to a microsecond lost to rounding.
+    assert sent[1] - sent[0] >= 0.0199 and sent[2] - sent[1] >= 0.0199
+    assert chunks[-1]["content"] == "".join(pieces)
 
 
 def test_unknown_directive_is_400(client):
