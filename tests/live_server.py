@@ -35,6 +35,18 @@ def app_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def production_env(**extra: str) -> Iterator[dict[str, str]]:
+    """Environment for yiweb as deployed: DEBUG off, a real secret, collected static files.
+
+    Cookies are not marked Secure, since these servers speak plain HTTP on loopback."""
+    with tempfile.TemporaryDirectory() as static_root:
+        env = app_env(DEBUG="0", SECRET_KEY="benchmark-" + uuid.uuid4().hex * 2, SECURE_COOKIES="0",
+                      STATIC_ROOT=static_root, **extra)
+        manage("collectstatic", "--noinput", env=env)
+        yield env
+
+
 def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
 

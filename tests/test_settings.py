@@ -27,7 +27,7 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_offline_simulator():
     result = settings_with()
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.sqlite3" and values["db"].endswith("db.sqlite3")
-    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["layer"] == "chat.layers.InMemoryChannelLayer"
     assert values["simulator"] is True and values["base"] == "http://127.0.0.1:8001/v1"
     assert values["debug"] is True
 
