@@ -40,7 +40,7 @@ def test_api_key_switches_to_the_yi_api():
 def test_database_and_redis_urls_select_postgresql_and_channels_redis():
     values = json.loads(settings_with(DATABASE_URL="postgres://u:p@db:5432/yiweb", REDIS_URL="redis://r:6379/0").stdout)
     assert values["engine"] == "django.db.backends.postgresql" and values["db"] == "yiweb"
-    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert values["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
 
 
 def test_production_refuses_to_start_without_a_real_secret_key():

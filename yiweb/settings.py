@@ -107,10 +107,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # The Pub/Sub layer: a group send is one PUBLISH and each process gets it pushed.
+    # The list-based RedisChannelLayer writes one entry per group member and each process
+    # polls one message per round trip; measured with two processes at 50 streams x 20 ms
+    # it spent 4 CPU seconds per 1,000 deltas and, backed up, dropped 20,142 of 25,000.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
 else:
