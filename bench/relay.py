@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import math
 import os
-import platform
-import re
 import sys
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,22 +28,33 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import httpx
-import websockets
 
-from tests.live_server import Socket, app_env, manage, running_app, signup, sqlite_database
+from bench.common import (
+    API_KEY,
+    MODEL,
+    WARM_UP,
+    Capture,
+    Processes,
+    Reading,
+    Round,
+    clean,
+    cores,
+    machine_describe,
+    ms,
+    round_run,
+    sessions_create,
+    simulator_pids,
+    stream_figures,
+    tokens_stamp,
+    yiweb_read,
+    yiweb_stream,
+)
+from tests.live_server import Socket, manage, production_env, running_app, sqlite_database
 from tests.simulator_server import running_simulator
 
 RESULTS = REPO_ROOT / "bench" / "results" / "relay.json"
-API_KEY = "sk-bench"
-MODEL = "yi-large"
-WARM_UP = "warm-up [sim deltas=5 interval=0 stamp=1]"
-TOKEN = re.compile(r"t(\d+)@(\d+\.\d+) ")
-# Frames are JSON with "type" first (the consumer's json.dumps keeps key order), so the
-# receive loop can spot the last frame of an answer without parsing every delta.
-LAST_FRAMES = ('{"type": "done"', '{"type": "error"')
 # A level with fewer concurrent streams runs several rounds, so that its p50 is not one draw.
 MIN_STREAMS_PER_LEVEL = 10
-SIGNUP_THREADS = 4  # the server hashes each password for ~0.3 s; two cores, some overlap
 
 TARGET_STREAMS = 50
 TARGET_TTFT_P50_MS = 100.0
@@ -57,34 +62,6 @@ TARGET_DELTA_P99_MS = 20.0
 
 
 # --- capturing: tight loops that only timestamp and keep raw bytes --------------------
-
-
-@dataclass
-class Capture:
-    """One stream as the client saw it: when the request left and every arrival, unparsed."""
-
-    sent_at: float = 0.0
-    arrivals: list[tuple[float, str | bytes]] = field(default_factory=list)
-    failure: str = ""
-
-
-async def yiweb_stream(socket: Socket, text: str, timeout: float) -> Capture:
-    capture = Capture()
-    # What the page sends for a first message: a new conversation, a fresh client_id.
-    frame = {"type": "send", "conversation_id": None, "text": text, "model": MODEL, "client_id": uuid.uuid4().hex}
-    receive, arrivals = socket.connection.recv, capture.arrivals
-    try:
-        async with asyncio.timeout(timeout):
-            capture.sent_at = time.time()
-            await socket.send(frame)
-            while True:
-                raw = await receive()
-                arrivals.append((time.time(), raw))
-                if raw.startswith(LAST_FRAMES):
-                    break
-    except (TimeoutError, websockets.ConnectionClosed) as error:  # reported with the figures, not fatal
-        capture.failure = f"{type(error).__name__}: {error}"
-    return capture
 
 
 async def floor_stream(client: httpx.AsyncClient, text: str, timeout: float) -> Capture:
@@ -103,65 +80,6 @@ async def floor_stream(client: httpx.AsyncClient, text: str, timeout: float) -> 
 
 
 # --- the processes and the rounds ---------------------------------------------------
-
-
-@dataclass
-class Processes:
-    """The pids whose CPU time a round reports, to show which process was the bottleneck."""
-
-    yiweb: int
-    simulator: int | None
-
-    def cpu_seconds(self) -> dict[str, float]:
-        times = os.times()
-        return {
-            "client": times.user + times.system,
-            "yiweb": process_cpu(self.yiweb),
-            "simulator": process_cpu(self.simulator),
-        }
-
-
-def process_cpu(pid: int | None) -> float:
-    """User + system CPU seconds of a process, all threads (Linux /proc; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def simulator_pid() -> int | None:
-    """running_simulator yields only a URL: find the child process serving chat.simulator."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == os.getpid() and b"chat.simulator" in (stat.parent / "cmdline").read_bytes():
-                return int(stat.parent.name)
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
-
-
-@dataclass
-class Round:
-    captures: list[Capture]
-    wall: float  # first request sent to last byte received
-    cpu: dict[str, float]  # CPU seconds each process spent during the round
-
-
-async def round_run(streams: list, processes: Processes) -> Round:
-    """Run the streams concurrently."""
-    gc.collect()
-    gc.disable()  # a collection pass mid-round would stall every receive loop at once
-    before = processes.cpu_seconds()
-    try:
-        captures = await asyncio.gather(*streams)
-    finally:
-        gc.enable()
-    after = processes.cpu_seconds()
-    ends = [c.arrivals[-1][0] for c in captures if c.arrivals]
-    wall = max(ends) - min(c.sent_at for c in captures) if ends else math.nan
-    return Round(captures, wall, {name: after[name] - before[name] for name in after})
 
 
 async def floor_measure(
@@ -193,51 +111,6 @@ async def yiweb_measure(
 # --- reading: parse the captures after the clock has stopped --------------------------
 
 
-@dataclass
-class Reading:
-    ttft: float | None = None
-    latencies: list[float] = field(default_factory=list)
-    text: str = ""  # the answer as applied by seq, as a browser would
-    final: str | None = None  # the server's own whole answer: `done` content, or the last `content`
-    tokens_received: list[int] = field(default_factory=list)  # every token index in every frame
-    frames: int = 0
-    seq_gaps: int = 0
-    seq_repeats: int = 0
-    failure: str = ""
-
-
-def tokens_stamp(reading: Reading, text: str, at: float) -> None:
-    for match in TOKEN.finditer(text):
-        reading.tokens_received.append(int(match.group(1)))
-        reading.latencies.append(at - float(match.group(2)))
-
-
-def yiweb_read(capture: Capture) -> Reading:
-    reading, applied, message_id = Reading(failure=capture.failure), 0, None
-    for at, raw in capture.arrivals:
-        frame = json.loads(raw)
-        kind = frame["type"]
-        if kind == "delta" and message_id in (None, frame["message_id"]):
-            message_id = frame["message_id"]
-            reading.frames += 1
-            if reading.ttft is None:
-                reading.ttft = at - capture.sent_at
-            tokens_stamp(reading, frame["text"], at)
-            if frame["seq"] <= applied:
-                reading.seq_repeats += 1
-                continue
-            reading.seq_gaps += frame["seq"] - applied - 1
-            applied = frame["seq"]
-            reading.text += frame["text"]
-        elif kind == "done":
-            reading.final = frame["message"]["content"]
-            if frame["message"]["status"] != "complete":
-                reading.failure = f"done with status {frame['message']['status']}"
-        elif kind == "error":
-            reading.failure = f"error frame: {frame['code']}"
-    return reading
-
-
 def floor_read(capture: Capture) -> Reading:
     reading, buffer = Reading(failure=capture.failure), b""
     for at, chunk in capture.arrivals:
@@ -258,68 +131,13 @@ def floor_read(capture: Capture) -> Reading:
     return reading
 
 
-def text_exact(text: str | None, deltas: int) -> bool:
-    """The whole answer: t0 … t{deltas-1}, each once, in order, each with its stamp."""
-    if text is None:
-        return False
-    matches = list(TOKEN.finditer(text))
-    return "".join(m.group(0) for m in matches) == text and [int(m.group(1)) for m in matches] == list(range(deltas))
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return math.nan
-    values = sorted(values)
-    rank = (len(values) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (rank - low)
-
-
 def figures(path: str, streams: int, rounds: list[Round], deltas: int) -> dict:
     read = yiweb_read if path == "yiweb" else floor_read
     readings = [read(capture) for r in rounds for capture in r.captures]
-    ttfts = [r.ttft for r in readings if r.ttft is not None]
-    latencies = [x for r in readings for x in r.latencies]
-    lost = sum(deltas - len({int(i) for i, _ in TOKEN.findall(r.text)} & set(range(deltas))) for r in readings)
-    dup = sum(len(r.tokens_received) - len(set(r.tokens_received)) for r in readings)
-    walls = sorted(r.wall for r in rounds)
-    # How long the simulator took to emit each answer: (deltas - 1) × interval if it kept pace.
-    emissions = [float(t[-1][1]) - float(t[0][1]) for t in (TOKEN.findall(r.text) for r in readings) if t]
-    busy = sum(r.wall for r in rounds)
-    return {
-        "streams": streams,
-        "path": path,
-        "samples": {"streams": len(readings), "rounds": len(rounds), "tokens": len(latencies)},
-        "ttft_ms": {"p50": percentile(ttfts, 50) * 1000, "p99": percentile(ttfts, 99) * 1000},
-        "delta_ms": {
-            "p50": percentile(latencies, 50) * 1000,
-            "p99": percentile(latencies, 99) * 1000,
-            "max": max(latencies, default=math.nan) * 1000,
-        },
-        "lost": lost,
-        "dup": dup,
-        "seq_gaps": sum(r.seq_gaps for r in readings),
-        "seq_repeats": sum(r.seq_repeats for r in readings),
-        "text_mismatches": sum(not text_exact(r.text, deltas) for r in readings),
-        "final_mismatches": sum(not (r.final == r.text and text_exact(r.final, deltas)) for r in readings),
-        "failures": [r.failure for r in readings if r.failure],
-        "tokens_per_frame": len(latencies) / max(1, sum(r.frames for r in readings)),
-        "wall_s": walls[len(walls) // 2],
-        "emission_s": percentile(emissions, 50),
-        # CPU seconds per second of wall time: 1.0 is one core kept busy.
-        "cores_busy": {name: sum(r.cpu[name] for r in rounds) / busy for name in rounds[0].cpu},
-    }
+    return {"streams": streams, "path": path, **stream_figures(readings, rounds, deltas)}
 
 
 # --- the run -------------------------------------------------------------------------
-
-
-def sessions_create(base: str, count: int) -> list[str]:
-    """`count` people signed up through the real form, each with their session cookie."""
-    with ThreadPoolExecutor(SIGNUP_THREADS) as pool:
-        return list(pool.map(lambda i: signup(base, f"relay{i:03d}"), range(count)))
 
 
 async def levels_measure(base: str, simulator_url: str, sessions: list[str], processes: Processes, args) -> list[dict]:
@@ -336,38 +154,21 @@ async def levels_measure(base: str, simulator_url: str, sessions: list[str], pro
 
 
 def measure(args) -> list[dict]:
-    with running_simulator() as simulator_url, sqlite_database() as database_url:
-        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY=API_KEY)
+    with running_simulator() as simulator_url, sqlite_database() as database_url, production_env(
+        DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY=API_KEY
+    ) as env:
         manage("migrate", "--noinput", env=env)
         with running_app(env) as (base, app):
-            processes = Processes(yiweb=app.pid, simulator=simulator_pid())
-            sessions = sessions_create(base, max(args.streams))
+            processes = Processes(yiweb=[app.pid], simulator=simulator_pids())
+            sessions = sessions_create([base], max(args.streams), "relay")
             return asyncio.run(levels_measure(base, simulator_url, sessions, processes, args))
 
 
 # --- the report ----------------------------------------------------------------------
 
 
-def ms(value: float) -> str:
-    if math.isnan(value):
-        return "-"
-    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
-
-
 def ratio(yiweb: float, floor: float) -> str:
     return f"{yiweb / floor:.1f}×" if floor > 0 and not math.isnan(yiweb) else "-"
-
-
-def clean(result: dict) -> bool:
-    return not (
-        result["lost"]
-        or result["dup"]
-        or result["seq_gaps"]
-        or result["seq_repeats"]
-        or result["text_mismatches"]
-        or result["final_mismatches"]
-        or result["failures"]
-    )
 
 
 def targets_check(results: list[dict]) -> list[dict]:
@@ -393,10 +194,6 @@ def targets_check(results: list[dict]) -> list[dict]:
             "pass": clean(yiweb),
         },
     ]
-
-
-def cores(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}"
 
 
 def report(results: list[dict], targets: list[dict], machine: dict, args) -> str:
@@ -476,12 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=float, default=2.0, help="ms between deltas (default 2)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    machine = {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_before": os.getloadavg()[0],
-    }
+    machine = machine_describe()
     results = measure(args)
     machine["load_after"] = os.getloadavg()[0]
     targets = targets_check(results)
