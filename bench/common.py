@@ -8,6 +8,7 @@ that stamp. Used by bench/relay.py and bench/load.py; figures in docs/benchmarks
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import json
@@ -297,3 +298,19 @@ def ms(value: float) -> str:
 
 def cores(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def parser_create(description: str, *, streams: str, interval_ms: float) -> argparse.ArgumentParser:
+    """The options every benchmark takes: how many streams, how long, how fast."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--streams",
+        default=streams,
+        type=lambda v: sorted({int(n) for n in v.split(",")}),
+        help=f"concurrent streams per level, comma-separated (default {streams})",
+    )
+    parser.add_argument("--deltas", type=int, default=500, help="deltas per stream (default 500)")
+    parser.add_argument(
+        "--interval-ms", type=float, default=interval_ms, help=f"ms between deltas (default {interval_ms:g})"
+    )
+    return parser

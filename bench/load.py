@@ -44,6 +44,7 @@ from bench.common import (
     cores,
     machine_describe,
     ms,
+    parser_create,
     round_run,
     sessions_create,
     simulator_pids,
@@ -395,15 +396,7 @@ def commit_describe() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Concurrent streams through one and two yiweb processes.")
-    parser.add_argument(
-        "--streams",
-        default="100,300,500",
-        type=lambda v: sorted({int(n) for n in v.split(",")}),
-        help="concurrent streams per level, comma-separated (default 100,300,500)",
-    )
-    parser.add_argument("--deltas", type=int, default=500, help="deltas per stream (default 500)")
-    parser.add_argument("--interval-ms", type=float, default=20.0, help="ms between deltas (default 20)")
+    parser = parser_create("Concurrent streams through one and two yiweb processes.", streams="100,300,500", interval_ms=20.0)
     parser.add_argument("--one-process", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--two-processes", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--quick", action="store_true", help="20 and 50 streams of 100 deltas: a fast check")

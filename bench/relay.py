@@ -13,7 +13,6 @@ Results also go to bench/results/relay.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
@@ -41,6 +40,7 @@ from bench.common import (
     cores,
     machine_describe,
     ms,
+    parser_create,
     round_run,
     sessions_create,
     simulator_pids,
@@ -262,15 +262,7 @@ def results_write(results: list[dict], targets: list[dict], machine: dict, args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Relay latency of yiweb against reading the upstream directly.")
-    parser.add_argument(
-        "--streams",
-        default="1,50",
-        type=lambda v: sorted({int(n) for n in v.split(",")}),
-        help="concurrent streams per level, comma-separated (default 1,50)",
-    )
-    parser.add_argument("--deltas", type=int, default=500, help="deltas per stream (default 500)")
-    parser.add_argument("--interval-ms", type=float, default=2.0, help="ms between deltas (default 2)")
+    parser = parser_create("Relay latency of yiweb against reading the upstream directly.", streams="1,50", interval_ms=2.0)
     args = parser.parse_args(argv)
     started = time.monotonic()
     machine = machine_describe()
