@@ -266,10 +266,6 @@ async def generation_snapshot_request(*, message_id: int, reply_channel: str, fr
     )
 
 
-def generation_running(message_id: int) -> Generation | None:
-    return _running.get(message_id)
-
-
 def upkeep_ensure() -> None:
     """Start this process's checkpoint-and-sweep loop if it is not running yet."""
     global _upkeep
