@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -47,60 +48,109 @@ REFERENCE_VISION_STREAM = [
 ]
 
 
-async def lines_of(lines):
-    for line in lines:
-        yield line
-        yield ""  # the blank line that ends each server-sent event
+def events_of(lines: list[str], piece: int) -> list:
+    """Feed a stream's body to a decoder `piece` bytes at a time, as a network may split it
+    (mid-line and mid-character included), the way the client does."""
+    body = "".join(f"{line}\n\n" for line in lines).encode()
+    decoder = upstream.StreamDecoder()
+    events = []
+    for start in range(0, len(body), piece):
+        events += decoder.feed(body[start : start + piece])
+        if decoder.done:
+            break
+    return events + decoder.close()
 
 
-async def collect(aiter):
-    return [event async for event in aiter]
+# Whole, split every few bytes, and one byte at a time.
+PIECES = pytest.mark.parametrize("piece", [1_000_000, 7, 1])
 
 
-async def test_reference_text_stream_gives_text_usage_and_finish():
-    events = await collect(upstream.sse_events(lines_of(REFERENCE_TEXT_STREAM)))
-    assert events == [
+@PIECES
+def test_reference_text_stream_gives_text_usage_and_finish(piece):
+    assert events_of(REFERENCE_TEXT_STREAM, piece) == [
         TextDelta("Hello"),
         Usage(prompt_tokens=17, completion_tokens=64, total_tokens=81),
         Finish("stop"),
     ]
 
 
-async def test_top_level_content_field_is_not_forwarded_as_text():
-    events = await collect(upstream.sse_events(lines_of(REFERENCE_TEXT_STREAM)))
+def test_top_level_content_field_is_not_forwarded_as_text():
+    events = events_of(REFERENCE_TEXT_STREAM, 1_000_000)
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert text == "Hello"  # not "Hello! My name is Yi." from the last chunk's accumulated field
 
 
-async def test_malformed_chunks_are_skipped_and_their_text_recovered_from_accumulated_content():
-    events = await collect(upstream.sse_events(lines_of(REFERENCE_VISION_STREAM)))
-    assert events == [
+@PIECES
+def test_malformed_chunks_are_skipped_and_their_text_recovered_from_accumulated_content(piece):
+    assert events_of(REFERENCE_VISION_STREAM, piece) == [
         TextDelta("The image is a table."),
         Usage(prompt_tokens=19, completion_tokens=120, total_tokens=139),
         Finish("stop"),
     ]
 
 
-async def test_malformed_chunk_without_a_later_accumulated_field_is_skipped_and_streaming_goes_on():
+def test_malformed_chunk_without_a_later_accumulated_field_is_skipped_and_streaming_goes_on():
     lines = [
         'data: {"choices":[{"delta":{"content":"A"},"index":0}]}',
         'data: {"choices":[{"delta":{"content":"B"}},"index":0}]}',
         'data: {"choices":[{"delta":{"content":"C"},"index":0,"finish_reason":"stop"}]}',
         "data: [DONE]",
     ]
-    events = await collect(upstream.sse_events(lines_of(lines)))
-    assert events == [TextDelta("A"), TextDelta("C"), Finish("stop")]
+    assert events_of(lines, 1_000_000) == [TextDelta("A"), TextDelta("C"), Finish("stop")]
 
 
-async def test_stream_ending_without_finish_or_done_is_a_cut_stream():
-    lines = REFERENCE_TEXT_STREAM[:2]
+@PIECES
+def test_text_with_quotes_braces_and_non_ascii_comes_through_exactly(piece):
+    # Spaced JSON as some OpenAI-compatible servers send it, keys in another order, and
+    # text that looks like the keys the reader looks for.
+    pieces = ['说 "choices": [1]', ' {"usage":', " \\ ", "🙂 end"]
+    lines = [
+        "data: " + json.dumps({"content": "".join(pieces[:i]), "choices": [{"delta": {"content": p}, "index": 0}]})
+        for i, p in enumerate(pieces)
+    ]
+    lines.append('data: {"choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {"total_tokens": 9}}')
+    assert events_of(lines, piece) == [
+        *(TextDelta(p) for p in pieces),
+        Usage(prompt_tokens=None, completion_tokens=None, total_tokens=9),
+        Finish("stop"),
+    ]
+
+
+def test_usage_in_a_chunk_of_its_own_after_the_finish_is_kept():
+    # OpenAI's stream_options.include_usage: a last chunk with empty choices.
+    lines = [
+        'data: {"choices":[{"delta":{"content":"Hi"},"index":0,"finish_reason":"stop"}]}',
+        'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}',
+        "data: [DONE]",
+    ]
+    assert events_of(lines, 5) == [TextDelta("Hi"), Finish("stop"), Usage(3, 1, 4)]
+
+
+def test_stream_ending_without_finish_or_done_is_a_cut_stream():
     with pytest.raises(StreamCutError, match="closed mid-answer"):
-        await collect(upstream.sse_events(lines_of(lines)))
+        events_of(REFERENCE_TEXT_STREAM[:2], 7)
 
 
-async def test_done_without_finish_reason_completes():
-    lines = [REFERENCE_TEXT_STREAM[1], "data: [DONE]"]
-    assert await collect(upstream.sse_events(lines_of(lines))) == [TextDelta("Hello"), Finish("")]
+def test_done_without_finish_reason_completes():
+    assert events_of([REFERENCE_TEXT_STREAM[1], "data: [DONE]"], 7) == [TextDelta("Hello"), Finish("")]
+
+
+def test_events_after_done_are_ignored():
+    lines = [REFERENCE_TEXT_STREAM[1], "data: [DONE]", REFERENCE_TEXT_STREAM[1]]
+    decoder = upstream.StreamDecoder()
+    body = "".join(f"{line}\n\n" for line in lines).encode()
+    assert decoder.feed(body) + decoder.close() == [TextDelta("Hello"), Finish("")]
+
+
+async def collect(aiter):
+    return [event async for event in aiter]
+
+
+@pytest.fixture(autouse=True)
+async def pool_closed():
+    """Each test has its own event loop: close the connections opened on it."""
+    yield
+    await upstream.pool_close()
 
 
 # --- over HTTP, against the simulator ---------------------------------------------------
