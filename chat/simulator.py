@@ -4,7 +4,7 @@ The test suite and the benchmarks talk to it over real HTTP, and the app falls b
 it when no YI_API_KEY is configured, so a person offline can still chat end to end.
 That is why it lives in the app package yet imports nothing from Django:
 
-    daphne -b 127.0.0.1 -p 8001 chat.simulator:app      (base URL http://127.0.0.1:8001/v1)
+    python -m yiweb.server -b 127.0.0.1 -p 8001 chat.simulator:app   (base URL http://127.0.0.1:8001/v1)
     python -m chat.simulator --host 127.0.0.1 --port 8001
 
 It follows the upstream reference (GET /v1/models, POST /v1/chat/completions), quirks
@@ -437,20 +437,23 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
     # A cut or stall asked past the end happens just before the finish chunk.
     cut = None if d["cut"] is None else min(d["cut"], total)
     stall = None if d["stall"] is None else min(d["stall"], total)
-    head = {"id": "cmpl-" + new_id(), "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": request.model}
+    head = dumps({"id": "cmpl-" + new_id(), "object": "chat.completion.chunk",
+                  "created": int(time.time()), "model": request.model})[:-1]
 
-    def chunk(delta: dict, so_far: str, finish_reason: str | None = None) -> dict:
+    def chunk(delta: dict, so_far: bytes, finish_reason: str | None = None) -> bytes:
+        """One chunk, byte for byte what dumps() of the whole object gives. The answer so
+        far arrives already encoded: JSON escapes character by character, so it grows by
+        each piece's encoding instead of being encoded again, 500 times, per answer."""
         choice = {"delta": delta, "index": 0}
         if finish_reason:
             choice["finish_reason"] = finish_reason
-        event = {**head, "choices": [choice]}
+        parts = [head, b',"choices":[', dumps(choice), b"]"]
         if d["accumulate"]:
-            event["content"] = so_far
+            parts += [b',"content":"', so_far, b'"']
         if finish_reason and d["usage"]:
-            event["usage"] = usage_of(request, answer)
-        event["lastOne"] = finish_reason is not None
-        return event
+            parts += [b',"usage":', dumps(usage_of(request, answer))]
+        parts.append(b',"lastOne":true}' if finish_reason is not None else b',"lastOne":false}')
+        return b"".join(parts)
 
     async def event_send(payload: bytes) -> None:
         await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n",
@@ -459,33 +462,50 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/event-stream; charset=utf-8"),
         (b"cache-control", b"no-cache")]})
-    await event_send(dumps(chunk({"role": "assistant"}, "")))
-    so_far = ""
+    await event_send(chunk({"role": "assistant"}, b""))
+    so_far = b""
+    pace = Pace(interval)
     for sent in range(total + 1):
         if sent == cut:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if sent == stall:
             await asyncio.sleep(d["stall_for"])
+            pace = Pace(interval)
         if sent == total:
             break
-        await asyncio.sleep(interval)
+        await pace.next()
         if answer.tool_call:
             delta = tool_call_delta(answer, sent)
         else:
             piece = piece_stamp(sent) if d["stamp"] else answer.pieces[sent]
-            so_far += piece
+            so_far += dumps(piece)[1:-1]
             delta = {"content": piece}
-        payload = dumps(chunk(delta, so_far))
+        payload = chunk(delta, so_far)
         if d["malformed"] == sent + 1:
             # The reference's own vision example has this defect: a stray "}" after
             # the delta object, e.g. {"delta":{"content":"The"}},"index":0}.
             marker = b'"delta":' + dumps(delta)
             payload = payload.replace(marker, marker + b"}", 1)
         await event_send(payload)
-    await event_send(dumps(chunk({}, so_far, answer.finish_reason)))
+    await event_send(chunk({}, so_far, answer.finish_reason))
     await event_send(b"[DONE]")
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class Pace:
+    """Deltas `interval` seconds apart on a fixed schedule: a late one does not push back
+    the rest (a model writes at its own pace, whoever reads), and none leaves early
+    (uvloop's timers have millisecond resolution and may fire a little before time)."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.due = time.monotonic()
+
+    async def next(self) -> None:
+        self.due += self.interval
+        while (left := self.due - time.monotonic()) > 0:
+            await asyncio.sleep(left)
 
 
 # ---------------------------------------------------------------- the ASGI application
@@ -579,16 +599,16 @@ async def app(scope, receive, send) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m chat.simulator --host 127.0.0.1 --port 8001`, served by Daphne."""
+    """`python -m chat.simulator --host 127.0.0.1 --port 8001`, served by Daphne on uvloop."""
     import argparse
 
-    from daphne.cli import CommandLineInterface
+    from yiweb import server
 
     parser = argparse.ArgumentParser(description="Offline stand-in for the Yi API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
-    CommandLineInterface().run(["-b", args.host, "-p", str(args.port), "chat.simulator:app"])
+    server.main(["-b", args.host, "-p", str(args.port), "chat.simulator:app"])
 
 
 if __name__ == "__main__":
