@@ -46,7 +46,7 @@ def running_daphne(application: str, env: dict, ready: Callable[[str], bool], *,
     # pipe would freeze the server mid-stream.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+            [sys.executable, "-m", "yiweb.server", "-b", "127.0.0.1", "-p", str(port), application],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout

@@ -48,4 +48,5 @@ class Command(BaseCommand):
 
 
 def _daphne(application: str, host: str, port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port), application])
+    # yiweb.server is Daphne's own command line on uvloop.
+    return subprocess.Popen([sys.executable, "-m", "yiweb.server", "-b", host, "-p", str(port), application])
