@@ -6,6 +6,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
+from chat import upstream
 from tests.simulator_server import running_simulator
 from yiweb.asgi import application
 
@@ -69,3 +70,4 @@ async def connect():
     yield open_socket
     for communicator in opened:
         await communicator.disconnect()
+    await upstream.pool_close()

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from chat import upstream
 from chat.models import Conversation, Message
 from tests.conftest import PASSWORD
 
@@ -91,21 +92,26 @@ def test_simulator_banner_shows_only_in_offline_mode(client, user, settings):
     assert b"offline simulator" in client.get(reverse("chat:home")).content
 
 
-def test_models_endpoint_lists_the_upstream_models(client, user, settings):
+# Async, on the test's own event loop, so that the connections the view opened can be closed.
+@pytest.mark.django_db(transaction=True)
+async def test_models_endpoint_lists_the_upstream_models(async_client, user, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    client.force_login(user)
-    response = client.get(reverse("chat:models"))
+    await async_client.aforce_login(user)
+    response = await async_client.get(reverse("chat:models"))
+    await upstream.pool_close()
     assert response.status_code == 200
     data = json.loads(response.content)
     assert [m["id"] for m in data["models"]] == ["yi-large", "yi-large-turbo", "yi-large-fc", "yi-vision"]
     assert data["default"] == "yi-large"
 
 
-def test_models_endpoint_explains_a_rejected_key_and_still_offers_models(client, user, settings):
+@pytest.mark.django_db(transaction=True)
+async def test_models_endpoint_explains_a_rejected_key_and_still_offers_models(async_client, user, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
     settings.YI_API_KEY = "invalid-key"
-    client.force_login(user)
-    response = client.get(reverse("chat:models"))
+    await async_client.aforce_login(user)
+    response = await async_client.get(reverse("chat:models"))
+    await upstream.pool_close()
     assert response.status_code == 502
     data = json.loads(response.content)
     assert data["error"].startswith("The Yi API rejected the API key (401)")
