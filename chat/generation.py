@@ -8,7 +8,10 @@ it from any process.
 Relay: upstream deltas are appended to a pending buffer and sent to the conversation's
 group by one sender loop, one layer message at a time. While a send is in flight, new
 text piles up and leaves as one merged delta, so a busy layer (or Redis) gets fewer,
-larger messages instead of a backlog; an idle one gets every token at once. Each sent
+larger messages instead of a backlog. After each frame the loop also waits
+RELAY_FRAME_INTERVAL (8 ms): a first token leaves at once, and a fast model's tokens
+leave in at most ~125 frames a second, since every frame costs a system call per
+watching socket and a browser paints only 60 times a second. Each sent
 delta has the next `seq`; `parts[i]` is exactly the text of seq i+1, which is what lets a
 reconnecting tab resume from any seq.
 
@@ -190,6 +193,9 @@ class Generation:
                     logger.exception("generation %s could not relay seq %s", self.message_id, frame["seq"])
             if self._closing and not self.pending:
                 return
+            if settings.RELAY_FRAME_INTERVAL and not self._closing:
+                # At most one frame per interval: what arrives meanwhile rides in the next.
+                await asyncio.sleep(settings.RELAY_FRAME_INTERVAL)
 
     async def _announce_retry(self, event: Retrying) -> None:
         frame = {

@@ -215,6 +215,19 @@ async def test_closing_the_socket_does_not_stop_the_answer(user, connect):
     assert message.content == "".join(f"t{i} " for i in range(60))
 
 
+async def test_fast_tokens_leave_at_most_one_frame_per_interval_and_the_first_at_once(user, connect, settings):
+    settings.RELAY_FRAME_INTERVAL = 0.05
+    ws = await connect(user)
+    await send(ws, "[sim deltas=100 interval=2]")  # 0.2 s of tokens
+    frames = await frames_until(ws, is_done)
+    deltas = [f for f in frames if f["type"] == "delta"]
+
+    assert text_of(frames, deltas[0]["message_id"]) == "".join(f"t{i} " for i in range(100))
+    assert deltas[0]["text"] in ("t0 ", "t0 t1 ")  # the first token is not held back
+    # 0.2 s at one frame per 50 ms: the first token, then about four merged frames.
+    assert 3 <= len(deltas) <= 7
+
+
 async def test_partial_text_is_checkpointed_while_streaming_not_per_delta(user, connect, settings):
     settings.CHECKPOINT_INTERVAL = 0.2
     ws = await connect(user)
