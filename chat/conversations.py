@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from chat.events import Event, conversation_group, user_group
@@ -191,7 +192,7 @@ def exchange_send(
                 raise SendRefused(
                     "busy", "An answer is still being written in this conversation. Wait for it or press Stop."
                 )
-        thread = message_thread(conversation=conversation)
+        thread = message_thread(conversation=conversation) if conversation_id is not None else []
         try:
             with transaction.atomic():
                 question = Message.objects.create(
@@ -203,6 +204,8 @@ def exchange_send(
                 )
         except IntegrityError:
             return None  # the same client_id, sent twice at the same moment
+        # Read once, for both the frame and the request (a burst of sends queues in one thread).
+        prefetch_related_objects([question], "attachments")
         answer = Message.objects.create(
             conversation=conversation,
             parent=question,
