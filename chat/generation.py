@@ -8,10 +8,11 @@ it from any process.
 Relay: upstream deltas are appended to a pending buffer and sent to the conversation's
 group by one sender loop, one layer message at a time. While a send is in flight, new
 text piles up and leaves as one merged delta, so a busy layer (or Redis) gets fewer,
-larger messages instead of a backlog. After each frame the loop also waits
-RELAY_FRAME_INTERVAL (8 ms): a first token leaves at once, and a fast model's tokens
-leave in at most ~125 frames a second, since every frame costs a system call per
-watching socket and a browser paints only 60 times a second. Each sent
+larger messages instead of a backlog. The process also sends at most about
+RELAY_FRAMES_PER_SECOND frames in all: after each frame an answer waits its share
+(`frame_pause`), so one answer sends every token at once while 50 fast ones merge
+theirs 8 ms at a time, since every frame costs a system call per watching socket and a
+browser paints only 60 times a second. Each sent
 delta has the next `seq`; `parts[i]` is exactly the text of seq i+1, which is what lets a
 reconnecting tab resume from any seq.
 
@@ -41,6 +42,8 @@ from chat.models import Message
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
 
 logger = logging.getLogger(__name__)
+
+FRAME_PAUSE_MAX = 0.05
 
 # Every generation running in this process, by assistant message id. Holding the task
 # here is what keeps it alive (asyncio keeps only weak references to tasks).
@@ -193,9 +196,10 @@ class Generation:
                     logger.exception("generation %s could not relay seq %s", self.message_id, frame["seq"])
             if self._closing and not self.pending:
                 return
-            if settings.RELAY_FRAME_INTERVAL and not self._closing:
-                # At most one frame per interval: what arrives meanwhile rides in the next.
-                await asyncio.sleep(settings.RELAY_FRAME_INTERVAL)
+            pause = frame_pause(len(_running))
+            if pause and not self._closing:
+                # What arrives meanwhile rides in the next frame.
+                await asyncio.sleep(pause)
 
     async def _announce_retry(self, event: Retrying) -> None:
         frame = {
@@ -248,6 +252,16 @@ async def _generation_group_leave(generation: Generation) -> None:
 
 
 # --- starting, stopping, asking -------------------------------------------------------
+
+
+def frame_pause(running: int) -> float:
+    """Seconds an answer waits after a frame when `running` answers share the process's
+    frame budget; none under a millisecond (a timer would cost more than it saves), and
+    never more than FRAME_PAUSE_MAX, so a crowded process still paints smoothly."""
+    if not settings.RELAY_FRAMES_PER_SECOND:
+        return 0.0
+    pause = min(running / settings.RELAY_FRAMES_PER_SECOND, FRAME_PAUSE_MAX)
+    return pause if pause >= 0.001 else 0.0
 
 
 def generation_start(*, answer: Message, request: dict[str, Any]) -> Generation:

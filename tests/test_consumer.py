@@ -8,6 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from chat.generation import FRAME_PAUSE_MAX, frame_pause
 from chat.models import Conversation, Message
 from yiweb.asgi import application
 
@@ -216,7 +217,7 @@ async def test_closing_the_socket_does_not_stop_the_answer(user, connect):
 
 
 async def test_fast_tokens_leave_at_most_one_frame_per_interval_and_the_first_at_once(user, connect, settings):
-    settings.RELAY_FRAME_INTERVAL = 0.05
+    settings.RELAY_FRAMES_PER_SECOND = 20  # one running answer: a frame per 50 ms
     ws = await connect(user)
     await send(ws, "[sim deltas=100 interval=2]")  # 0.2 s of tokens
     frames = await frames_until(ws, is_done)
@@ -226,6 +227,15 @@ async def test_fast_tokens_leave_at_most_one_frame_per_interval_and_the_first_at
     assert deltas[0]["text"] in ("t0 ", "t0 t1 ")  # the first token is not held back
     # 0.2 s at one frame per 50 ms: the first token, then about four merged frames.
     assert 3 <= len(deltas) <= 7
+
+
+def test_the_frame_budget_is_shared_by_the_running_answers(settings):
+    settings.RELAY_FRAMES_PER_SECOND = 6000
+    assert frame_pause(1) == 0.0  # one answer: every token at once
+    assert frame_pause(50) == pytest.approx(50 / 6000)  # 8.3 ms each
+    assert frame_pause(10_000) == FRAME_PAUSE_MAX
+    settings.RELAY_FRAMES_PER_SECOND = 0
+    assert frame_pause(10_000) == 0.0
 
 
 async def test_partial_text_is_checkpointed_while_streaming_not_per_delta(user, connect, settings):

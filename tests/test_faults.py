@@ -22,7 +22,7 @@ EXPECTED_2000 = "".join(f"t{i} " for i in range(2000))
 @pytest.mark.django_db(transaction=True)
 async def test_socket_dropped_at_100_random_points_resumes_with_no_gap_and_no_duplicate(user, connect, settings):
     """A browser-like client: apply deltas by seq, drop the socket, reconnect with last_seq, repeat."""
-    settings.RELAY_FRAME_INTERVAL = 0  # a frame per token: 100 drops need more frames than 2 s of pacing gives
+    settings.RELAY_FRAMES_PER_SECOND = 0  # a frame per token: 100 drops need more frames than merging leaves
     rng = random.Random(20261124)
     ws = await connect(user)
     await send(ws, "[sim deltas=2000 interval=1]")

@@ -190,10 +190,10 @@ UPSTREAM_RETRY_MAX = _env_float("UPSTREAM_RETRY_MAX", 20.0)
 
 # The partial answer is written to the database at most this often, not per delta.
 CHECKPOINT_INTERVAL = _env_float("CHECKPOINT_INTERVAL", 1.0)
-# An answer's deltas leave at most once per this many seconds, each carrying every token
-# that arrived since the last: a browser paints at most 60 times a second, and every
-# frame is a system call per socket (docs/benchmarks.md). 0 sends each token at once.
-RELAY_FRAME_INTERVAL = _env_float("RELAY_FRAME_INTERVAL_MS", 8.0) / 1000
+# About how many delta frames a process sends a second, all answers together: when more
+# tokens arrive, each answer merges its tokens into fewer frames (chat/generation.py).
+# Every frame is a system call per socket (docs/benchmarks.md); 0 sends each token at once.
+RELAY_FRAMES_PER_SECOND = _env_float("RELAY_FRAMES_PER_SECOND", 6000.0)
 # A streaming answer whose process has not written for this long is marked interrupted
 # (the process died); every process checks for such answers every half of this.
 GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
