@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import conversations
+from chat.batches import DatabaseBatch
 from chat.conversations import SendRefused
 from chat.events import conversation_group, events_send, user_group
 from chat.generation import (
@@ -103,16 +104,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         params = conversations.params_validate(content)
         client_id = content.get("client_id") if isinstance(content.get("client_id"), str) else ""
         system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
-        conversation_id = content.get("conversation_id")
-        exchange = await database_sync_to_async(conversations.exchange_send)(
+        conversation_id = _int(content.get("conversation_id"))
+        if conversation_id is None and content.get("conversation_id") is not None:
+            raise conversations.conversation_missing()  # not an id: never a new conversation
+        send = conversations.Send(
             user=self.user,
-            conversation_id=None if conversation_id is None else _int(conversation_id),
+            conversation_id=conversation_id,
             text=text,
             model=model,
             client_id=client_id,
             params=params,
             system_prompt=system_prompt,
         )
+        exchange = await _exchange_send(send)
         if exchange is not None:
             await self.exchange_run(exchange)
 
@@ -213,6 +217,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for delta in held:
             if delta["seq"] > message["seq"]:
                 await self.send_json(delta)
+
+
+# Sends that arrive together are stored together (chat.batches).
+_exchange_send = DatabaseBatch(conversations.exchanges_send)
 
 
 def _int(value: Any) -> int | None:

@@ -47,7 +47,11 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int | None, loc
     try:
         return conversations.get(pk=conversation_id, user=user)
     except (Conversation.DoesNotExist, ValueError, TypeError):
-        raise SendRefused("not_found", "That conversation does not exist or is not yours.") from None
+        raise conversation_missing() from None
+
+
+def conversation_missing() -> SendRefused:
+    return SendRefused("not_found", "That conversation does not exist or is not yours.")
 
 
 def message_thread(*, conversation: Conversation, leaf: Message | None = None) -> list[Message]:
@@ -158,73 +162,147 @@ class Exchange:
     events: list[Event] = field(default_factory=list)
 
 
-def exchange_send(
-    *,
-    user: AbstractBaseUser,
-    conversation_id: int | None,
-    text: str,
-    model: str,
-    client_id: str = "",
-    params: dict[str, Any] | None = None,
-    system_prompt: str = "",
-) -> Exchange | None:
-    """Store a user message and the empty answer a generation will fill, in one transaction.
+@dataclass(frozen=True)
+class Send:
+    """One `send` frame, checked (send_validate, params_validate), not yet stored."""
 
-    `conversation_id` None starts a new conversation titled after the message. Returns
-    None when this user already sent `client_id` (a resend after a reconnect). Refuses
-    while another answer in the conversation streams: two generations writing one
-    thread would interleave.
+    user: AbstractBaseUser
+    conversation_id: int | None
+    text: str
+    model: str
+    client_id: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    system_prompt: str = ""
+
+
+# What storing one send gave: its exchange, None for a resend of a stored `client_id`, or
+# the refusal to tell the page.
+SendOutcome = Exchange | SendRefused | None
+
+
+def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
+    """Store sends that arrived together, in one transaction; one outcome per send, in order.
+
+    A send stores a user message and the empty answer a generation will fill.
+    `conversation_id` None starts a new conversation titled after the message; those are
+    stored with one INSERT per table for the whole batch, since a burst of people pressing
+    Enter at once otherwise queues one send at a time in the one database thread. A
+    `client_id` this user already sent gives None (a resend after a reconnect). A send to
+    a conversation whose answer is still streaming is refused: two generations writing
+    one thread would interleave.
     """
-    client_id = (client_id or "")[:64]
-    events: list[Event] = []
+    outcomes: list[SendOutcome] = [None] * len(sends)
     with transaction.atomic():
-        if client_id and Message.objects.filter(conversation__user=user, client_id=client_id).exists():
-            return None
-        if conversation_id is None:
-            conversation = Conversation.objects.create(
-                user=user, model=model, title=title_from(text), system_prompt=system_prompt or ""
-            )
-            frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
-            events.append((user_group(user.pk), {**frame, "client_id": client_id} if client_id else frame))
-        else:
-            conversation = conversation_get(user=user, conversation_id=conversation_id, lock=True)
-            if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
-                raise SendRefused(
-                    "busy", "An answer is still being written in this conversation. Wait for it or press Stop."
-                )
-        thread = message_thread(conversation=conversation) if conversation_id is not None else []
-        try:
-            with transaction.atomic():
-                question = Message.objects.create(
-                    conversation=conversation,
-                    parent=thread[-1] if thread else None,
-                    role=Message.Role.USER,
-                    content=text,
-                    client_id=client_id,
-                )
-        except IntegrityError:
-            return None  # the same client_id, sent twice at the same moment
-        # Read once, for both the frame and the request (a burst of sends queues in one thread).
-        prefetch_related_objects([question], "attachments")
-        answer = Message.objects.create(
-            conversation=conversation,
-            parent=question,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=model,
-            params=params or {},
-            heartbeat_at=timezone.now(),
-        )
-        if conversation.model != model or conversation_id is not None:
-            conversation.model = model
-            conversation.save(update_fields=["model", "updated_at"])
-        group = conversation_group(conversation.pk)
-        events += [
-            (group, {"type": "message", "message": message_to_dict(question)}),
-            (group, {"type": "message", "message": message_to_dict(answer)}),
+        seen = _client_ids_stored(sends)
+        new: list[int] = []
+        for i, send in enumerate(sends):
+            key = (send.user.pk, send.client_id[:64])
+            if send.client_id and key in seen:
+                continue
+            seen.add(key)
+            if send.conversation_id is None:
+                new.append(i)
+                continue
+            try:
+                with transaction.atomic():
+                    outcomes[i] = _exchange_append(send)
+            except SendRefused as refused:
+                outcomes[i] = refused
+            except IntegrityError:
+                pass  # the same client_id, sent twice at the same moment from two processes
+        for i, exchange in zip(new, _conversations_start([sends[i] for i in new])):
+            outcomes[i] = exchange
+    return outcomes
+
+
+def _client_ids_stored(sends: list[Send]) -> set[tuple[int, str]]:
+    """The (user id, client_id) pairs among `sends` that are already stored, in one query."""
+    client_ids = {send.client_id[:64] for send in sends if send.client_id}
+    if not client_ids:
+        return set()
+    stored = Message.objects.filter(
+        conversation__user__in={send.user.pk for send in sends}, client_id__in=client_ids
+    ).values_list("conversation__user_id", "client_id")
+    return set(stored)
+
+
+def _conversations_start(sends: list[Send]) -> list[Exchange]:
+    """New conversations, their questions and their empty answers: three INSERTs for all."""
+    if not sends:
+        return []
+    conversations = Conversation.objects.bulk_create(
+        [
+            Conversation(user=s.user, model=s.model, title=title_from(s.text), system_prompt=s.system_prompt)
+            for s in sends
         ]
-        request = request_build(conversation=conversation, thread=[*thread, question], answer=answer)
-    return Exchange(conversation.pk, answer, request, events)
+    )
+    questions = Message.objects.bulk_create(
+        [
+            Message(conversation=c, role=Message.Role.USER, content=s.text, client_id=s.client_id[:64])
+            for s, c in zip(sends, conversations)
+        ]
+    )
+    prefetch_related_objects(questions, "attachments")  # for the frames and the requests
+    now = timezone.now()
+    answers = Message.objects.bulk_create(
+        [
+            Message(
+                conversation=c,
+                parent=q,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=s.model,
+                params=s.params,
+                heartbeat_at=now,
+            )
+            for s, c, q in zip(sends, conversations, questions)
+        ]
+    )
+    exchanges = []
+    for send, conversation, question, answer in zip(sends, conversations, questions, answers):
+        frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
+        events = [(user_group(send.user.pk), {**frame, "client_id": send.client_id} if send.client_id else frame)]
+        events += _message_events(conversation, question, answer)
+        request = request_build(conversation=conversation, thread=[question], answer=answer)
+        exchanges.append(Exchange(conversation.pk, answer, request, events))
+    return exchanges
+
+
+def _exchange_append(send: Send) -> Exchange:
+    """A question and its empty answer at the end of an existing conversation."""
+    conversation = conversation_get(user=send.user, conversation_id=send.conversation_id, lock=True)
+    if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+        raise SendRefused("busy", "An answer is still being written in this conversation. Wait for it or press Stop.")
+    thread = message_thread(conversation=conversation)
+    question = Message.objects.create(
+        conversation=conversation,
+        parent=thread[-1] if thread else None,
+        role=Message.Role.USER,
+        content=send.text,
+        client_id=send.client_id[:64],
+    )
+    prefetch_related_objects([question], "attachments")  # read once, for the frame and the request
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=send.model,
+        params=send.params,
+        heartbeat_at=timezone.now(),
+    )
+    conversation.model = send.model
+    conversation.save(update_fields=["model", "updated_at"])
+    request = request_build(conversation=conversation, thread=[*thread, question], answer=answer)
+    return Exchange(conversation.pk, answer, request, _message_events(conversation, question, answer))
+
+
+def _message_events(conversation: Conversation, question: Message, answer: Message) -> list[Event]:
+    group = conversation_group(conversation.pk)
+    return [
+        (group, {"type": "message", "message": message_to_dict(question)}),
+        (group, {"type": "message", "message": message_to_dict(answer)}),
+    ]
 
 
 def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Message:
@@ -282,19 +360,27 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def message_finish(message_id: int, fields: dict[str, Any]) -> list[Event]:
-    """End a streaming answer with `fields`; returns the `done` frame to broadcast.
+def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Event]]:
+    """End streaming answers, each (message id, fields); per ending, the `done` frame to broadcast.
 
-    Nothing when the answer had already ended (a stop racing a sweep, say): only the
-    first ending counts.
+    Answers that end together are ended in one transaction (chat.batches). Nothing for
+    an answer that had already ended (a stop racing a sweep, say): only the first
+    ending counts.
     """
+    now = timezone.now()
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-            **fields, heartbeat_at=None, updated_at=timezone.now()
-        )
-        if not updated:
-            return []
-        message = Message.objects.get(pk=message_id)
-        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
-        frame = {"type": "done", "message_id": message_id, "seq": message.seq, "message": message_to_dict(message)}
-    return [(conversation_group(message.conversation_id), frame)]
+        ended = [
+            i
+            for i, (message_id, fields) in enumerate(endings)
+            if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+                **fields, heartbeat_at=None, updated_at=now
+            )
+        ]
+        messages = Message.objects.in_bulk([endings[i][0] for i in ended])
+        Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}).update(updated_at=now)
+    frames: list[list[Event]] = [[] for _ in endings]
+    for i in ended:
+        message = messages[endings[i][0]]
+        frame = {"type": "done", "message_id": message.pk, "seq": message.seq, "message": message_to_dict(message)}
+        frames[i] = [(conversation_group(message.conversation_id), frame)]
+    return frames

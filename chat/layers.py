@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 
 CLEAN_EVERY = 1.0  # seconds
@@ -24,3 +25,15 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         if now - self._cleaned_at >= CLEAN_EVERY:
             self._cleaned_at = now
             super()._clean_expired()
+
+    async def group_send(self, group, message):
+        # Channels sends to each member in a task of its own and waits on them with
+        # as_completed: two tasks and a queue per relayed frame, for sends that never wait.
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        for channel in list(self.groups.get(group, ())):
+            try:
+                await self.send(channel, message)
+            except ChannelFull:
+                pass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat.generation import FRAME_PAUSE_MAX, frame_pause
+from chat import generation as generation_module
+from chat.conversations import Send, exchanges_send
+from chat.generation import CHECKPOINT_SLICES, FRAME_PAUSE_MAX, Generation, frame_pause
 from chat.models import Conversation, Message
 from yiweb.asgi import application
 
@@ -253,6 +256,58 @@ async def test_partial_text_is_checkpointed_while_streaming_not_per_delta(user, 
     assert checkpoints, "the partial text never reached the database while streaming"
     # ~0.6 s of streaming at one checkpoint per 0.2 s: a handful, not one per delta.
     assert len(checkpoints) <= 8
+
+
+async def test_answers_running_together_are_checkpointed_a_slice_at_a_time(user, settings):
+    settings.CHECKPOINT_INTERVAL = 1.0
+    exchanges = await database_sync_to_async(exchanges_send)([
+        Send(user=user, conversation_id=None, text=f"q{i}", model="yi-large") for i in range(20)])
+    started = [Generation(e.answer, e.request) for e in exchanges]
+    for i, generation in enumerate(started):
+        generation.parts = [f"answer {i}"]
+        generation.last_write -= settings.CHECKPOINT_INTERVAL  # all due on the same tick
+        generation_module._running[generation.message_id] = generation
+    # Answers of earlier tests may still run here (a closed tab does not stop its answer).
+    per_tick = math.ceil(len(generation_module._running) / CHECKPOINT_SLICES)
+    try:
+        written = []
+        for _ in range(CHECKPOINT_SLICES):
+            await generation_module._checkpoint()
+            texts = await database_sync_to_async(
+                lambda: set(Message.objects.filter(role="assistant").exclude(content="").values_list("content", flat=True)))()
+            written.append(len(texts))
+    finally:
+        for generation in started:
+            generation_module._running.pop(generation.message_id, None)
+    # A tenth per tick (not all twenty in one write), and every one within the interval.
+    assert all(b - a <= per_tick for a, b in zip([0, *written], written))
+    assert written[0] <= per_tick < 20 and written[-1] == 20
+    assert texts == {f"answer {i}" for i in range(20)}
+
+
+async def test_sends_from_many_tabs_at_the_same_moment_each_get_their_own_answer(user, other_user, connect):
+    sockets = [await connect(user if i % 2 else other_user) for i in range(6)]
+    await asyncio.gather(*(
+        send(ws, f"[sim deltas=20 interval=1] tab {i}", client_id=f"tab{i}") for i, ws in enumerate(sockets)))
+    for i, ws in enumerate(sockets):
+        frames = await frames_until(ws, is_done)
+        conversation = first(frames, "conversation", client_id=f"tab{i}")["conversation"]
+        assert first(frames, "subscribed")["conversation_id"] == conversation["id"]
+        question, answer = [f["message"] for f in frames if f["type"] == "message"]
+        assert question["content"] == f"[sim deltas=20 interval=1] tab {i}"
+        assert question["conversation_id"] == answer["conversation_id"] == conversation["id"]
+        assert text_of(frames, answer["id"]) == "".join(f"t{k} " for k in range(20))
+        assert frames[-1]["message"]["status"] == "complete"
+    assert await database_sync_to_async(Conversation.objects.count)() == 6
+
+
+async def test_a_conversation_id_that_is_not_a_number_is_not_found_and_starts_nothing(user, connect):
+    ws = await connect(user)
+    await send(ws, "hi", conversation_id="12abc", client_id="c3")
+    assert await ws.receive_json_from() == {
+        "type": "error", "code": "not_found", "message": "That conversation does not exist or is not yours.",
+        "client_id": "c3"}
+    assert await message_count() == 0
 
 
 async def test_second_tab_joining_mid_answer_gets_snapshot_then_the_rest(user, connect):

@@ -284,3 +284,14 @@ async def test_refused_connection_is_retried_then_reported():
         async for event in client.stream(ask("hi")):
             events.append(event)
     assert len(events) == 1 and isinstance(events[0], Retrying)
+
+
+def test_the_proxy_comes_from_the_environment_and_no_proxy_is_honoured(monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert upstream.proxy_for("https://api.lingyiwanwu.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.corp.example")
+    assert upstream.proxy_for("https://api.lingyiwanwu.com/v1") == "http://proxy.internal:3128"
+    assert upstream.proxy_for("http://api.lingyiwanwu.com/v1") is None  # no HTTP_PROXY set
+    assert upstream.proxy_for("https://llm.corp.example/v1") is None

@@ -1,0 +1,96 @@
+"""Storing sends and endings in batches (chat.conversations), straight against the database."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat.conversations import Send, SendRefused, exchanges_send, messages_finish
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def new_send(user, text, **extra) -> Send:
+    return Send(user=user, conversation_id=None, text=text, model="yi-large", **extra)
+
+
+def test_a_burst_of_new_conversations_is_stored_in_a_fixed_number_of_queries(user, other_user):
+    with CaptureQueriesContext(connection) as alone:
+        exchanges_send([new_send(user, "warm-up", client_id="c-1")])
+    sends = [new_send(user if i % 2 else other_user, f"question {i}", client_id=f"c{i}") for i in range(30)]
+    with CaptureQueriesContext(connection) as burst:
+        outcomes = exchanges_send(sends)
+    # The transaction's two, the stored-client_id check, three INSERTs, the attachments read.
+    assert len(burst) == len(alone) == 7
+
+    for send, exchange in zip(sends, outcomes):
+        conversation = Conversation.objects.get(pk=exchange.conversation_id)
+        question, answer = Message.objects.filter(conversation=conversation)
+        assert (conversation.user, conversation.title) == (send.user, send.text)
+        assert (question.role, question.content, question.client_id, question.parent) == (
+            "user", send.text, send.client_id, None)
+        assert (answer.role, answer.status, answer.parent, answer.pk) == ("assistant", "streaming", question, exchange.answer.pk)
+        assert answer.heartbeat_at is not None
+        assert exchange.request == {"model": "yi-large", "messages": [{"role": "user", "content": send.text}]}
+        (user_group, conversation_frame), (_, question_frame), (_, answer_frame) = exchange.events
+        assert user_group == f"user.{send.user.pk}"
+        assert conversation_frame["client_id"] == send.client_id
+        assert conversation_frame["conversation"]["id"] == conversation.pk
+        assert question_frame["message"]["id"] == question.pk and question_frame["message"]["attachments"] == []
+        assert answer_frame["message"]["id"] == answer.pk
+
+
+def test_each_send_of_a_mixed_batch_gets_its_own_outcome_in_order(user, other_user):
+    first = exchanges_send([new_send(user, "[sim deltas=1] first", client_id="stored")])[0]
+    streaming = first.conversation_id
+    ended = exchanges_send([new_send(user, "second")])[0]
+    Message.objects.filter(pk=ended.answer.pk).update(status="complete", content="an answer")
+    foreign = Conversation.objects.create(user=other_user, model="yi-large")
+
+    outcomes = exchanges_send([
+        new_send(user, "a resend", client_id="stored"),
+        Send(user=user, conversation_id=streaming, text="too soon", model="yi-large"),
+        Send(user=user, conversation_id=ended.conversation_id, text="follow-up", model="yi-vision", client_id="f"),
+        Send(user=user, conversation_id=foreign.pk, text="not mine", model="yi-large"),
+        new_send(user, "twice at once", client_id="dup"),
+        new_send(user, "twice at once", client_id="dup"),
+    ])
+
+    resend, busy, follow_up, missing, once, twice = outcomes
+    assert resend is None and twice is None
+    assert isinstance(busy, SendRefused) and busy.code == "busy"
+    assert isinstance(missing, SendRefused) and missing.code == "not_found"
+    assert follow_up.conversation_id == ended.conversation_id
+    assert follow_up.request["model"] == "yi-vision"
+    assert [m["content"] for m in follow_up.request["messages"]] == ["second", "an answer", "follow-up"]
+    assert Conversation.objects.get(pk=ended.conversation_id).model == "yi-vision"
+    assert once.conversation_id not in {streaming, ended.conversation_id}
+    # The refused sends stored nothing; the resends stored nothing twice.
+    assert Message.objects.filter(content__in=["too soon", "not mine", "a resend"]).count() == 0
+    assert Message.objects.filter(content="twice at once").count() == 1
+
+
+def test_answers_ending_together_get_their_done_frames_and_a_late_ending_gets_none(user):
+    exchanges = exchanges_send([new_send(user, f"q{i}") for i in range(3)])
+    ids = [e.answer.pk for e in exchanges]
+    endings = [
+        (ids[0], {"status": "complete", "content": "one", "seq": 1, "finish_reason": "stop"}),
+        (ids[1], {"status": "stopped", "content": "tw", "seq": 2}),
+        (ids[0], {"status": "interrupted", "error_code": "interrupted"}),  # a sweep racing the first
+        (ids[2], {"status": "error", "error_code": "overloaded", "error_message": "busy", "content": ""}),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        frames = messages_finish(endings)
+    assert len(queries) == 4 + len(endings)  # BEGIN, an UPDATE each, one read, conversations' updated_at, COMMIT
+
+    assert [len(f) for f in frames] == [1, 1, 0, 1]
+    (group, done), = frames[0]
+    assert group == f"conversation.{exchanges[0].conversation_id}"
+    assert (done["type"], done["message_id"], done["seq"]) == ("done", ids[0], 1)
+    assert (done["message"]["status"], done["message"]["content"]) == ("complete", "one")
+    assert frames[3][0][1]["message"]["error_code"] == "overloaded"
+    stored = Message.objects.in_bulk(ids)
+    assert [stored[i].status for i in ids] == ["complete", "stopped", "error"]
+    assert all(stored[i].heartbeat_at is None for i in ids)
