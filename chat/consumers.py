@@ -8,12 +8,15 @@ waits for a running generation's snapshot, the deltas that arrived meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import conversations
@@ -37,6 +40,36 @@ SNAPSHOT_TIMEOUT = 2.0
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope, receive, send) -> None:
+        """Channels' `AsyncConsumer.__call__`, waiting on its two sources more cheaply.
+
+        Channels waits on the socket and the channel layer with `asyncio.wait`, and makes a
+        new task per message; every relayed frame paid for both, and for two extra turns
+        of the event loop. Here a task per source copies messages into one queue, and this
+        task dispatches them one at a time, in arrival order, as Channels does: 16 µs of
+        CPU per layer message against 21 µs (bench/dispatch.py). yiweb always has a
+        channel layer.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        inbox: asyncio.Queue = asyncio.Queue()
+        pumps = [asyncio.create_task(_pump(source, inbox)) for source in (receive, self.channel_receive)]
+        try:
+            while True:
+                message = await inbox.get()
+                if isinstance(message, Exception):
+                    raise message
+                await self.dispatch(message)
+        except StopConsumer:
+            pass
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:
@@ -221,6 +254,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
 # Sends that arrive together are stored together (chat.batches).
 _exchange_send = DatabaseBatch(conversations.exchanges_send)
+
+
+async def _pump(source, inbox: asyncio.Queue) -> None:
+    """Copy messages from `source` (the socket, or the channel layer) into `inbox`; a
+    failure goes in too, for the dispatching task to raise."""
+    try:
+        while True:
+            inbox.put_nowait(await source())
+    except Exception as error:
+        inbox.put_nowait(error)
 
 
 def _int(value: Any) -> int | None:
