@@ -370,9 +370,14 @@ def usage_of(request: ChatRequest, answer: Answer) -> dict:
 
 # ---------------------------------------------------------------- responses
 
+# Compact, like the real stream, so a malformed chunk matches the reference byte for byte.
+# One encoder for all: json.dumps with options builds a new one on every call, and a
+# stream calls it twice per delta.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(obj) -> bytes:
-    # Compact, like the real stream, so a malformed chunk matches the reference byte for byte.
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 async def json_send(send, status: int, obj, headers: list | None = None) -> None:
