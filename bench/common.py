@@ -287,7 +287,21 @@ def machine_describe() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_before": os.getloadavg()[0],
+        "speed_probe_ms": speed_probe(),
     }
+
+
+def speed_probe() -> list[float]:
+    """Milliseconds for the same pure-Python loop, five times a second apart. On the shared
+    virtual machine these benchmarks were developed on, one such loop took from 133 to
+    216 ms within ten seconds: a slow run can be the machine, and this says so."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        timings.append(round((time.perf_counter() - started) * 1000, 1))
+        time.sleep(1)
+    return timings
 
 
 def ms(value: float) -> str:

@@ -313,7 +313,8 @@ def report(results: list[dict], targets: list[dict], profiles: list[dict], machi
         f"load: {args.deltas} deltas × {args.interval_ms:g} ms per stream, Daphne, production settings",
         (
             f"commit {machine['commit']}; machine: {machine['nproc']} cores, Python {machine['python']}, "
-            f"load average {machine['load_before']:.2f} before the run{busy}"
+            f"load average {machine['load_before']:.2f} before the run{busy}; "
+            f"speed probe {min(machine['speed_probe_ms']):g} to {max(machine['speed_probe_ms']):g} ms"
         ),
     ]
     for setup in dict.fromkeys(r["setup"] for r in results):

@@ -1,13 +1,15 @@
 """What a person feels of yiweb's relay path, beside the floor of reading the upstream directly.
 
-    python bench/relay.py [--streams 1,50] [--deltas 500] [--interval-ms 2]
+    python bench/relay.py [--streams 1,50] [--deltas 500] [--interval-ms 2] [--rounds 3]
 
 One Daphne process of yiweb on its embedded defaults (SQLite in a temp folder, the
 in-memory channel layer) relays answers of the Yi API simulator, which runs as its own
 process. The simulator's `stamp=1` directive writes into every delta the time it left,
 so on this one machine (one clock) each token's added latency is simply the time the
 client received it minus that stamp. The floor is the same kind of client reading the
-simulator's SSE stream itself, at the same concurrency. Figures: docs/benchmarks.md.
+simulator's SSE stream itself, at the same concurrency. Every level runs at least
+`--rounds` rounds (and 10 streams in all); its figures pool every stream of every round,
+and the spread of the rounds' own figures is printed beside them. Figures: docs/benchmarks.md.
 Results also go to bench/results/relay.json.
 """
 
@@ -26,7 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+import aiohttp
 import httpx
+import uvloop
+from httpx_aiohttp import AiohttpTransport
 
 from bench.common import (
     API_KEY,
@@ -53,8 +58,11 @@ from tests.live_server import Socket, manage, production_env, running_app, sqlit
 from tests.simulator_server import running_simulator
 
 RESULTS = REPO_ROOT / "bench" / "results" / "relay.json"
-# A level with fewer concurrent streams runs several rounds, so that its p50 is not one draw.
+# A level with fewer concurrent streams runs more rounds, so that its p50 is not one draw.
 MIN_STREAMS_PER_LEVEL = 10
+# On a shared two-core machine one round's p99 swings by 2× and more from round to round:
+# a single round is one draw of it.
+MIN_ROUNDS = 3
 
 TARGET_STREAMS = 50
 TARGET_TTFT_P50_MS = 100.0
@@ -85,9 +93,12 @@ async def floor_stream(client: httpx.AsyncClient, text: str, timeout: float) -> 
 async def floor_measure(
     simulator_url: str, streams: int, rounds: int, text: str, timeout: float, processes: Processes
 ) -> list[Round]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=streams)
+    # The HTTP stack yiweb reads upstream with (httpx over aiohttp's connections): with
+    # httpx's own httpcore the floor client used a whole core at 50 streams, and its
+    # figures were its own limits more than the stand-in's.
+    transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
     async with httpx.AsyncClient(
-        base_url=simulator_url, headers={"Authorization": f"Bearer {API_KEY}"}, limits=limits, timeout=timeout
+        base_url=simulator_url, headers={"Authorization": f"Bearer {API_KEY}"}, transport=transport, timeout=timeout
     ) as client:
         await floor_stream(client, WARM_UP, timeout)
         return [
@@ -133,8 +144,14 @@ def floor_read(capture: Capture) -> Reading:
 
 def figures(path: str, streams: int, rounds: list[Round], deltas: int) -> dict:
     read = yiweb_read if path == "yiweb" else floor_read
-    readings = [read(capture) for r in rounds for capture in r.captures]
-    return {"streams": streams, "path": path, **stream_figures(readings, rounds, deltas)}
+    per_round = [[read(capture) for capture in r.captures] for r in rounds]
+    pooled = stream_figures([reading for readings in per_round for reading in readings], rounds, deltas)
+    each = [stream_figures(readings, [r], deltas) for readings, r in zip(per_round, rounds)]
+    spread = {
+        "ttft_p50_ms": [f["ttft_ms"]["p50"] for f in each],
+        "delta_p99_ms": [f["delta_ms"]["p99"] for f in each],
+    }
+    return {"streams": streams, "path": path, **pooled, "per_round": spread}
 
 
 # --- the run -------------------------------------------------------------------------
@@ -145,7 +162,7 @@ async def levels_measure(base: str, simulator_url: str, sessions: list[str], pro
     timeout = 30 + 20 * args.deltas * args.interval_ms / 1000
     results = []
     for streams in args.streams:
-        rounds = math.ceil(MIN_STREAMS_PER_LEVEL / streams)
+        rounds = max(args.rounds, math.ceil(MIN_STREAMS_PER_LEVEL / streams))
         floor = await floor_measure(simulator_url, streams, rounds, text, timeout, processes)
         results.append(figures("floor", streams, floor, args.deltas))
         yiweb = await yiweb_measure(base, sessions[:streams], rounds, text, timeout, processes)
@@ -161,7 +178,8 @@ def measure(args) -> list[dict]:
         with running_app(env) as (base, app):
             processes = Processes(yiweb=[app.pid], simulator=simulator_pids())
             sessions = sessions_create([base], max(args.streams), "relay")
-            return asyncio.run(levels_measure(base, simulator_url, sessions, processes, args))
+            # uvloop, as the server runs: the client is the instrument, and its own lag is measured too.
+            return uvloop.run(levels_measure(base, simulator_url, sessions, processes, args))
 
 
 # --- the report ----------------------------------------------------------------------
@@ -169,6 +187,16 @@ def measure(args) -> list[dict]:
 
 def ratio(yiweb: float, floor: float) -> str:
     return f"{yiweb / floor:.1f}×" if floor > 0 and not math.isnan(yiweb) else "-"
+
+
+def spread(result: dict) -> str:
+    """The rounds' own figures, lowest to highest: how far one round could be from the pooled one."""
+    rounds = result["per_round"]
+    ttft, delta = sorted(rounds["ttft_p50_ms"]), sorted(rounds["delta_p99_ms"])
+    return (
+        f"{len(ttft)} rounds: ttft p50 {ms(ttft[0])} to {ms(ttft[-1])}, "
+        f"delta p99 {ms(delta[0])} to {ms(delta[-1])}"
+    )
 
 
 def targets_check(results: list[dict]) -> list[dict]:
@@ -199,10 +227,12 @@ def targets_check(results: list[dict]) -> list[dict]:
 def report(results: list[dict], targets: list[dict], machine: dict, args) -> str:
     busy = " (busy: other work skews every figure)" if machine["load_before"] >= machine["nproc"] / 2 else ""
     lines = [
-        f"relay: {args.deltas} deltas × {args.interval_ms:g} ms per stream, one Daphne process, SQLite, in-memory layer",
+        f"relay: {args.deltas} deltas × {args.interval_ms:g} ms per stream, one Daphne process, SQLite, in-memory layer;"
+        f" figures pool every round of a level",
         (
             f"machine: {machine['nproc']} cores, Python {machine['python']}, "
-            f"load average {machine['load_before']:.2f} before the run{busy}"
+            f"load average {machine['load_before']:.2f} before the run{busy}; "
+            f"speed probe {min(machine['speed_probe_ms']):g} to {max(machine['speed_probe_ms']):g} ms"
         ),
         (
             f"{'streams':<9}{'path':<8}{'ttft p50':>10}{'ttft p99':>11}{'delta p50':>12}{'delta p99':>12}"
@@ -232,6 +262,8 @@ def report(results: list[dict], targets: list[dict], machine: dict, args) -> str
             f"{ratio(yiweb['delta_ms']['p99'], floor['delta_ms']['p99']):>12}{'':>11}"
             f"{ratio(yiweb['wall_s'], floor['wall_s']):>9}"
         )
+        for r in (floor, yiweb):
+            lines.append(f"{'':<9}{r['path']:<8}{spread(r)}")
     lines += notes
     lines.append(
         f"targets at {targets[0]['streams']} streams: ttft p50 ≤ {TARGET_TTFT_P50_MS:g} ms, "
@@ -254,6 +286,7 @@ def results_write(results: list[dict], targets: list[dict], machine: dict, args)
             "database": "sqlite",
             "channel_layer": "in-memory",
             "processes": 1,
+            "rounds_at_least": args.rounds,
         },
         "results": results,
         "targets": targets,
@@ -263,6 +296,9 @@ def results_write(results: list[dict], targets: list[dict], machine: dict, args)
 
 def main(argv: list[str] | None = None) -> int:
     parser = parser_create("Relay latency of yiweb against reading the upstream directly.", streams="1,50", interval_ms=2.0)
+    parser.add_argument(
+        "--rounds", type=int, default=MIN_ROUNDS, help=f"rounds per level at least (default {MIN_ROUNDS})"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     machine = machine_describe()
