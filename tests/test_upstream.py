@@ -8,6 +8,7 @@ import time
 import pytest
 
 from chat import upstream
+from tests.simulator_server import free_port
 from chat.upstream import (
     AuthError,
     BadRequestError,
@@ -295,3 +296,29 @@ def test_the_proxy_comes_from_the_environment_and_no_proxy_is_honoured(monkeypat
     assert upstream.proxy_for("https://api.lingyiwanwu.com/v1") == "http://proxy.internal:3128"
     assert upstream.proxy_for("http://api.lingyiwanwu.com/v1") is None  # no HTTP_PROXY set
     assert upstream.proxy_for("https://llm.corp.example/v1") is None
+
+
+async def test_a_gzip_compressed_stream_is_read_as_its_text():
+    """An API (or a proxy) may compress the event stream; the events are the same."""
+    import gzip
+
+    from aiohttp import web
+
+    lines = [line for line in REFERENCE_TEXT_STREAM if line != "..."]
+    body = gzip.compress("".join(f"{line}\n\n" for line in lines).encode())
+
+    async def completions(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        events = [e async for e in client_for(f"http://127.0.0.1:{port}/v1").stream(ask("hi"))]
+    finally:
+        await upstream.pool_close()
+        await runner.cleanup()
+    assert events == [TextDelta("Hello"), Usage(17, 64, 81), Finish(reason="stop")]
