@@ -55,13 +55,16 @@ class DatabaseBatch(Generic[Item, Outcome]):
 
     async def _drain(self, queue: _Queue[Item]) -> None:
         while queue.waiting:
-            batch, queue.waiting = queue.waiting, []
+            # A caller cancelled while it waited (its socket closed) no longer wants its item stored.
+            batch, queue.waiting = [(item, f) for item, f in queue.waiting if not f.done()], []
+            if not batch:
+                continue
             try:
                 outcomes = await self._store([item for item, _ in batch])
             except Exception as error:  # the whole batch failed: every caller hears it
                 outcomes = [error] * len(batch)
             for (_, future), outcome in zip(batch, outcomes):
-                if future.done():  # the caller was cancelled meanwhile (its socket closed)
+                if future.done():  # the caller was cancelled while its item was being stored
                     continue
                 if isinstance(outcome, Exception):
                     future.set_exception(outcome)

@@ -17,6 +17,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+from django.db import DatabaseError
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import conversations
@@ -60,7 +61,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             while True:
                 message = await inbox.get()
-                if isinstance(message, Exception):
+                if isinstance(message, BaseException):
                     raise message
                 await self.dispatch(message)
         except StopConsumer:
@@ -114,6 +115,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await handler(content)
         except SendRefused as refused:
             await self.send_error(refused.code, refused.message, client_id=content.get("client_id"))
+        except DatabaseError:
+            logger.exception("a %s from user %s could not be stored", kind, self.user.pk)
+            await self.send_error(
+                "not_saved", "The server could not save that just now. Try again in a moment.",
+                client_id=content.get("client_id"),
+            )
 
     async def send_error(self, code: str, message: str, *, client_id: Any = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
@@ -137,6 +144,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         params = conversations.params_validate(content)
         client_id = content.get("client_id") if isinstance(content.get("client_id"), str) else ""
         system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
+        conversations.text_check(system_prompt, what="The system prompt")
         conversation_id = _int(content.get("conversation_id"))
         if conversation_id is None and content.get("conversation_id") is not None:
             raise conversations.conversation_missing()  # not an id: never a new conversation
@@ -258,16 +266,21 @@ _exchange_send = DatabaseBatch(conversations.exchanges_send)
 
 async def _pump(source, inbox: asyncio.Queue) -> None:
     """Copy messages from `source` (the socket, or the channel layer) into `inbox`; a
-    failure goes in too, for the dispatching task to raise."""
+    failure goes in too, for the dispatching task to raise, as Channels would have."""
     try:
         while True:
             inbox.put_nowait(await source())
+    except asyncio.CancelledError as error:
+        if asyncio.current_task().cancelling():
+            raise  # the consumer is ending: the pump with it
+        inbox.put_nowait(error)  # the source itself was cancelled: the consumer must hear it
     except Exception as error:
         inbox.put_nowait(error)
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    """A whole number sent as a number or as digits; None for anything else (2.5, true, "x")."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         return None
     try:
         return int(value)

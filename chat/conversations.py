@@ -10,6 +10,8 @@ event loop delivers, and every socket's delta would queue behind it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,8 @@ from django.utils import timezone
 from chat.events import Event, conversation_group, user_group
 from chat.requests import request_build
 from chat.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
 
@@ -123,6 +127,7 @@ def send_validate(*, text: Any, model: Any) -> tuple[str, str]:
     """Check a send before anything is stored; returns the cleaned (text, model)."""
     if not isinstance(text, str) or not text.strip():
         raise SendRefused("empty_message", "Type a message before sending.")
+    text_check(text, what="That message")
     limit = settings.MESSAGE_MAX_CHARS
     if len(text) > limit:
         raise SendRefused(
@@ -132,6 +137,22 @@ def send_validate(*, text: Any, model: Any) -> tuple[str, str]:
     if not isinstance(model, str) or not model.strip() or len(model) > 100:
         raise SendRefused("unknown_model", "Pick a model from the list.")
     return text, model.strip()
+
+
+def text_check(text: str, *, what: str) -> None:
+    """Refuse text that cannot be stored: a NUL (PostgreSQL refuses it) or half of a
+    surrogate pair (JSON can carry one; UTF-8 cannot)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        pass
+    else:
+        if "\x00" not in text:
+            return
+    raise SendRefused(
+        "bad_character", f"{what} contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
+        "Remove it and send again."
+    )
 
 
 def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
@@ -175,9 +196,9 @@ class Send:
     system_prompt: str = ""
 
 
-# What storing one send gave: its exchange, None for a resend of a stored `client_id`, or
-# the refusal to tell the page.
-SendOutcome = Exchange | SendRefused | None
+# What storing one send gave: its exchange, None for a resend of a stored `client_id`, the
+# refusal to tell the page, or the error that stopped it (raised to its caller only).
+SendOutcome = Exchange | SendRefused | Exception | None
 
 
 def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
@@ -193,26 +214,43 @@ def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
     """
     outcomes: list[SendOutcome] = [None] * len(sends)
     with transaction.atomic():
-        seen = _client_ids_stored(sends)
+        stored = _client_ids_stored(sends)
         new: list[int] = []
         for i, send in enumerate(sends):
             key = (send.user.pk, send.client_id[:64])
-            if send.client_id and key in seen:
+            if send.client_id and key in stored:
                 continue
-            seen.add(key)
             if send.conversation_id is None:
+                stored.add(key)
                 new.append(i)
                 continue
-            try:
-                with transaction.atomic():
-                    outcomes[i] = _exchange_append(send)
-            except SendRefused as refused:
-                outcomes[i] = refused
-            except IntegrityError:
-                pass  # the same client_id, sent twice at the same moment from two processes
-        for i, exchange in zip(new, _conversations_start([sends[i] for i in new])):
-            outcomes[i] = exchange
+            outcomes[i] = _alone(_exchange_append, send)
+            if isinstance(outcomes[i], Exchange):
+                stored.add(key)
+        try:
+            with transaction.atomic():
+                started = _conversations_start([sends[i] for i in new])
+        except Exception:
+            # One send that cannot be stored must not fail the others: one by one, then.
+            started = [_alone(lambda send: _conversations_start([send])[0], sends[i]) for i in new]
+        for i, outcome in zip(new, started):
+            outcomes[i] = outcome
     return outcomes
+
+
+def _alone(store: Callable[[Send], Exchange], send: Send) -> SendOutcome:
+    """`store(send)` in a savepoint of its own: its refusal or its error is its outcome
+    (raised to its caller only), and the other sends of the batch go on."""
+    try:
+        with transaction.atomic():
+            return store(send)
+    except SendRefused as refused:
+        return refused
+    except IntegrityError:
+        return None  # the same client_id, sent twice at the same moment from two processes
+    except Exception as error:
+        logger.exception("a send of user %s could not be stored", send.user.pk)
+        return error
 
 
 def _client_ids_stored(sends: list[Send]) -> set[tuple[int, str]]:
@@ -360,25 +398,30 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Event]]:
+def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Event] | Exception]:
     """End streaming answers, each (message id, fields); per ending, the `done` frame to broadcast.
 
-    Answers that end together are ended in one transaction (chat.batches). Nothing for
-    an answer that had already ended (a stop racing a sweep, say): only the first
-    ending counts.
+    Answers that end together are ended in one transaction (chat.batches), each in a
+    savepoint: an ending that cannot be stored gets its error, the others their frames.
+    Nothing for an answer that had already ended (a stop racing a sweep, say): only the
+    first ending counts.
     """
     now = timezone.now()
+    frames: list[list[Event] | Exception] = [[] for _ in endings]
     with transaction.atomic():
-        ended = [
-            i
-            for i, (message_id, fields) in enumerate(endings)
-            if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-                **fields, heartbeat_at=None, updated_at=now
-            )
-        ]
+        ended = []
+        for i, (message_id, fields) in enumerate(endings):
+            try:
+                with transaction.atomic():  # one ending the database refuses must not fail the others
+                    if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+                        **fields, heartbeat_at=None, updated_at=now
+                    ):
+                        ended.append(i)
+            except Exception as error:
+                logger.exception("answer %s could not be ended", message_id)
+                frames[i] = error
         messages = Message.objects.in_bulk([endings[i][0] for i in ended])
         Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}).update(updated_at=now)
-    frames: list[list[Event]] = [[] for _ in endings]
     for i in ended:
         message = messages[endings[i][0]]
         frame = {"type": "done", "message_id": message.pk, "seq": message.seq, "message": message_to_dict(message)}

@@ -98,7 +98,8 @@ class Generation:
         self.pending: list[str] = []  # received from upstream, not sent yet
         self.checkpointed_seq = 0
         self.base_seq = 0  # the seq of the stored text a continued answer starts from
-        self.last_write = time.monotonic()
+        # Due at once: the first text is checkpointed at the next tick that has room for it.
+        self.last_write = time.monotonic() - settings.CHECKPOINT_INTERVAL
         self.stop_requested = False
         self.task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -375,4 +376,5 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
         "error_message": "The server restarted while answering; the text up to that moment is kept.",
     }
     # Without `content` in the fields, the last checkpoint's text and seq are what stays.
-    return [event for events in messages_finish([(pk, error) for pk in stale]) for event in events]
+    ended = messages_finish([(pk, error) for pk in stale])
+    return [event for events in ended if isinstance(events, list) for event in events]

@@ -416,6 +416,21 @@ _CHOICES_KEY = re.compile(r'"choices"\s*:\s*')
 _json_value = json.JSONDecoder().raw_decode
 
 
+def _storable(text: str) -> str:
+    """The model's text without what cannot be stored: NUL characters (PostgreSQL refuses
+    them; a page shows nothing for them) and halves of surrogate pairs (JSON can carry
+    them; UTF-8 cannot), which become U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
 class StreamDecoder:
     """The events of a chat completion event stream, fed its body as it arrives.
 
@@ -466,7 +481,7 @@ class StreamDecoder:
         try:
             chunk, choice = self._chunk_parse(payload)
             delta = choice.get("delta") or {}
-            piece = delta.get("content") or ""
+            piece = _storable(delta.get("content") or "")
         except (ValueError, AttributeError, IndexError, TypeError):
             logger.warning("skipped a malformed stream chunk: %.200r", payload)
             self.lost_text = True
@@ -474,10 +489,10 @@ class StreamDecoder:
 
         if self.lost_text:
             accumulated = chunk.get("content")
-            if isinstance(accumulated, str) and accumulated.startswith("".join(self.text_so_far)):
+            if isinstance(accumulated, str) and _storable(accumulated).startswith("".join(self.text_so_far)):
                 # The Yi API repeats the whole answer so far in every chunk: whatever the
                 # skipped chunk carried is the difference.
-                piece = accumulated[self.length :]
+                piece = _storable(accumulated)[self.length :]
                 self.lost_text = False
         if piece:
             self.text_so_far.append(piece)
@@ -488,9 +503,9 @@ class StreamDecoder:
             events.append(
                 ToolCallDelta(
                     index=call.get("index", 0),
-                    id=call.get("id") or "",
-                    name=function.get("name") or "",
-                    arguments=function.get("arguments") or "",
+                    id=_storable(call.get("id") or ""),
+                    name=_storable(function.get("name") or ""),
+                    arguments=_storable(function.get("arguments") or ""),
                 )
             )
         usage = chunk.get("usage")

@@ -68,7 +68,7 @@ async def test_a_failed_batch_raises_to_every_caller_and_the_next_call_still_goe
     assert await batch(3) == 3
 
 
-async def test_a_caller_cancelled_while_waiting_does_not_stop_the_others():
+async def test_a_caller_cancelled_while_waiting_is_not_stored_and_does_not_stop_the_others():
     store = Store()
     batch = DatabaseBatch(store)
     store.release.clear()
@@ -81,3 +81,4 @@ async def test_a_caller_cancelled_while_waiting_does_not_stop_the_others():
     store.release.set()
     assert (await first, await staying) == (0, 40)
     assert gone.cancelled()
+    assert store.batches == [[0], [4]]  # what a cancelled caller left waiting is not stored

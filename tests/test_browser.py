@@ -189,7 +189,10 @@ def test_reload_mid_answer_shows_the_text_so_far_and_continues_live(page, app_ur
     answer = last_answer(page)
     answer.wait_for()
     assert answer.get_attribute("data-status") == "streaming"
-    assert answer.locator(".message-body").inner_text().startswith("t0 t1 t2")
+    # The text so far: the last checkpoint at once, then the snapshot the page asks for.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-role=assistant] .message-body')].pop()"
+        "?.innerText.startsWith('t0 t1 t2')", timeout=2_000)
     wait_last_answer_status(page, "complete")
     assert answer.locator(".message-body").inner_text().strip() == "".join(f"t{i} " for i in range(400)).strip()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 
 import pytest
@@ -301,12 +302,28 @@ async def test_sends_from_many_tabs_at_the_same_moment_each_get_their_own_answer
     assert await database_sync_to_async(Conversation.objects.count)() == 6
 
 
+@pytest.mark.parametrize(("field", "what"), [("text", "That message"), ("system_prompt", "The system prompt")])
+@pytest.mark.parametrize("character", ["\x00", "\ud800"])
+async def test_a_character_that_cannot_be_stored_is_refused_and_nothing_is_stored(user, connect, field, what, character):
+    ws = await connect(user)
+    await ws.send_to(text_data=json.dumps({
+        "type": "send", "conversation_id": None, "model": "yi-large", "client_id": "c4",
+        "text": "hi", field: f"before {character} after"}))
+    assert await ws.receive_json_from() == {
+        "type": "error", "code": "bad_character", "client_id": "c4",
+        "message": f"{what} contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
+        "Remove it and send again."}
+    assert await message_count() == 0
+
+
 async def test_a_conversation_id_that_is_not_a_number_is_not_found_and_starts_nothing(user, connect):
     ws = await connect(user)
     await send(ws, "hi", conversation_id="12abc", client_id="c3")
+    await send(ws, "hi", conversation_id=2.5, client_id="c3")
     assert await ws.receive_json_from() == {
         "type": "error", "code": "not_found", "message": "That conversation does not exist or is not yours.",
         "client_id": "c3"}
+    assert (await ws.receive_json_from())["code"] == "not_found"
     assert await message_count() == 0
 
 

@@ -22,8 +22,9 @@ def test_a_burst_of_new_conversations_is_stored_in_a_fixed_number_of_queries(use
     sends = [new_send(user if i % 2 else other_user, f"question {i}", client_id=f"c{i}") for i in range(30)]
     with CaptureQueriesContext(connection) as burst:
         outcomes = exchanges_send(sends)
-    # The transaction's two, the stored-client_id check, three INSERTs, the attachments read.
-    assert len(burst) == len(alone) == 7
+    # The transaction's two and the new conversations' savepoint's two, the stored-client_id
+    # check, three INSERTs, the attachments read.
+    assert len(burst) == len(alone) == 9
 
     for send, exchange in zip(sends, outcomes):
         conversation = Conversation.objects.get(pk=exchange.conversation_id)
@@ -83,7 +84,8 @@ def test_answers_ending_together_get_their_done_frames_and_a_late_ending_gets_no
     ]
     with CaptureQueriesContext(connection) as queries:
         frames = messages_finish(endings)
-    assert len(queries) == 4 + len(endings)  # BEGIN, an UPDATE each, one read, conversations' updated_at, COMMIT
+    # The transaction's two, a savepoint's two and an UPDATE each, one read, conversations' updated_at.
+    assert len(queries) == 4 + 3 * len(endings)
 
     assert [len(f) for f in frames] == [1, 1, 0, 1]
     (group, done), = frames[0]
@@ -94,3 +96,42 @@ def test_answers_ending_together_get_their_done_frames_and_a_late_ending_gets_no
     stored = Message.objects.in_bulk(ids)
     assert [stored[i].status for i in ids] == ["complete", "stopped", "error"]
     assert all(stored[i].heartbeat_at is None for i in ids)
+
+
+def test_a_send_that_cannot_be_stored_fails_alone_not_its_whole_batch(user, other_user):
+    """Half a surrogate pair (which JSON can carry) cannot be encoded for the database.
+    The page's sends are checked for it first; here the store meets it anyway."""
+    ended = exchanges_send([new_send(user, "first")])[0]
+    Message.objects.filter(pk=ended.answer.pk).update(status="complete")
+    outcomes = exchanges_send([
+        new_send(user, "fine"),
+        new_send(other_user, "broken \ud800"),
+        Send(user=user, conversation_id=ended.conversation_id, text="broken \ud800 too", model="yi-large"),
+        Send(user=user, conversation_id=ended.conversation_id, text="fine too", model="yi-large"),
+    ])
+    fine, broken, broken_too, fine_too = outcomes
+    assert isinstance(broken, UnicodeEncodeError) and isinstance(broken_too, UnicodeEncodeError)
+    assert fine.request["messages"] == [{"role": "user", "content": "fine"}]
+    assert fine_too.request["messages"][-1] == {"role": "user", "content": "fine too"}
+    assert set(Message.objects.filter(role="user").values_list("content", flat=True)) == {"first", "fine", "fine too"}
+    assert Conversation.objects.count() == 2
+
+
+def test_an_ending_that_cannot_be_stored_fails_alone(user):
+    exchanges = exchanges_send([new_send(user, f"q{i}") for i in range(2)])
+    frames = messages_finish([
+        (exchanges[0].answer.pk, {"status": "complete", "content": "half \udc00", "seq": 1}),
+        (exchanges[1].answer.pk, {"status": "complete", "content": "whole", "seq": 1}),
+    ])
+    assert isinstance(frames[0], UnicodeEncodeError)
+    assert frames[1][0][1]["message"]["content"] == "whole"
+    assert Message.objects.get(pk=exchanges[0].answer.pk).status == "streaming"  # left for the sweep
+
+
+def test_a_refused_send_repeated_in_its_batch_is_refused_again_not_ignored(user):
+    """A page that reconnected resends what it had not heard back about: if the first copy
+    is refused, the copy the live tab waits for must hear so too."""
+    streaming = exchanges_send([new_send(user, "[sim deltas=1] first")])[0].conversation_id
+    again = Send(user=user, conversation_id=streaming, text="too soon", model="yi-large", client_id="same")
+    first, second = exchanges_send([again, again])
+    assert (first.code, second.code) == ("busy", "busy")

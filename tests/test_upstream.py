@@ -322,3 +322,11 @@ async def test_a_gzip_compressed_stream_is_read_as_its_text():
         await upstream.pool_close()
         await runner.cleanup()
     assert events == [TextDelta("Hello"), Usage(17, 64, 81), Finish(reason="stop")]
+
+
+def test_characters_that_cannot_be_stored_are_dropped_from_the_model_output():
+    """A NUL (PostgreSQL refuses it) or half a surrogate pair (JSON can carry one) in a
+    delta would make the answer impossible to store."""
+    chunk = {"choices": [{"delta": {"content": "a\u0000b\ud800c"}, "index": 0}]}
+    events = upstream.StreamDecoder().feed(f"data: {json.dumps(chunk)}\n\n".encode())
+    assert events == [TextDelta("ab\ufffdc")]
