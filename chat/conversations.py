@@ -281,18 +281,9 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
         ]
     )
     prefetch_related_objects(questions, "attachments")  # for the frames and the requests
-    now = timezone.now()
     answers = Message.objects.bulk_create(
         [
-            Message(
-                conversation=c,
-                parent=q,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=s.model,
-                params=s.params,
-                heartbeat_at=now,
-            )
+            _answer_unsaved(conversation=c, parent_id=q.pk, model=s.model, params=s.params)
             for s, c, q in zip(sends, conversations, questions)
         ]
     )
@@ -320,19 +311,25 @@ def _exchange_append(send: Send) -> Exchange:
         client_id=send.client_id[:64],
     )
     prefetch_related_objects([question], "attachments")  # read once, for the frame and the request
-    answer = Message.objects.create(
-        conversation=conversation,
-        parent=question,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        model=send.model,
-        params=send.params,
-        heartbeat_at=timezone.now(),
-    )
+    answer = _answer_unsaved(conversation=conversation, parent_id=question.pk, model=send.model, params=send.params)
+    answer.save()
     conversation.model = send.model
     conversation.save(update_fields=["model", "updated_at"])
     request = request_build(conversation=conversation, thread=[*thread, question], answer=answer)
     return Exchange(conversation.pk, answer, request, _message_events(conversation, question, answer))
+
+
+def _answer_unsaved(*, conversation: Conversation, parent_id: int | None, model: str, params: dict) -> Message:
+    """The empty answer a generation will fill, streaming from now; not saved yet."""
+    return Message(
+        conversation=conversation,
+        parent_id=parent_id,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+        params=params,
+        heartbeat_at=timezone.now(),
+    )
 
 
 def _message_events(conversation: Conversation, question: Message, answer: Message) -> list[Event]:
@@ -362,15 +359,10 @@ def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
     """Ask the same question again: a new answer beside the old one (kept as a branch)."""
     with transaction.atomic():
         old = _answer_for_rerun(user=user, message_id=message_id)
-        answer = Message.objects.create(
-            conversation=old.conversation,
-            parent_id=old.parent_id,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=old.model,
-            params=old.params,
-            heartbeat_at=timezone.now(),
+        answer = _answer_unsaved(
+            conversation=old.conversation, parent_id=old.parent_id, model=old.model, params=old.params
         )
+        answer.save()
         thread = message_thread(conversation=old.conversation, leaf=answer)
         frame = {"type": "message", "message": message_to_dict(answer), "replaces": old.pk}
         request = request_build(conversation=old.conversation, thread=thread, answer=answer)
