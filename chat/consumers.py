@@ -16,9 +16,9 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.db import DatabaseError
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import conversations
 from chat.batches import DatabaseBatch
@@ -142,11 +142,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def on_send(self, content: dict[str, Any]) -> None:
         text, model = conversations.send_validate(text=content.get("text"), model=content.get("model"))
         params = conversations.params_validate(content)
-        client_id = content.get("client_id") if isinstance(content.get("client_id"), str) else ""
+        # Cut to its column's length here, once: the echo, the check and the row all use this.
+        client_id = content.get("client_id")[:64] if isinstance(content.get("client_id"), str) else ""
         system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
         conversations.text_check(system_prompt, what="The system prompt")
-        conversation_id = _int(content.get("conversation_id"))
-        if conversation_id is None and content.get("conversation_id") is not None:
+        raw_id = content.get("conversation_id")
+        conversation_id = _int(raw_id)
+        if conversation_id is None and raw_id is not None:
             raise conversations.conversation_missing()  # not an id: never a new conversation
         send = conversations.Send(
             user=self.user,

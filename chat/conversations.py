@@ -185,7 +185,8 @@ class Exchange:
 
 @dataclass(frozen=True)
 class Send:
-    """One `send` frame, checked (send_validate, params_validate), not yet stored."""
+    """One `send` frame, checked (send_validate, params_validate), not yet stored.
+    `client_id` is at most 64 characters (its column's length): the consumer cuts it."""
 
     user: AbstractBaseUser
     conversation_id: int | None
@@ -217,7 +218,7 @@ def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
         stored = _client_ids_stored(sends)
         new: list[int] = []
         for i, send in enumerate(sends):
-            key = (send.user.pk, send.client_id[:64])
+            key = (send.user.pk, send.client_id)
             if send.client_id and key in stored:
                 continue
             if send.conversation_id is None:
@@ -227,14 +228,15 @@ def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
             outcomes[i] = _alone(_exchange_append, send)
             if isinstance(outcomes[i], Exchange):
                 stored.add(key)
-        try:
-            with transaction.atomic():
-                started = _conversations_start([sends[i] for i in new])
-        except Exception:
-            # One send that cannot be stored must not fail the others: one by one, then.
-            started = [_alone(lambda send: _conversations_start([send])[0], sends[i]) for i in new]
-        for i, outcome in zip(new, started):
-            outcomes[i] = outcome
+        if new:
+            try:
+                with transaction.atomic():
+                    started = _conversations_start([sends[i] for i in new])
+            except Exception:
+                # One send that cannot be stored must not fail the others: one by one, then.
+                started = [_alone(lambda send: _conversations_start([send])[0], sends[i]) for i in new]
+            for i, outcome in zip(new, started):
+                outcomes[i] = outcome
     return outcomes
 
 
@@ -255,7 +257,7 @@ def _alone(store: Callable[[Send], Exchange], send: Send) -> SendOutcome:
 
 def _client_ids_stored(sends: list[Send]) -> set[tuple[int, str]]:
     """The (user id, client_id) pairs among `sends` that are already stored, in one query."""
-    client_ids = {send.client_id[:64] for send in sends if send.client_id}
+    client_ids = {send.client_id for send in sends if send.client_id}
     if not client_ids:
         return set()
     stored = Message.objects.filter(
@@ -276,7 +278,7 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
     )
     questions = Message.objects.bulk_create(
         [
-            Message(conversation=c, role=Message.Role.USER, content=s.text, client_id=s.client_id[:64])
+            Message(conversation=c, role=Message.Role.USER, content=s.text, client_id=s.client_id)
             for s, c in zip(sends, conversations)
         ]
     )
@@ -308,7 +310,7 @@ def _exchange_append(send: Send) -> Exchange:
         parent=thread[-1] if thread else None,
         role=Message.Role.USER,
         content=send.text,
-        client_id=send.client_id[:64],
+        client_id=send.client_id,
     )
     prefetch_related_objects([question], "attachments")  # read once, for the frame and the request
     answer = _answer_unsaved(conversation=conversation, parent_id=question.pk, model=send.model, params=send.params)
