@@ -185,6 +185,41 @@ async def test_repeated_client_id_does_not_ask_twice(user, connect):
     assert await message_count() == 2
 
 
+@database_sync_to_async
+def writes_refused(refused: bool) -> None:
+    """Make SQLite refuse every write on the connection the server's database thread uses
+    (`PRAGMA query_only`): a real failed write, not a mock of our code."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA query_only = {'ON' if refused else 'OFF'}")
+
+
+async def test_a_send_the_database_cannot_store_gets_not_saved_and_can_be_sent_again(user, connect):
+    ws = await connect(user)
+    await writes_refused(True)
+    try:
+        await send(ws, "[sim deltas=3 interval=0] hi", client_id="c1")
+        frame = await ws.receive_json_from()
+    finally:
+        await writes_refused(False)
+    assert frame == {
+        "type": "error",
+        "code": "not_saved",
+        "message": "The server could not save that just now. Try again in a moment.",
+        "client_id": "c1",
+    }
+    assert await message_count() == 0
+    assert await ws.receive_nothing(timeout=0.2)  # the socket stays open, nothing else follows
+
+    # The page's resend of the same frame, once the database takes writes again.
+    await send(ws, "[sim deltas=3 interval=0] hi", client_id="c1")
+    frames = await frames_until(ws, is_done)
+    assert first(frames, "conversation")["client_id"] == "c1"
+    assert frames[-1]["message"]["content"] == "t0 t1 t2 "
+    assert await message_count() == 2
+
+
 async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):
     ws = await connect(user)
     await send(ws, "[sim deltas=200 interval=5]")
