@@ -8,8 +8,9 @@ process. The simulator's `stamp=1` directive writes into every delta the time it
 so on this one machine (one clock) each token's added latency is simply the time the
 client received it minus that stamp. The floor is the same kind of client reading the
 simulator's SSE stream itself, at the same concurrency. Every level runs at least
-`--rounds` rounds (and 10 streams in all); its figures pool every stream of every round,
-and the spread of the rounds' own figures is printed beside them. Figures: docs/benchmarks.md.
+`--rounds` rounds of each path (and 10 streams in all), floor and yiweb rounds taking
+turns; its figures pool every stream of every round, and the spread of the rounds' own
+figures is printed beside them. Figures: docs/benchmarks.md.
 Results also go to bench/results/relay.json.
 """
 
@@ -90,33 +91,31 @@ async def floor_stream(client: httpx.AsyncClient, text: str, timeout: float) -> 
 # --- the processes and the rounds ---------------------------------------------------
 
 
-async def floor_measure(
-    simulator_url: str, streams: int, rounds: int, text: str, timeout: float, processes: Processes
-) -> list[Round]:
+async def paths_measure(
+    base: str, simulator_url: str, sessions: list[str], rounds: int, text: str, timeout: float, processes: Processes
+) -> tuple[list[Round], list[Round]]:
+    """`rounds` rounds of each path, alternating floor and yiweb: this machine's speed drifts
+    over seconds, and alternating rounds meet the same drift, where a block of floor rounds
+    followed by a block of yiweb rounds could each meet a different one."""
     # The HTTP stack yiweb reads upstream with (httpx over aiohttp's connections): with
     # httpx's own httpcore the floor client used a whole core at 50 streams, and its
     # figures were its own limits more than the stand-in's.
     transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
-    async with httpx.AsyncClient(
-        base_url=simulator_url, headers={"Authorization": f"Bearer {API_KEY}"}, transport=transport, timeout=timeout
-    ) as client:
-        await floor_stream(client, WARM_UP, timeout)
-        return [
-            await round_run([floor_stream(client, text, timeout) for _ in range(streams)], processes)
-            for _ in range(rounds)
-        ]
-
-
-async def yiweb_measure(
-    base: str, sessions: list[str], rounds: int, text: str, timeout: float, processes: Processes
-) -> list[Round]:
     # Tabs already open, as a person's would be; each send starts a new conversation.
     sockets = await asyncio.gather(*(Socket.open(base, session) for session in sessions))
+    floor, yiweb = [], []
     try:
-        await yiweb_stream(sockets[0], WARM_UP, timeout)
-        return [await round_run([yiweb_stream(s, text, timeout) for s in sockets], processes) for _ in range(rounds)]
+        async with httpx.AsyncClient(
+            base_url=simulator_url, headers={"Authorization": f"Bearer {API_KEY}"}, transport=transport, timeout=timeout
+        ) as client:
+            await floor_stream(client, WARM_UP, timeout)
+            await yiweb_stream(sockets[0], WARM_UP, timeout)
+            for _ in range(rounds):
+                floor.append(await round_run([floor_stream(client, text, timeout) for _ in sessions], processes))
+                yiweb.append(await round_run([yiweb_stream(s, text, timeout) for s in sockets], processes))
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    return floor, yiweb
 
 
 # --- reading: parse the captures after the clock has stopped --------------------------
@@ -163,9 +162,8 @@ async def levels_measure(base: str, simulator_url: str, sessions: list[str], pro
     results = []
     for streams in args.streams:
         rounds = max(args.rounds, math.ceil(MIN_STREAMS_PER_LEVEL / streams))
-        floor = await floor_measure(simulator_url, streams, rounds, text, timeout, processes)
+        floor, yiweb = await paths_measure(base, simulator_url, sessions[:streams], rounds, text, timeout, processes)
         results.append(figures("floor", streams, floor, args.deltas))
-        yiweb = await yiweb_measure(base, sessions[:streams], rounds, text, timeout, processes)
         results.append(figures("yiweb", streams, yiweb, args.deltas))
     return results
 
@@ -264,6 +262,8 @@ def report(results: list[dict], targets: list[dict], machine: dict, args) -> str
         )
         for r in (floor, yiweb):
             lines.append(f"{'':<9}{r['path']:<8}{spread(r)}")
+        pairs = zip(floor["per_round"]["delta_p99_ms"], yiweb["per_round"]["delta_p99_ms"])
+        lines.append(f"{'':<9}{'in turn':<8}delta p99 floor / yiweb: " + ", ".join(f"{ms(f)} / {ms(y)}" for f, y in pairs))
     lines += notes
     lines.append(
         f"targets at {targets[0]['streams']} streams: ttft p50 ≤ {TARGET_TTFT_P50_MS:g} ms, "
