@@ -1,13 +1,15 @@
-"""What a consumer pays to take one channel-layer message: Channels' wait against yiweb's.
+"""What a consumer pays to take one channel-layer message: Channels' wait against yiweb's two.
 
     python bench/dispatch.py [--messages 5000]
 
 Every relayed frame reaches its socket's consumer as a channel-layer message. Channels'
 `AsyncConsumer` waits on the socket and the layer with `asyncio.wait` and a new task per
-message (`await_many_dispatch`); `ChatConsumer` copies each source into one queue with a
-task per source (`chat.consumers._pump`). Both here take messages from yiweb's in-memory
-layer while a second source (the socket) stays silent, one message in flight at a time,
-on uvloop. Figures: CPU µs per message, sent, received and dispatched; docs/benchmarks.md.
+message (`await_many_dispatch`). `ChatConsumer` copies each source into one queue with a
+task per source (`chat.consumers._pump`), which is its path with the Redis layer; yiweb's
+in-memory layer puts the message into that queue itself (`deliver_to`), so only the
+socket has a pump. All three here take messages from yiweb's in-memory layer while the
+socket stays silent, one message in flight at a time, on uvloop. Figures: CPU µs per
+message, sent, received and dispatched; docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ from chat.layers import InMemoryChannelLayer  # noqa: E402
 FRAME = {"type": "chat.frame", "frame": {"type": "delta", "message_id": 1, "seq": 1, "text": "t1@1795566101.829123 "}}
 
 
-async def channels_wait(sources, dispatch) -> None:
-    await await_many_dispatch(sources, dispatch)
+async def channels_wait(layer, channel, socket, dispatch) -> None:
+    await await_many_dispatch([socket, functools.partial(layer.receive, channel)], dispatch)
 
 
-async def yiweb_pump(sources, dispatch) -> None:
-    inbox: asyncio.Queue = asyncio.Queue()
+async def queue_dispatch(inbox: asyncio.Queue, sources, dispatch) -> None:
     pumps = [asyncio.create_task(_pump(source, inbox)) for source in sources]
     try:
         while True:
@@ -51,6 +52,16 @@ async def yiweb_pump(sources, dispatch) -> None:
     finally:
         for pump in pumps:
             pump.cancel()
+
+
+async def yiweb_pump(layer, channel, socket, dispatch) -> None:
+    await queue_dispatch(asyncio.Queue(), [socket, functools.partial(layer.receive, channel)], dispatch)
+
+
+async def yiweb_direct(layer, channel, socket, dispatch) -> None:
+    inbox: asyncio.Queue = asyncio.Queue()
+    layer.deliver_to(channel, inbox.put_nowait)
+    await queue_dispatch(inbox, [socket], dispatch)
 
 
 async def per_message(waiter, messages: int) -> float:
@@ -65,7 +76,7 @@ async def per_message(waiter, messages: int) -> float:
         dispatched += 1
 
     silent = asyncio.Event()
-    consumer = asyncio.create_task(waiter([silent.wait, functools.partial(layer.receive, channel)], dispatch))
+    consumer = asyncio.create_task(waiter(layer, channel, silent.wait, dispatch))
     await asyncio.sleep(0)
     started = time.process_time()
     for sent in range(messages):
@@ -83,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures = {}
     for _ in range(3):  # interleaved, best of three: the machine's speed drifts
-        for waiter in (channels_wait, yiweb_pump):
+        for waiter in (channels_wait, yiweb_pump, yiweb_direct):
             cost = uvloop.run(per_message(waiter, args.messages))
             figures[waiter.__name__] = min(cost, figures.get(waiter.__name__, cost))
-    baseline, ours = figures["channels_wait"], figures["yiweb_pump"]
+    baseline, pumps, direct = figures["channels_wait"], figures["yiweb_pump"], figures["yiweb_direct"]
     print(f"dispatch: {args.messages} layer messages, one in flight, uvloop; CPU µs per message, best of 3")
-    print(f"  Channels' await_many_dispatch  {baseline:6.1f} µs")
-    print(f"  ChatConsumer's pumps           {ours:6.1f} µs   ratio {ours / baseline:.2f}×")
+    print(f"  Channels' await_many_dispatch             {baseline:6.1f} µs")
+    print(f"  ChatConsumer's pumps (Redis layer)        {pumps:6.1f} µs   ratio {pumps / baseline:.2f}×")
+    print(f"  in-memory layer's deliver_to, one pump    {direct:6.1f} µs   ratio {direct / baseline:.2f}×")
     return 0
 
 
