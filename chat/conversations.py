@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
@@ -390,6 +390,40 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
 def title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+ANSWER_NOT_SAVED = (
+    "The server could not save this answer: the database refused the write. Only the text up "
+    "to its last save is kept; use Retry to ask again."
+)
+
+
+def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str, Any]) -> Event:
+    """The `done` frame for an answer whose ending the database kept refusing: the text the
+    tabs were shown, as an error that says so. The row keeps its last checkpoint, and the
+    sweep ends it as interrupted once its heartbeat is stale."""
+    try:
+        message = Message.objects.filter(pk=message_id).first()
+    except DatabaseError:  # a database that refuses writes may refuse this read too
+        message = None
+    data = (
+        message_to_dict(message)
+        if message is not None
+        else {"id": message_id, "conversation_id": conversation_id, "role": Message.Role.ASSISTANT}
+    )
+    data.update(
+        content=fields.get("content", data.get("content", "")),
+        seq=fields.get("seq", data.get("seq", 0)),
+        status=Message.Status.ERROR,
+        error_code="not_saved",
+        error_message=ANSWER_NOT_SAVED,
+    )
+    return conversation_group(conversation_id), {
+        "type": "done",
+        "message_id": message_id,
+        "seq": data["seq"],
+        "message": data,
+    }
 
 
 def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Event] | Exception]:

@@ -34,11 +34,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from chat.batches import DatabaseBatch
-from chat.conversations import messages_finish
+from chat.conversations import answer_unsaved_event, messages_finish
 from chat.events import Event, conversation_group, events_send, frame_send, generation_group, layer_message
 from chat.models import Message
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 FRAME_PAUSE_MAX = 0.05
 # The checkpoint loop ticks this many times per CHECKPOINT_INTERVAL (see `_checkpoint`).
 CHECKPOINT_SLICES = 10
+# An ending the database refuses (a locked SQLite file, a PostgreSQL fail-over) is tried
+# again after each of these pauses, in seconds; then the tabs are told it was not saved.
+FINISH_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 # Every generation running in this process, by assistant message id. Holding the task
 # here is what keeps it alive (asyncio keeps only weak references to tasks).
@@ -77,13 +80,17 @@ def _checkpoint_write(rows: list[tuple[int, str, int]], heartbeat_only: list[int
         # One UPDATE per answer: bulk_update's CASE over every row took 16 ms for 50
         # answers of 9 KB, in the database thread but holding the GIL that the relay needs.
         for pk, text, seq in rows:
-            Message.objects.filter(pk=pk).update(content=text, seq=seq, heartbeat_at=now)
+            # Only while streaming: a tick that lands after the answer ended leaves it be.
+            Message.objects.filter(pk=pk, status=Message.Status.STREAMING).update(
+                content=text, seq=seq, heartbeat_at=now
+            )
         if heartbeat_only:
             Message.objects.filter(pk__in=heartbeat_only, status=Message.Status.STREAMING).update(heartbeat_at=now)
 
 
 # Answers that end together are stored together (chat.batches).
 _finish_write = DatabaseBatch(messages_finish)
+_unsaved_event = database_sync_to_async(answer_unsaved_event)
 
 
 # --- the generation --------------------------------------------------------------------
@@ -183,7 +190,19 @@ class Generation:
                 await _generation_group_leave(self)
 
     async def _finish(self, fields: dict[str, Any]) -> None:
-        await events_send(await _finish_write((self.message_id, fields)))
+        for delay in (*FINISH_RETRY_DELAYS, None):
+            try:
+                events = await _finish_write((self.message_id, fields))
+            except DatabaseError:
+                if delay is None:
+                    logger.exception("answer %s could not be ended; telling its tabs", self.message_id)
+                    events = [await _unsaved_event(self.message_id, self.conversation_id, fields)]
+                    break
+                logger.warning("answer %s could not be ended; trying again in %s s", self.message_id, delay)
+                await asyncio.sleep(delay)
+            else:
+                break
+        await events_send(events)
 
     async def _send_loop(self) -> None:
         """Send pending text as numbered deltas, one layer message in flight at a time."""

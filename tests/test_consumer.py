@@ -220,6 +220,47 @@ async def test_a_send_the_database_cannot_store_gets_not_saved_and_can_be_sent_a
     assert await message_count() == 2
 
 
+async def test_an_ending_refused_for_a_moment_is_stored_once_the_database_takes_writes(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=30 interval=10]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta")
+    answer_id = answer_of(frames)["id"]
+    await writes_refused(True)
+    try:
+        frames += await frames_until(ws, lambda f: "t29 " in f.get("text", ""))
+        await asyncio.sleep(0.1)  # the first attempt to end the answer meets the refusal
+    finally:
+        await writes_refused(False)
+    done = (await frames_until(ws, is_done, timeout=5))[-1]
+
+    expected = "".join(f"t{i} " for i in range(30))
+    assert (done["message"]["status"], done["message"]["content"]) == ("complete", expected)
+    message = await stored(answer_id)
+    assert (message.status, message.content, message.finish_reason) == ("complete", expected, "stop")
+
+
+async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved(user, connect, monkeypatch):
+    monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05, 0.05))
+    ws = await connect(user)
+    await send(ws, "[sim deltas=30 interval=10]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta")
+    answer_id = answer_of(frames)["id"]
+    await writes_refused(True)
+    try:
+        frames += await frames_until(ws, is_done, timeout=5)
+    finally:
+        await writes_refused(False)
+
+    expected = "".join(f"t{i} " for i in range(30))
+    done = frames[-1]["message"]
+    assert (done["status"], done["error_code"], done["content"]) == ("error", "not_saved", expected)
+    assert done["error_message"].startswith("The server could not save this answer")
+    # What is stored is the last checkpoint, still streaming: the sweep ends it later.
+    message = await stored(answer_id)
+    assert message.status == "streaming"
+    assert expected.startswith(message.content) and len(message.content) < len(expected)
+
+
 async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):
     ws = await connect(user)
     await send(ws, "[sim deltas=200 interval=5]")
