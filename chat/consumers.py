@@ -74,6 +74,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except StopConsumer:
             pass
         finally:
+            # A handler that raised skips disconnect(): its snapshot timers end here too.
+            for timer in getattr(self, "timers", ()):
+                timer.cancel()
             if deliver_to is not None:
                 self.channel_layer.deliver_stop(self.channel_name)
             for pump in pumps:
@@ -94,8 +97,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         upkeep_ensure()
 
     async def disconnect(self, code: int) -> None:
-        for timer in self.timers:
-            timer.cancel()
+        # Snapshot timers are cancelled when the consumer ends (__call__).
         if getattr(self, "user", None) is not None and self.user.is_authenticated:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if getattr(self, "conversation_id", None) is not None:

@@ -32,14 +32,33 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._receivers: dict[str, Callable[[dict], None]] = {}
+        self._groups_of: dict[str, set[str]] = {}  # a receiving channel's groups
 
     def deliver_to(self, channel: str, receiver: Callable[[dict], None]) -> None:
         """Hand every message sent to `channel` to `receiver`, at once, from now on."""
         self._receivers[channel] = receiver
 
     def deliver_stop(self, channel: str) -> None:
+        """No more deliveries to `channel`, and out of the groups it is still in (its
+        consumer may have ended without leaving them); only its own groups are visited."""
         self._receivers.pop(channel, None)
-        self._remove_from_groups(channel)
+        for group in self._groups_of.pop(channel, ()):
+            members = self.groups.get(group)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self.groups[group]
+
+    async def group_add(self, group, channel):
+        await super().group_add(group, channel)
+        if channel in self._receivers:
+            self._groups_of.setdefault(channel, set()).add(group)
+
+    async def group_discard(self, group, channel):
+        await super().group_discard(group, channel)
+        groups = self._groups_of.get(channel)
+        if groups is not None:
+            groups.discard(group)
 
     async def send(self, channel, message):
         receiver = self._receivers.get(channel)

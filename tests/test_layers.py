@@ -37,5 +37,23 @@ async def test_after_deliver_stop_the_channel_is_out_of_its_groups():
     await layer.group_send("conversation.1", {"type": "chat.frame", "frame": {"seq": 2}})
 
     assert [m["frame"]["seq"] for m in delivered] == [1]
-    assert "conversation.1" not in layer.groups or channel not in layer.groups["conversation.1"]
+    assert "conversation.1" not in layer.groups  # left, and the emptied group is gone
     assert channel not in layer.channels  # nothing piled up for a socket that has gone
+
+
+async def test_deliver_stop_leaves_the_other_members_and_the_groups_already_left():
+    layer = InMemoryChannelLayer()
+    delivered: list[dict] = []
+    channel, other = await layer.new_channel(), await layer.new_channel()
+    layer.deliver_to(channel, delivered.append)
+    for group in ("user.1", "conversation.1", "conversation.2"):
+        await layer.group_add(group, channel)
+    await layer.group_add("conversation.1", other)
+    await layer.group_discard("conversation.2", channel)  # as a consumer does when it moves on
+
+    layer.deliver_stop(channel)
+
+    assert layer.groups == {"conversation.1": {other: layer.groups["conversation.1"][other]}}
+    await layer.group_send("conversation.1", {"type": "chat.frame", "frame": {"seq": 1}})
+    assert delivered == []
+    assert (await asyncio.wait_for(layer.receive(other), 1))["frame"]["seq"] == 1

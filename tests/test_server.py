@@ -1,12 +1,15 @@
 """yiweb.server: a websocket frame leaves in the call that writes it; plain HTTP still buffers.
 
-Real sockets and Twisted's own TCP connection class; only the reactor is a recorder, to
-show whether a write waited for the event loop's next turn.
+Real sockets, Twisted's own TCP connection class and Daphne's own websocket protocol;
+only the reactor is a recorder, to show whether a write waited for the event loop's next
+turn. (`websocket_writes_immediate` stays installed for the rest of the test process, as
+it is in a server: installing it twice does nothing.)
 """
 
 import socket
 
 import pytest
+from daphne.ws_protocol import WebSocketFactory
 from twisted.internet import tcp
 
 from yiweb.server import websocket_writes_immediate
@@ -23,18 +26,36 @@ class Reactor:
             self.writers.append(writer)
 
     def removeWriter(self, writer):
-        self.writers.remove(writer)
+        if writer in self.writers:
+            self.writers.remove(writer)
+
+    def addReader(self, reader):
+        pass
+
+    def removeReader(self, reader):
+        pass
+
+    def callLater(self, delay, function, *args, **kwargs):
+        pass  # autobahn's timeouts, and abortConnection's deferred close: not this test's business
+
+
+class Port:
+    """What tcp.Server asks of the listening port it came from."""
+
+    _realPortNumber = 8000
+    _type = "TCP"
+    _addressType = None
 
 
 @pytest.fixture
 def pair():
-    """(server side as Twisted's tcp.Connection, the client's socket, the reactor)."""
+    """(the server side as Twisted's tcp.Server, the client's socket, the reactor)."""
     websocket_writes_immediate()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
+        server, address = listener.accept()
     reactor = Reactor()
-    connection = tcp.Connection(server, protocol=None, reactor=reactor)
+    connection = tcp.Server(server, None, address, Port(), 1, reactor)
     connection.connected = True
     client.setblocking(False)
     yield connection, client, reactor
@@ -44,23 +65,35 @@ def pair():
 
 def received(client) -> bytes:
     try:
-        return client.recv(1000)
+        return client.recv(100_000)
     except BlockingIOError:
         return b""
 
 
-def test_a_websocket_frame_is_sent_in_the_write_itself(pair):
+def arrived(client) -> bytes:
+    client.settimeout(1)
+    return client.recv(100_000)
+
+
+def websocket_made(connection) -> None:
+    """What Daphne does on a websocket upgrade: its WebSocketProtocol takes the transport."""
+    protocol = WebSocketFactory(server_class=None).buildProtocol(connection.getPeer())
+    connection.protocol = protocol
+    protocol.makeConnection(connection)
+
+
+def test_daphne_websocket_frames_are_sent_in_the_write_itself(pair):
     connection, client, reactor = pair
-    connection.setTcpNoDelay(True)  # what autobahn does for every websocket
+    websocket_made(connection)
 
     connection.write(b"frame 1")
-    client.settimeout(1)
-    assert client.recv(1000) == b"frame 1"
+    assert arrived(client) == b"frame 1"
     assert reactor.writers == []  # nothing left for the loop's next turn
 
 
 def test_plain_http_still_waits_for_the_loops_turn(pair):
     connection, client, reactor = pair
+    connection.setTcpNoDelay(True)  # as Twisted's HTTPChannel does
 
     connection.write(b"head ")
     connection.write(b"body")
@@ -68,17 +101,24 @@ def test_plain_http_still_waits_for_the_loops_turn(pair):
     assert reactor.writers == [connection]
 
     connection.doWrite()  # the loop's turn: both leave together
-    client.settimeout(1)
-    assert client.recv(1000) == b"head body"
+    assert arrived(client) == b"head body"
 
 
 def test_a_frame_never_overtakes_one_still_queued(pair):
     connection, client, reactor = pair
-    connection.write(b"queued ")  # buffered: the socket had not been made a websocket yet
-    connection.setTcpNoDelay(True)
+    connection.write(b"queued ")  # buffered: the connection was still plain HTTP
+    websocket_made(connection)
 
     connection.write(b"next")
     assert received(client) == b""  # not sent ahead of what waits
     connection.doWrite()
-    client.settimeout(1)
-    assert client.recv(1000) == b"queued next"
+    assert arrived(client) == b"queued next"
+
+
+def test_after_abort_nothing_more_is_sent(pair):
+    connection, client, reactor = pair
+    websocket_made(connection)
+    connection.abortConnection()
+
+    connection.write(b"too late")
+    assert received(client) == b""
