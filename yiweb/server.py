@@ -23,8 +23,7 @@ def websocket_writes_immediate() -> None:
     transports try the socket first and buffer only what it did not take; this does the
     same for the TCP connections Daphne hands to a websocket (autobahn turns Nagle's
     algorithm off on them, so a frame is a packet at once). Plain HTTP keeps Twisted's
-    buffering: the stand-in's streamed answers, written at once, gave the relay a worse
-    p99 (23.1 against 17.5 ms in alternating rounds), its reads more and smaller.
+    buffering (writing it at once too made no measurable difference to the relay).
     At 50 streams, 10 interleaved rounds each: per-delta p99 median 18.9 -> 16.7 ms, mean
     25.8 -> 19.1 ms (docs/benchmarks.md). It reads Twisted's private write buffers
     (Twisted is pinned); tests/test_server.py fails if they change.
