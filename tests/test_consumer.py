@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 
@@ -222,45 +223,48 @@ async def test_a_send_the_database_cannot_store_gets_not_saved_and_can_be_sent_a
     assert await message_count() == 2
 
 
-async def test_an_ending_refused_for_a_moment_is_stored_once_the_database_takes_writes(user, connect):
-    ws = await connect(user)
+THIRTY_TOKENS = "".join(f"t{i} " for i in range(30))
+
+
+@contextlib.asynccontextmanager
+async def answer_with_writes_refused(ws):
+    """An answer of 30 tokens under way (the frames so far), the database refusing writes
+    until the block ends."""
     await send(ws, "[sim deltas=30 interval=10]")
     frames = await frames_until(ws, lambda f: f["type"] == "delta")
-    answer_id = answer_of(frames)["id"]
     await writes_refused(True)
     try:
-        frames += await frames_until(ws, lambda f: "t29 " in f.get("text", ""))
-        await asyncio.sleep(0.1)  # the first attempt to end the answer meets the refusal
+        yield frames
     finally:
         await writes_refused(False)
+
+
+async def test_an_ending_refused_for_a_moment_is_stored_once_the_database_takes_writes(user, connect):
+    ws = await connect(user)
+    async with answer_with_writes_refused(ws) as frames:
+        frames += await frames_until(ws, lambda f: "t29 " in f.get("text", ""))
+        await asyncio.sleep(0.1)  # the first attempt to end the answer meets the refusal
     done = (await frames_until(ws, is_done, timeout=5))[-1]
 
-    expected = "".join(f"t{i} " for i in range(30))
-    assert (done["message"]["status"], done["message"]["content"]) == ("complete", expected)
-    message = await stored(answer_id)
-    assert (message.status, message.content, message.finish_reason) == ("complete", expected, "stop")
+    assert (done["message"]["status"], done["message"]["content"]) == ("complete", THIRTY_TOKENS)
+    message = await stored(answer_of(frames)["id"])
+    assert (message.status, message.content, message.finish_reason) == ("complete", THIRTY_TOKENS, "stop")
 
 
 async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved(user, connect, monkeypatch):
     monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05, 0.05))
     ws = await connect(user)
-    await send(ws, "[sim deltas=30 interval=10]")
-    frames = await frames_until(ws, lambda f: f["type"] == "delta")
-    answer_id = answer_of(frames)["id"]
-    await writes_refused(True)
-    try:
+    async with answer_with_writes_refused(ws) as frames:
         frames += await frames_until(ws, is_done, timeout=5)
-    finally:
-        await writes_refused(False)
 
-    expected = "".join(f"t{i} " for i in range(30))
     done = frames[-1]["message"]
-    assert (done["status"], done["error_code"], done["content"]) == ("error", "not_saved", expected)
+    assert (done["status"], done["error_code"], done["content"]) == ("error", "not_saved", THIRTY_TOKENS)
     assert done["error_message"].startswith("The server could not save this answer")
     # What is stored is the last checkpoint, still streaming: the sweep ends it later.
+    answer_id = answer_of(frames)["id"]
     message = await stored(answer_id)
     assert message.status == "streaming"
-    assert expected.startswith(message.content) and len(message.content) < len(expected)
+    assert THIRTY_TOKENS.startswith(message.content) and len(message.content) < len(THIRTY_TOKENS)
 
 
 async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):
