@@ -263,7 +263,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if message is None:
             return
         if message["status"] != Message.Status.STREAMING:
-            await self.send_json({"type": "done", "message_id": message_id, "seq": message["seq"], "message": message})
+            await self.send_json(conversations.done_event(message)[1])
             return
         await self.send_json(
             {"type": "snapshot", "message_id": message_id, "from_seq": 0, "seq": message["seq"], "text": message["content"]}

@@ -268,8 +268,6 @@ def _client_ids_stored(sends: list[Send]) -> set[tuple[int, str]]:
 
 def _conversations_start(sends: list[Send]) -> list[Exchange]:
     """New conversations, their questions and their empty answers: three INSERTs for all."""
-    if not sends:
-        return []
     conversations = Conversation.objects.bulk_create(
         [
             Conversation(user=s.user, model=s.model, title=title_from(s.text), system_prompt=s.system_prompt)
@@ -418,12 +416,7 @@ def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str
         error_code="not_saved",
         error_message=ANSWER_NOT_SAVED,
     )
-    return conversation_group(conversation_id), {
-        "type": "done",
-        "message_id": message_id,
-        "seq": data["seq"],
-        "message": data,
-    }
+    return done_event(data)
 
 
 def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Event] | Exception]:
@@ -451,7 +444,11 @@ def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Even
         messages = Message.objects.in_bulk([endings[i][0] for i in ended])
         Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}).update(updated_at=now)
     for i in ended:
-        message = messages[endings[i][0]]
-        frame = {"type": "done", "message_id": message.pk, "seq": message.seq, "message": message_to_dict(message)}
-        frames[i] = [(conversation_group(message.conversation_id), frame)]
+        frames[i] = [done_event(message_to_dict(messages[endings[i][0]]))]
     return frames
+
+
+def done_event(message: dict[str, Any]) -> Event:
+    """The `done` frame of an ended answer (a `message_to_dict`), for its conversation's tabs."""
+    frame = {"type": "done", "message_id": message["id"], "seq": message["seq"], "message": message}
+    return conversation_group(message["conversation_id"]), frame

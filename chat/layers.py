@@ -80,11 +80,7 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         self.require_valid_group_name(group)
         self._clean_expired()
         for channel in list(self.groups.get(group, ())):
-            receiver = self._receivers.get(channel)
-            if receiver is not None:
-                receiver(message)
-                continue
             try:
-                await super().send(channel, message)
+                await self.send(channel, message)
             except ChannelFull:
                 pass

@@ -139,6 +139,7 @@ class TimeoutError_(UpstreamError):
 
 class StreamCutError(UpstreamError):
     code = "stream_cut"
+    SENTENCE = "The connection to the Yi API closed mid-answer. The text so far is kept; try again."
 
 
 class StalledError(UpstreamError):
@@ -387,9 +388,7 @@ class YiClient:
                 "The text so far is kept."
             ) from exc
         except httpx.TransportError as exc:
-            raise StreamCutError(
-                "The connection to the Yi API closed mid-answer. The text so far is kept; try again."
-            ) from exc
+            raise StreamCutError(StreamCutError.SENTENCE) from exc
         finally:
             await response.aclose()
 
@@ -470,7 +469,7 @@ class StreamDecoder:
         events = self.feed(b"\n") if self.pending else []
         if self.done or self.finished:
             return events
-        raise StreamCutError("The connection to the Yi API closed mid-answer. The text so far is kept; try again.")
+        raise StreamCutError(StreamCutError.SENTENCE)
 
     def _data(self, payload: bytes, events: list[Event]) -> None:
         if payload == b"[DONE]":
