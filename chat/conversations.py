@@ -391,15 +391,15 @@ def title_from(text: str) -> str:
 
 
 ANSWER_NOT_SAVED = (
-    "The server could not save this answer: the database refused the write. Only the text up "
-    "to its last save is kept; use Retry to ask again."
+    "The server could not save this answer yet: the database refused the write. It keeps "
+    "trying for a few minutes, and this note goes away once the answer is saved."
 )
 
 
 def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str, Any]) -> Event:
-    """The `done` frame for an answer whose ending the database kept refusing: the text the
-    tabs were shown, as an error that says so. The row keeps its last checkpoint, and the
-    sweep ends it as interrupted once its heartbeat is stale."""
+    """The `done` frame for an answer whose ending the database keeps refusing: the text the
+    tabs were shown, as an error that says so. The row keeps its last checkpoint until the
+    generation's later tries store the ending (see `Generation._finish`)."""
     try:
         message = Message.objects.filter(pk=message_id).first()
     except DatabaseError:  # a database that refuses writes may refuse this read too

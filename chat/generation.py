@@ -49,8 +49,13 @@ FRAME_PAUSE_MAX = 0.05
 # The checkpoint loop ticks this many times per CHECKPOINT_INTERVAL (see `_checkpoint`).
 CHECKPOINT_SLICES = 10
 # An ending the database refuses (a locked SQLite file, a PostgreSQL fail-over) is tried
-# again after each of these pauses, in seconds; then the tabs are told it was not saved.
+# again after each of these pauses, in seconds; then the tabs are told it is not saved
+# yet, and it is tried every FINISH_RETRY_EVERY seconds for up to FINISH_RETRY_FOR more.
+# Meanwhile the answer stays among this process's running ones: checkpoints keep its
+# text and heartbeat, and no sweep ends it with less text than the tabs were shown.
 FINISH_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+FINISH_RETRY_EVERY = 2.0
+FINISH_RETRY_FOR = 300.0
 
 # Every generation running in this process, by assistant message id. Holding the task
 # here is what keeps it alive (asyncio keeps only weak references to tasks).
@@ -190,19 +195,30 @@ class Generation:
                 await _generation_group_leave(self)
 
     async def _finish(self, fields: dict[str, Any]) -> None:
-        for delay in (*FINISH_RETRY_DELAYS, None):
+        """Store the ending and tell the tabs; while the database refuses it, keep trying
+        (FINISH_RETRY_DELAYS, then every FINISH_RETRY_EVERY for FINISH_RETRY_FOR), the
+        tabs told in between that it is not saved yet."""
+        delays = iter(FINISH_RETRY_DELAYS)
+        give_up_at = None
+        while True:
             try:
                 events = await _finish_write((self.message_id, fields))
             except DatabaseError:
+                delay = next(delays, None)
                 if delay is None:
-                    logger.exception("answer %s could not be ended; telling its tabs", self.message_id)
-                    events = [await _unsaved_event(self.message_id, self.conversation_id, fields)]
-                    break
+                    if give_up_at is None:
+                        logger.exception("answer %s could not be ended; telling its tabs", self.message_id)
+                        await events_send([await _unsaved_event(self.message_id, self.conversation_id, fields)])
+                        give_up_at = time.monotonic() + FINISH_RETRY_FOR
+                    if time.monotonic() >= give_up_at:
+                        logger.error("answer %s could not be ended; the sweep will end it", self.message_id)
+                        return
+                    delay = FINISH_RETRY_EVERY
                 logger.warning("answer %s could not be ended; trying again in %s s", self.message_id, delay)
                 await asyncio.sleep(delay)
             else:
-                break
-        await events_send(events)
+                await events_send(events)
+                return
 
     async def _send_loop(self) -> None:
         """Send pending text as numbered deltas, one layer message in flight at a time."""

@@ -251,20 +251,48 @@ async def test_an_ending_refused_for_a_moment_is_stored_once_the_database_takes_
     assert (message.status, message.content, message.finish_reason) == ("complete", THIRTY_TOKENS, "stop")
 
 
-async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved(user, connect, monkeypatch):
+async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_stored_when_it_can_be(
+    user, connect, monkeypatch
+):
     monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05, 0.05))
+    monkeypatch.setattr(generation_module, "FINISH_RETRY_EVERY", 0.05)
     ws = await connect(user)
     async with answer_with_writes_refused(ws) as frames:
         frames += await frames_until(ws, is_done, timeout=5)
+        unsaved = frames[-1]["message"]
+        answer_id = answer_of(frames)["id"]
+        # Stored meanwhile: the last checkpoint, still streaming.
+        message = await stored(answer_id)
+        assert message.status == "streaming"
+        assert THIRTY_TOKENS.startswith(message.content) and len(message.content) < len(THIRTY_TOKENS)
+    assert (unsaved["status"], unsaved["error_code"], unsaved["content"]) == ("error", "not_saved", THIRTY_TOKENS)
+    assert unsaved["error_message"].startswith("The server could not save this answer yet")
 
-    done = frames[-1]["message"]
-    assert (done["status"], done["error_code"], done["content"]) == ("error", "not_saved", THIRTY_TOKENS)
-    assert done["error_message"].startswith("The server could not save this answer")
-    # What is stored is the last checkpoint, still streaming: the sweep ends it later.
-    answer_id = answer_of(frames)["id"]
+    # Once the database takes writes again, the whole answer is stored and the tabs told.
+    saved = (await frames_until(ws, is_done, timeout=5))[-1]["message"]
+    assert (saved["status"], saved["error_code"], saved["content"]) == ("complete", "", THIRTY_TOKENS)
     message = await stored(answer_id)
-    assert message.status == "streaming"
-    assert THIRTY_TOKENS.startswith(message.content) and len(message.content) < len(THIRTY_TOKENS)
+    assert (message.status, message.content, message.finish_reason) == ("complete", THIRTY_TOKENS, "stop")
+
+
+async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(user, connect, monkeypatch, settings):
+    monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05,))
+    monkeypatch.setattr(generation_module, "FINISH_RETRY_EVERY", 0.05)
+    monkeypatch.setattr(generation_module, "FINISH_RETRY_FOR", 0.2)
+    ws = await connect(user)
+    async with answer_with_writes_refused(ws) as frames:
+        frames += await frames_until(ws, is_done, timeout=5)
+        assert frames[-1]["message"]["error_code"] == "not_saved"
+        await asyncio.sleep(0.5)  # past the window: the generation stops trying
+    assert await ws.receive_nothing(timeout=0.3)
+    answer_id = answer_of(frames)["id"]
+    assert (await stored(answer_id)).status == "streaming"
+
+    # No longer this process's to end: the sweep ends it, as it would after a crash.
+    settings.GENERATION_STALE_AFTER = 0
+    assert await generation_module.generation_sweep() == 1
+    done = (await frames_until(ws, is_done))[-1]["message"]
+    assert (done["id"], done["status"], done["error_code"]) == (answer_id, "interrupted", "interrupted")
 
 
 async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):
