@@ -415,6 +415,20 @@ _CHOICES_KEY = re.compile(r'"choices"\s*:\s*')
 _json_value = json.JSONDecoder().raw_decode
 
 
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+# Longer than any finish reason the reference or OpenAI names ("content_filter" is 14),
+# and what the database keeps of one.
+FINISH_REASON_MAX = 32
+
+
+def _token_count(value: Any) -> int | None:
+    """A usage figure as the API should send it, a whole number of tokens; None for
+    anything else (a string, a negative or fractional number), which no column could hold."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+        return value
+    return None
+
+
 def _storable(text: str) -> str:
     """The model's text without what cannot be stored: NUL characters (PostgreSQL refuses
     them; a page shows nothing for them) and halves of surrogate pairs (JSON can carry
@@ -509,10 +523,10 @@ class StreamDecoder:
             )
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            events.append(Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")))
+            events.append(Usage(*(_token_count(usage.get(key)) for key in USAGE_KEYS)))
         if choice.get("finish_reason"):
             self.finished = True
-            events.append(Finish(reason=choice["finish_reason"]))
+            events.append(Finish(reason=_storable(str(choice["finish_reason"]))[:FINISH_REASON_MAX]))
 
     def _chunk_parse(self, payload: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
         """The chunk (only its `choices` where that is all a delta needs) and its first choice.

@@ -127,6 +127,23 @@ def test_usage_in_a_chunk_of_its_own_after_the_finish_is_kept():
     assert events_of(lines, 5) == [TextDelta("Hi"), Finish("stop"), Usage(3, 1, 4)]
 
 
+def test_usage_and_finish_reason_that_no_column_could_hold_are_not_passed_on():
+    # Passed on, these failed the answer's ending: a negative count breaks the column's
+    # CHECK (IntegrityError), a string is no integer (ValueError), a 40-character reason
+    # does not fit PostgreSQL's column. A fraction is no token count either.
+    lines = [
+        'data: {"choices":[{"delta":{"content":"Hi"},"index":0,"finish_reason":"' + "x" * 40 + '"}],'
+        '"usage":{"prompt_tokens":-1,"completion_tokens":"many","total_tokens":2.5}}',
+        'data: {"choices":[],"usage":{"prompt_tokens":true,"completion_tokens":null,"total_tokens":3}}',
+        "data: [DONE]",
+    ]
+    assert events_of(lines, 7) == [TextDelta("Hi"), Usage(None, None, None), Finish("x" * 32), Usage(None, None, 3)]
+
+
+def test_a_finish_reason_that_is_not_a_string_still_ends_the_answer():
+    assert events_of(['data: {"choices":[{"delta":{},"index":0,"finish_reason":7}]}'], 7) == [Finish("7")]
+
+
 def test_stream_ending_without_finish_or_done_is_a_cut_stream():
     with pytest.raises(StreamCutError, match="closed mid-answer"):
         events_of(REFERENCE_TEXT_STREAM[:2], 7)
