@@ -515,7 +515,8 @@ class StreamDecoder:
             function = call.get("function") or {}
             events.append(
                 ToolCallDelta(
-                    index=call.get("index", 0),
+                    # The index keys the calls being merged: a whole number, or the first call.
+                    index=index if isinstance(index := call.get("index"), int) and index >= 0 else 0,
                     id=_storable(call.get("id") or ""),
                     name=_storable(function.get("name") or ""),
                     arguments=_storable(function.get("arguments") or ""),

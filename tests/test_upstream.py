@@ -144,6 +144,21 @@ def test_a_finish_reason_that_is_not_a_string_still_ends_the_answer():
     assert events_of(['data: {"choices":[{"delta":{},"index":0,"finish_reason":7}]}'], 7) == [Finish("7")]
 
 
+def test_a_tool_call_index_that_is_not_a_whole_number_counts_as_the_first_call():
+    # Mixed with whole-number indexes, a string one made sorting the calls fail at the ending.
+    lines = [
+        'data: {"choices":[{"delta":{"tool_calls":[{"index":"0","id":"call_1",'
+        '"function":{"name":"f","arguments":""}}]}}]}',
+        'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}',
+        'data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}',
+    ]
+    assert events_of(lines, 7) == [
+        ToolCallDelta(index=0, id="call_1", name="f", arguments=""),
+        ToolCallDelta(index=0, arguments="{}"),
+        Finish("tool_calls"),
+    ]
+
+
 def test_stream_ending_without_finish_or_done_is_a_cut_stream():
     with pytest.raises(StreamCutError, match="closed mid-answer"):
         events_of(REFERENCE_TEXT_STREAM[:2], 7)
