@@ -257,7 +257,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         message_id = event["message_id"]
         if message_id not in self.awaiting:
             return
-        await generation_sweep()
+        try:
+            await generation_sweep()
+        except DatabaseError:
+            # It could not end a dead answer now; the next sweep will. The tab still gets
+            # what is stored.
+            logger.warning("sweep before a snapshot failed", exc_info=True)
         message = await _message_dict(self.user, message_id)
         held = self.awaiting.pop(message_id)
         if message is None:

@@ -28,13 +28,14 @@ import asyncio
 import logging
 import math
 import time
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, transaction
 from django.utils import timezone
 
 from chat.batches import DatabaseBatch
@@ -56,10 +57,17 @@ CHECKPOINT_SLICES = 10
 FINISH_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 FINISH_RETRY_EVERY = 2.0
 FINISH_RETRY_FOR = 300.0
+# What a database says when it cannot take writes for now (locked, gone, read-only while
+# failing over); anything else (a constraint, a value that does not fit) would only be
+# refused again.
+PASSING_ERRORS = (OperationalError, InterfaceError, InternalError)
 
 # Every generation running in this process, by assistant message id. Holding the task
 # here is what keeps it alive (asyncio keeps only weak references to tasks).
 _running: dict[int, Generation] = {}
+# Those of them whose answer has ended and only its storing is left: they keep no share
+# of the frame budget.
+_ending: set[int] = set()
 _upkeep: asyncio.Task | None = None
 
 
@@ -113,6 +121,8 @@ class Generation:
         # Due at once: the first text is checkpointed at the next tick that has room for it.
         self.last_write = time.monotonic() - settings.CHECKPOINT_INTERVAL
         self.stop_requested = False
+        self.ending = False  # the answer has ended: only storing it is left
+        self.unsaved: Event | None = None  # the `not_saved` done the tabs got, while it is retried
         self.task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -152,11 +162,8 @@ class Generation:
                 elif isinstance(event, ToolCallDelta):
                     _tool_call_merge(tool_calls, event)
                 elif isinstance(event, Usage):
-                    fields.update(
-                        prompt_tokens=event.prompt_tokens,
-                        completion_tokens=event.completion_tokens,
-                        total_tokens=event.total_tokens,
-                    )
+                    # A figure the API left out (or sent wrong) keeps an earlier chunk's.
+                    fields.update({key: value for key, value in asdict(event).items() if value is not None})
                 elif isinstance(event, Finish):
                     fields["finish_reason"] = event.reason
                 elif isinstance(event, Retrying):
@@ -176,7 +183,8 @@ class Generation:
                 error_message="Something went wrong on the server while answering. The text so far is kept.",
             )
         finally:
-            listener.cancel()
+            self.ending = True
+            _ending.add(self.message_id)
             if sender is not None:
                 self._closing = True
                 self._wake.set()
@@ -191,33 +199,39 @@ class Generation:
             try:
                 await asyncio.shield(self._finish(fields))
             finally:
+                # Until here it answers snapshot requests (a tab that reconnects while the
+                # ending is retried learns how it stands).
+                listener.cancel()
                 _running.pop(self.message_id, None)
+                _ending.discard(self.message_id)
                 await _generation_group_leave(self)
 
     async def _finish(self, fields: dict[str, Any]) -> None:
-        """Store the ending and tell the tabs; while the database refuses it, keep trying
-        (FINISH_RETRY_DELAYS, then every FINISH_RETRY_EVERY for FINISH_RETRY_FOR), the
-        tabs told in between that it is not saved yet."""
+        """Store the ending and tell the tabs. While the database cannot take it, keep
+        trying (FINISH_RETRY_DELAYS, then every FINISH_RETRY_EVERY for FINISH_RETRY_FOR),
+        the tabs told in between that it is not saved yet."""
         delays = iter(FINISH_RETRY_DELAYS)
-        give_up_at = None
+        give_up_at = math.inf
         while True:
             try:
                 events = await _finish_write((self.message_id, fields))
-            except DatabaseError:
-                delay = next(delays, None)
+            except DatabaseError as error:
+                passing = isinstance(error, PASSING_ERRORS)
+                delay = next(delays, None) if passing else None
                 if delay is None:
-                    if give_up_at is None:
+                    if self.unsaved is None:
                         logger.exception("answer %s could not be ended; telling its tabs", self.message_id)
-                        await events_send([await _unsaved_event(self.message_id, self.conversation_id, fields)])
+                        self.unsaved = await _unsaved_event(self.message_id, self.conversation_id, fields)
+                        await _tabs_tell(self.message_id, [self.unsaved])
                         give_up_at = time.monotonic() + FINISH_RETRY_FOR
-                    if time.monotonic() >= give_up_at:
+                    if not passing or time.monotonic() >= give_up_at:
                         logger.error("answer %s could not be ended; the sweep will end it", self.message_id)
                         return
                     delay = FINISH_RETRY_EVERY
                 logger.warning("answer %s could not be ended; trying again in %s s", self.message_id, delay)
                 await asyncio.sleep(delay)
             else:
-                await events_send(events)
+                await _tabs_tell(self.message_id, events)
                 return
 
     async def _send_loop(self) -> None:
@@ -238,7 +252,7 @@ class Generation:
                     logger.exception("generation %s could not relay seq %s", self.message_id, frame["seq"])
             if self._closing and not self.pending:
                 return
-            pause = frame_pause(len(_running))
+            pause = frame_pause(len(_running) - len(_ending))
             if pause and not self._closing:
                 # What arrives meanwhile rides in the next frame.
                 await asyncio.sleep(pause)
@@ -261,9 +275,13 @@ class Generation:
         while True:
             request = await layer.receive(self.channel)
             if request.get("type") == "generation.stop":
-                self.stop_requested = True
-                if self.task is not None:
-                    self.task.cancel()
+                if not self.ending:  # an answer that has ended has nothing left to stop
+                    self.stop_requested = True
+                    if self.task is not None:
+                        self.task.cancel()
+            elif request.get("type") == "generation.snapshot" and self.unsaved is not None:
+                # Ended, not saved yet: the tab learns what the others were told.
+                await layer.send(request["reply_channel"], layer_message(self.unsaved[1]))
             elif request.get("type") == "generation.snapshot":
                 from_seq = min(max(int(request.get("from_seq") or 0), 0), self.seq)
                 if from_seq < self.base_seq:
@@ -276,6 +294,15 @@ class Generation:
                     "text": "".join(self.parts[from_seq:]),
                 }
                 await layer.send(request["reply_channel"], layer_message(frame))
+
+
+async def _tabs_tell(message_id: int, events: list[Event]) -> None:
+    """Send how an answer ended; a layer that fails here costs the tabs a frame they can
+    resync, not the ending's retries."""
+    try:
+        await events_send(events)
+    except Exception:
+        logger.exception("could not tell the tabs how answer %s ended", message_id)
 
 
 def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
@@ -344,6 +371,7 @@ async def _upkeep_loop() -> None:
     streaming by a process that died is ended by whichever process is still alive.
     """
     last_sweep = 0.0
+    failing_since = None  # a database that refuses writes fails every tick: say so once
     while True:
         await asyncio.sleep(settings.CHECKPOINT_INTERVAL / CHECKPOINT_SLICES)
         try:
@@ -352,7 +380,13 @@ async def _upkeep_loop() -> None:
                 last_sweep = time.monotonic()
                 await generation_sweep()
         except Exception:
-            logger.exception("checkpoint or sweep failed; trying again next tick")
+            if failing_since is None:
+                failing_since = time.monotonic()
+                logger.exception("checkpoint or sweep failed; trying again every tick")
+        else:
+            if failing_since is not None:
+                logger.warning("checkpoints work again after %.1f s", time.monotonic() - failing_since)
+                failing_since = None
 
 
 async def _checkpoint() -> None:
@@ -378,8 +412,9 @@ async def _checkpoint() -> None:
         ),
         key=lambda g: g.last_write,
     )
-    rows, heartbeat_only = [], []
+    rows, heartbeat_only, before = [], [], []
     for generation in due[: math.ceil(len(_running) / CHECKPOINT_SLICES)]:
+        before.append((generation, generation.checkpointed_seq, generation.last_write))
         if generation.seq != generation.checkpointed_seq:
             rows.append((generation.message_id, generation.text(), generation.seq))
             generation.checkpointed_seq = generation.seq
@@ -387,7 +422,13 @@ async def _checkpoint() -> None:
             heartbeat_only.append(generation.message_id)
         generation.last_write = now
     if rows or heartbeat_only:
-        await _checkpoint_write(rows, heartbeat_only)
+        try:
+            await _checkpoint_write(rows, heartbeat_only)
+        except BaseException:
+            # Not written: due again at the next tick.
+            for generation, seq, last_write in before:
+                generation.checkpointed_seq, generation.last_write = seq, last_write
+            raise
 
 
 async def generation_sweep() -> int:
@@ -405,6 +446,8 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
         .exclude(pk__in=exclude)
         .values_list("pk", flat=True)
     )
+    if not stale:
+        return []  # no write then: a database that refuses writes still answers this
     error = {
         "status": Message.Status.INTERRUPTED,
         "error_code": "interrupted",

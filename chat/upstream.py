@@ -444,6 +444,40 @@ def _storable(text: str) -> str:
     return text
 
 
+def _tool_call_deltas(calls: Any) -> list[ToolCallDelta]:
+    """The tool-call deltas of a chunk, as OpenAI's format has them; what does not fit it
+    (a call that is not an object, fields of other types) is dropped rather than failing
+    the answer."""
+    deltas = []
+    for call in calls if isinstance(calls, list) else []:
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict | list):  # an object where a JSON string belongs
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        deltas.append(
+            ToolCallDelta(
+                index=_call_index(call.get("index")),
+                id=_text_field(call.get("id")),
+                name=_text_field(function.get("name")),
+                arguments=_text_field(arguments),
+            )
+        )
+    return deltas
+
+
+def _call_index(value: Any) -> int:
+    """The index that keys the calls being merged: a whole number (or its digits), else 0."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _text_field(value: Any) -> str:
+    return _storable(value) if isinstance(value, str) else ""
+
+
 class StreamDecoder:
     """The events of a chat completion event stream, fed its body as it arrives.
 
@@ -511,17 +545,7 @@ class StreamDecoder:
             self.text_so_far.append(piece)
             self.length += len(piece)
             events.append(TextDelta(piece))
-        for call in delta.get("tool_calls") or []:
-            function = call.get("function") or {}
-            events.append(
-                ToolCallDelta(
-                    # The index keys the calls being merged: a whole number, or the first call.
-                    index=index if isinstance(index := call.get("index"), int) and index >= 0 else 0,
-                    id=_storable(call.get("id") or ""),
-                    name=_storable(function.get("name") or ""),
-                    arguments=_storable(function.get("arguments") or ""),
-                )
-            )
+        events.extend(_tool_call_deltas(delta.get("tool_calls")))
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             events.append(Usage(*(_token_count(usage.get(key)) for key in USAGE_KEYS)))

@@ -9,8 +9,10 @@ import math
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import DatabaseError
 from channels.testing import WebsocketCommunicator
 
+from chat import consumers as consumers_module
 from chat import generation as generation_module
 from chat.conversations import Send, exchanges_send
 from chat.generation import CHECKPOINT_SLICES, FRAME_PAUSE_MAX, Generation, frame_pause
@@ -251,12 +253,16 @@ async def test_an_ending_refused_for_a_moment_is_stored_once_the_database_takes_
     assert (message.status, message.content, message.finish_reason) == ("complete", THIRTY_TOKENS, "stop")
 
 
-async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_stored_when_it_can_be(
-    user, connect, monkeypatch
-):
+@pytest.fixture
+def quick_retries(monkeypatch):
     monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05, 0.05))
     monkeypatch.setattr(generation_module, "FINISH_RETRY_EVERY", 0.05)
-    ws = await connect(user)
+
+
+async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_stored_when_it_can_be(
+    user, connect, quick_retries, settings
+):
+    ws, other = await connect(user), await connect(user)
     async with answer_with_writes_refused(ws) as frames:
         frames += await frames_until(ws, is_done, timeout=5)
         unsaved = frames[-1]["message"]
@@ -265,34 +271,104 @@ async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_
         message = await stored(answer_id)
         assert message.status == "streaming"
         assert THIRTY_TOKENS.startswith(message.content) and len(message.content) < len(THIRTY_TOKENS)
+        # Still this process's to end: a sweep leaves it be, however old its heartbeat.
+        settings.GENERATION_STALE_AFTER = 0
+        assert await generation_module.generation_sweep() == 0
+        # A tab that opens the conversation now learns how it stands, not "streaming".
+        await other.send_json_to({"type": "subscribe", "conversation_id": conversation_id_of(frames)})
+        joined = (await frames_until(other, is_done, timeout=5))[-1]["message"]
     assert (unsaved["status"], unsaved["error_code"], unsaved["content"]) == ("error", "not_saved", THIRTY_TOKENS)
     assert unsaved["error_message"].startswith("The server could not save this answer yet")
+    assert joined == unsaved
 
     # Once the database takes writes again, the whole answer is stored and the tabs told.
-    saved = (await frames_until(ws, is_done, timeout=5))[-1]["message"]
-    assert (saved["status"], saved["error_code"], saved["content"]) == ("complete", "", THIRTY_TOKENS)
+    for tab in (ws, other):
+        saved = (await frames_until(tab, is_done, timeout=5))[-1]["message"]
+        assert (saved["status"], saved["error_code"], saved["content"]) == ("complete", "", THIRTY_TOKENS)
     message = await stored(answer_id)
     assert (message.status, message.content, message.finish_reason) == ("complete", THIRTY_TOKENS, "stop")
 
 
-async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(user, connect, monkeypatch, settings):
-    monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05,))
-    monkeypatch.setattr(generation_module, "FINISH_RETRY_EVERY", 0.05)
+async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
+    user, connect, quick_retries, monkeypatch, settings
+):
     monkeypatch.setattr(generation_module, "FINISH_RETRY_FOR", 0.2)
-    ws = await connect(user)
+    monkeypatch.setattr(consumers_module, "SNAPSHOT_TIMEOUT", 0.2)
+    ws, other = await connect(user), await connect(user)
     async with answer_with_writes_refused(ws) as frames:
         frames += await frames_until(ws, is_done, timeout=5)
         assert frames[-1]["message"]["error_code"] == "not_saved"
         await asyncio.sleep(0.5)  # past the window: the generation stops trying
+        # A tab that opens the conversation now gets what is stored (no generation answers
+        # any more), and its socket stays open although the sweep before that read cannot write.
+        await other.send_json_to({"type": "subscribe", "conversation_id": conversation_id_of(frames)})
+        snapshot = (await frames_until(other, lambda f: f["type"] == "snapshot", timeout=5))[-1]
     assert await ws.receive_nothing(timeout=0.3)
     answer_id = answer_of(frames)["id"]
     assert (await stored(answer_id)).status == "streaming"
+    assert THIRTY_TOKENS.startswith(snapshot["text"]) and snapshot["message_id"] == answer_id
 
     # No longer this process's to end: the sweep ends it, as it would after a crash.
     settings.GENERATION_STALE_AFTER = 0
     assert await generation_module.generation_sweep() == 1
     done = (await frames_until(ws, is_done))[-1]["message"]
     assert (done["id"], done["status"], done["error_code"]) == (answer_id, "interrupted", "interrupted")
+
+
+@database_sync_to_async
+def endings_refused(refused: bool) -> None:
+    """A trigger that fails every ending with a constraint error, as a value that does
+    not fit would: a refusal that trying again cannot cure."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("uses a SQLite trigger")
+    with connection.cursor() as cursor:
+        if refused:
+            cursor.execute(
+                "CREATE TRIGGER refuse_endings BEFORE UPDATE OF status ON chat_message "
+                "WHEN NEW.status != 'streaming' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            cursor.execute("DROP TRIGGER refuse_endings")
+
+
+async def test_an_ending_the_database_refuses_for_its_content_is_not_retried(user, connect, quick_retries):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=30 interval=10]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta")
+    await endings_refused(True)
+    try:
+        frames += await frames_until(ws, is_done, timeout=5)
+        assert frames[-1]["message"]["error_code"] == "not_saved"
+    finally:
+        await endings_refused(False)
+    # Not tried again: the row keeps what it had, for the sweep.
+    assert await ws.receive_nothing(timeout=0.3)
+    assert (await stored(answer_of(frames)["id"])).status == "streaming"
+
+
+async def test_a_checkpoint_the_database_refused_is_written_at_the_next_tick(user, settings):
+    settings.CHECKPOINT_INTERVAL = 1.0
+    conversation = await database_sync_to_async(Conversation.objects.create)(user=user, model="yi-large")
+    answer = await database_sync_to_async(Message.objects.create)(
+        conversation=conversation, role="assistant", status="streaming"
+    )
+    generation = Generation(answer, request={})
+    generation.parts = ["all ", "of ", "it"]
+    generation_module._running[answer.pk] = generation
+    try:
+        await writes_refused(True)
+        try:
+            with pytest.raises(DatabaseError):
+                await generation_module._checkpoint()
+        finally:
+            await writes_refused(False)
+        await generation_module._checkpoint()
+    finally:
+        generation_module._running.pop(answer.pk, None)
+    message = await stored(answer.pk)
+    assert (message.content, message.seq) == ("all of it", 3)
 
 
 async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):

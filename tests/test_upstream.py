@@ -144,17 +144,19 @@ def test_a_finish_reason_that_is_not_a_string_still_ends_the_answer():
     assert events_of(['data: {"choices":[{"delta":{},"index":0,"finish_reason":7}]}'], 7) == [Finish("7")]
 
 
-def test_a_tool_call_index_that_is_not_a_whole_number_counts_as_the_first_call():
-    # Mixed with whole-number indexes, a string one made sorting the calls fail at the ending.
+def test_tool_call_fields_of_other_types_are_read_as_far_as_they_make_sense():
+    # Each of these once raised out of the decoder and ended the answer as `internal`, or
+    # (a string index beside whole ones) made sorting the calls fail at the ending.
     lines = [
-        'data: {"choices":[{"delta":{"tool_calls":[{"index":"0","id":"call_1",'
-        '"function":{"name":"f","arguments":""}}]}}]}',
-        'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}',
+        'data: {"choices":[{"delta":{"tool_calls":[{"index":"1","id":7,'
+        '"function":{"name":"get_time","arguments":{"zone":"UTC"}}}]}}]}',
+        'data: {"choices":[{"delta":{"tool_calls":[1,{"index":true,"function":"f"}]}}]}',
+        'data: {"choices":[{"delta":{"tool_calls":{"index":0}}}]}',
         'data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}',
     ]
     assert events_of(lines, 7) == [
-        ToolCallDelta(index=0, id="call_1", name="f", arguments=""),
-        ToolCallDelta(index=0, arguments="{}"),
+        ToolCallDelta(index=1, id="", name="get_time", arguments='{"zone": "UTC"}'),
+        ToolCallDelta(index=0),
         Finish("tool_calls"),
     ]
 
