@@ -413,6 +413,10 @@ class YiClient:
 # only matches where a key starts (the Yi API sends it before the long `content`).
 _CHOICES_KEY = re.compile(r'"choices"\s*:\s*')
 _json_value = json.JSONDecoder().raw_decode
+# A piece of text exactly as the Yi API sends it, free of escapes and of the control
+# characters JSON does not allow raw (those go to the parser, as before); as with _CHOICES_KEY, an unescaped quote cannot occur inside a JSON string,
+# so this cannot match text that merely looks like it.
+_PLAIN_DELTA = re.compile(rb'"choices":\[\{"delta":\{"content":"([^"\\\x00-\x1f]*)"\},"index":0\}\]')
 
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -507,10 +511,38 @@ class StreamDecoder:
                     first += 1
                 if data[last - 1 : last] == b"\r":
                     last -= 1
-                self._data(data[first:last], events)
+                if not self._plain_delta(data, first, last, events):
+                    self._data(data[first:last], events)
             start = end + 1
         self.pending = data[start:]
         return events
+
+    def _plain_delta(self, data: bytes, first: int, last: int, events: list[Event]) -> bool:
+        """The text of the data line `data[first:last]` if it is a piece of text exactly as
+        the Yi API sends one, read without parsing the chunk; False for any other line,
+        which `_data` then parses.
+
+        Almost every chunk of a Yi answer is such a piece. Text with an escape in it
+        (a quote, a backslash, a control character), a finish, tool calls, a role, or
+        choices shaped any other way (OpenAI's) all fail the match. The Yi API sends usage
+        only with the finish, so a plain piece carries none. A chunk of a 500-token
+        answer took 5.4–5.6 µs of CPU parsed and takes 2.8–2.9 µs this way
+        (`bench/decode.py`); at 50 streams, 25,000 chunks a second, the relay's per-token
+        p99 fell from 48–58 to 36–37 ms on a slow day (docs/benchmarks.md)."""
+        if self.lost_text:
+            return False
+        match = _PLAIN_DELTA.search(data, first, last)
+        if match is None:
+            return False
+        try:
+            piece = match[1].decode()
+        except UnicodeDecodeError:
+            return False
+        if piece:
+            self.text_so_far.append(piece)
+            self.length += len(piece)
+            events.append(TextDelta(piece))
+        return True
 
     def close(self) -> list[Event]:
         """The body has ended: the events of an unterminated last line, or a cut stream."""

@@ -117,6 +117,26 @@ def test_text_with_quotes_braces_and_non_ascii_comes_through_exactly(piece):
     ]
 
 
+@PIECES
+def test_pieces_in_the_yi_api_shape_come_through_exactly_whatever_they_hold(piece):
+    # Compact chunks as the reference shows them: those whose text needs no escape are read
+    # without parsing the chunk, the others are parsed; both must give the exact text.
+    pieces = ["plain", " é 说 🙂", 'a "quoted" word', "back\\slash", "tab\there", "nul\x00gone", "", "end"]
+    pieces.append('"choices":[{"delta":{"content":"x"},"index":0}]')  # text that looks like the shape
+
+    def chunk(choice: dict, so_far: str) -> str:
+        fields = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "yi-large",
+                  "choices": [choice], "content": so_far, "lastOne": False}
+        return "data: " + json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+    lines = [chunk({"delta": {"content": p}, "index": 0}, "".join(pieces[: i + 1])) for i, p in enumerate(pieces)]
+    lines += [chunk({"delta": {}, "index": 0, "finish_reason": "stop"}, "".join(pieces)), "data: [DONE]"]
+    assert events_of(lines, piece) == [
+        *(TextDelta(p.replace("\x00", "")) for p in pieces if p),
+        Finish("stop"),
+    ]
+
+
 def test_usage_in_a_chunk_of_its_own_after_the_finish_is_kept():
     # OpenAI's stream_options.include_usage: a last chunk with empty choices.
     lines = [
