@@ -414,8 +414,8 @@ class YiClient:
 _CHOICES_KEY = re.compile(r'"choices"\s*:\s*')
 _json_value = json.JSONDecoder().raw_decode
 # A piece of text exactly as the Yi API sends it, free of escapes and of the control
-# characters JSON does not allow raw (those go to the parser, as before); as with _CHOICES_KEY, an unescaped quote cannot occur inside a JSON string,
-# so this cannot match text that merely looks like it.
+# characters JSON does not allow raw (those go to the parser, as before). Matched only at
+# the first "choices" key (see `StreamDecoder._plain_delta`).
 _PLAIN_DELTA = re.compile(rb'"choices":\[\{"delta":\{"content":"([^"\\\x00-\x1f]*)"\},"index":0\}\]')
 
 
@@ -526,12 +526,16 @@ class StreamDecoder:
         (a quote, a backslash, a control character), a finish, tool calls, a role, or
         choices shaped any other way (OpenAI's) all fail the match. The Yi API sends usage
         only with the finish, so a plain piece carries none. A chunk of a 500-token
-        answer took 5.4–5.6 µs of CPU parsed and takes 2.8–2.9 µs this way
-        (`bench/decode.py`); at 50 streams, 25,000 chunks a second, the relay's per-token
-        p99 fell from 48–58 to 36–37 ms on a slow day (docs/benchmarks.md)."""
+        answer took 5.7–5.8 µs of CPU parsed and takes 2.9–3.1 µs this way; a piece that
+        needs an escape costs 0.6–0.9 µs more than before (`bench/decode.py`). At 50
+        streams, 25,000 chunks a second, the relay's per-token p99 fell from 48–58 to
+        36–37 ms on a slow day (docs/benchmarks.md)."""
         if self.lost_text:
             return False
-        match = _PLAIN_DELTA.search(data, first, last)
+        # Only at the first "choices", the one `_chunk_parse` would read: further on, the
+        # shape can be inside the answer so far, which the Yi API does not always escape.
+        key = data.find(b'"choices"', first, last)
+        match = None if key == -1 else _PLAIN_DELTA.match(data, key, last)
         if match is None:
             return False
         try:
@@ -561,7 +565,7 @@ class StreamDecoder:
             chunk, choice = self._chunk_parse(payload)
             delta = choice.get("delta") or {}
             piece = _storable(delta.get("content") or "")
-        except (ValueError, AttributeError, IndexError, TypeError):
+        except (ValueError, AttributeError, IndexError, KeyError, TypeError):
             logger.warning("skipped a malformed stream chunk: %.200r", payload)
             self.lost_text = True
             return
@@ -600,5 +604,12 @@ class StreamDecoder:
             if isinstance(choices, list) and choices and isinstance(choices[0], dict):
                 if not choices[0].get("finish_reason"):
                     return {"choices": choices}, choices[0]
+                try:
+                    chunk = json.loads(text)
+                except ValueError:
+                    # The answer so far, which the Yi API does not always escape, can make
+                    # the whole chunk invalid; its choices still say how the answer ended.
+                    return {"choices": choices}, choices[0]
+                return chunk, (chunk.get("choices") or [{}])[0]
         chunk = json.loads(text)
         return chunk, (chunk.get("choices") or [{}])[0]

@@ -137,6 +137,30 @@ def test_pieces_in_the_yi_api_shape_come_through_exactly_whatever_they_hold(piec
     ]
 
 
+@PIECES
+def test_the_shape_of_a_piece_inside_the_unescaped_answer_so_far_is_not_read_as_a_piece(piece):
+    # The reference's own last vision chunk has raw quotes in its top-level `content`: an
+    # answer that quotes the stream format then holds the exact shape of a piece there.
+    shape = '"choices":[{"delta":{"content":"x"},"index":0}]'
+    head = 'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"yi-large",'
+    lines = [
+        head + '"choices":[{"delta":{"content":"Example: "},"index":0}],"content":"Example: ","lastOne":false}',
+        head + '"choices":[{"delta":{"content":' + json.dumps(shape) + '},"index":0}],'
+        '"content":"Example: ' + shape + '","lastOne":false}',
+        head + '"choices":[{"delta":{"content":"\\n"},"index":0}],"content":"Example: ' + shape + '\\n"}',
+        head + '"choices":[{"delta":{},"index":0,"finish_reason":"stop"}],"content":"Example: ' + shape + '",'
+        '"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}',
+        "data: [DONE]",
+    ]
+    # The finish chunk is then not valid JSON: its finish reason is still read, its usage lost.
+    assert events_of(lines, piece) == [TextDelta("Example: "), TextDelta(shape), TextDelta("\n"), Finish("stop")]
+
+
+def test_a_chunk_whose_choices_is_not_a_list_is_skipped():
+    lines = ['data: {"choices":{"a":1}}', 'data: {"choices":[{"delta":{"content":"B"},"index":0}]}', "data: [DONE]"]
+    assert events_of(lines, 7) == [TextDelta("B"), Finish("")]
+
+
 def test_usage_in_a_chunk_of_its_own_after_the_finish_is_kept():
     # OpenAI's stream_options.include_usage: a last chunk with empty choices.
     lines = [
