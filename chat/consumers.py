@@ -151,12 +151,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.snapshot_ask(message_id, from_seq=last_seq if message_id == resume_id else 0)
 
     async def on_send(self, content: dict[str, Any]) -> None:
-        text, model = conversations.send_validate(text=content.get("text"), model=content.get("model"))
+        text, model, system_prompt = conversations.send_validate(
+            text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt", "")
+        )
         params = conversations.params_validate(content)
         # Cut to its column's length here, once: the echo, the check and the row all use this.
         client_id = content.get("client_id")[:64] if isinstance(content.get("client_id"), str) else ""
-        system_prompt = content.get("system_prompt") if isinstance(content.get("system_prompt"), str) else ""
-        conversations.text_check(system_prompt, what="The system prompt")
         raw_id = content.get("conversation_id")
         conversation_id = _int(raw_id)
         if conversation_id is None and raw_id is not None:

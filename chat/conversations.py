@@ -123,8 +123,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 # --- writes --------------------------------------------------------------------------
 
 
-def send_validate(*, text: Any, model: Any) -> tuple[str, str]:
-    """Check a send before anything is stored; returns the cleaned (text, model)."""
+def send_validate(*, text: Any, model: Any, system_prompt: Any = "") -> tuple[str, str, str]:
+    """Check a send before anything is stored; returns the cleaned (text, model, system prompt)."""
     if not isinstance(text, str) or not text.strip():
         raise SendRefused("empty_message", "Type a message before sending.")
     text_check(text, what="That message")
@@ -136,7 +136,14 @@ def send_validate(*, text: Any, model: Any) -> tuple[str, str]:
         )
     if not isinstance(model, str) or not model.strip() or len(model) > 100:
         raise SendRefused("unknown_model", "Pick a model from the list.")
-    return text, model.strip()
+    system_prompt = system_prompt if isinstance(system_prompt, str) else ""
+    text_check(system_prompt, what="The system prompt")
+    if len(system_prompt) > limit:
+        raise SendRefused(
+            "system_prompt_too_long",
+            f"The system prompt is too long ({len(system_prompt):,} characters; the limit is {limit:,}). Shorten it.",
+        )
+    return text, model.strip(), system_prompt
 
 
 def text_check(text: str, *, what: str) -> None:

@@ -154,6 +154,15 @@ async def test_bad_message_gets_a_clear_error_and_nothing_is_stored(user, connec
     assert await message_count() == 0
 
 
+async def test_a_system_prompt_over_the_limit_gets_a_clear_error_and_nothing_is_stored(user, connect):
+    ws = await connect(user)
+    await send(ws, "hi", client_id="c8", system_prompt="x" * 100_001)
+    assert await ws.receive_json_from() == {
+        "type": "error", "code": "system_prompt_too_long", "client_id": "c8",
+        "message": "The system prompt is too long (100,001 characters; the limit is 100,000). Shorten it."}
+    assert await message_count() == 0
+
+
 async def test_bad_parameter_is_refused_before_anything_is_stored(user, connect):
     ws = await connect(user)
     await send(ws, "hi", temperature=3)
