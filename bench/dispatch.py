@@ -9,7 +9,9 @@ task per source (`chat.consumers._pump`), which is its path with the Redis layer
 in-memory layer puts the message into that queue itself (`deliver_to`), so only the
 socket has a pump. All three here take messages from yiweb's in-memory layer while the
 socket stays silent, one message in flight at a time, on uvloop. Figures: CPU µs per
-message, sent, received and dispatched; docs/benchmarks.md.
+message, sent, received and dispatched; then what handing a frame to the server costs
+through the session middleware's `send` and past it (`ChatConsumer.frame_send`);
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import django  # noqa: E402
 django.setup()
 
 import uvloop  # noqa: E402
+from channels.sessions import InstanceSessionWrapper  # noqa: E402
 from channels.utils import await_many_dispatch  # noqa: E402
 
 from chat.consumers import _pump  # noqa: E402
@@ -88,6 +91,23 @@ async def per_message(waiter, messages: int) -> float:
     return elapsed / messages * 1e6
 
 
+async def frame_send_cost(through_session: bool, frames: int) -> float:
+    """CPU µs per frame handed to the server: through the session middleware's send
+    (Channels' `InstanceSessionWrapper`, as every consumer's `send` is) or past it."""
+
+    async def server_send(message) -> None:
+        pass
+
+    wrapper = InstanceSessionWrapper({"cookies": {}}, server_send)
+    await wrapper.resolve_session()
+    send = wrapper.send if through_session else wrapper.real_send
+    message = {"type": "websocket.send", "text": '{"type": "delta"}'}
+    started = time.process_time()
+    for _ in range(frames):
+        await send(message)
+    return (time.process_time() - started) / frames * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -102,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Channels' await_many_dispatch             {baseline:6.1f} µs")
     print(f"  ChatConsumer's pumps (Redis layer)        {pumps:6.1f} µs   ratio {pumps / baseline:.2f}×")
     print(f"  in-memory layer's deliver_to, one pump    {direct:6.1f} µs   ratio {direct / baseline:.2f}×")
+    sends = {}
+    for _ in range(3):
+        for through in (True, False):
+            cost = uvloop.run(frame_send_cost(through, args.messages * 4))
+            sends[through] = min(cost, sends.get(through, cost))
+    print("a frame handed to the server; CPU µs per frame, best of 3")
+    print(f"  through the session middleware's send     {sends[True]:6.2f} µs")
+    print(f"  past it (ChatConsumer.frame_send)         {sends[False]:6.2f} µs   ratio {sends[False] / sends[True]:.2f}×")
     return 0
 
 
