@@ -336,16 +336,20 @@ class YiClient:
                 # The stream is read here rather than in a generator of its own: at 50
                 # streams every event passes through this loop 25,000 times a second, and
                 # each generator layer costs a resumption per event.
-                async with self._stream_response(body) as response:
+                async with self._stream_response(body) as (response, watch):
                     decoder = StreamDecoder()
+                    clock = asyncio.get_running_loop().time
                     # Raw bytes unless the API compressed them: one layer less per chunk.
                     encoded = response.headers.get("content-encoding", "identity") != "identity"
                     async for data in response.aiter_bytes() if encoded else response.aiter_raw():
+                        watch.last = clock()
                         for event in decoder.feed(data):
                             started = True
                             yield event
                         if decoder.done:
                             break
+                    if watch.stalled:  # the watch closed the response: the body just ended
+                        raise self._stalled()
                     for event in decoder.close():
                         yield event
                 return
@@ -366,31 +370,51 @@ class YiClient:
         return random.uniform(0, min(self.retry_max, self.retry_base * 2**attempt))
 
     @contextlib.asynccontextmanager
-    async def _stream_response(self, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
-        """The 200 response to a streaming request; httpx's errors, while it is read, as ours."""
+    async def _stream_response(self, body: dict[str, Any]) -> AsyncIterator[tuple[httpx.Response, _StallWatch]]:
+        """The 200 response to a streaming request and the watch on its silence; httpx's
+        errors, while it is read, as ours.
+
+        The answer must begin within the stall timeout, and then never go quiet for that
+        long. httpx's read timeout did both, but through aiohttp it moved a timer on every
+        chunk that arrived (25,000 a second at 50 streams): the body is watched by a
+        `_StallWatch` instead, and only the wait for the answer to begin is timed."""
         client = self._client()
         request = client.build_request(
-            "POST", self._url("chat/completions"), headers=self._headers(), json={**body, "stream": True}
+            "POST",
+            self._url("chat/completions"),
+            headers=self._headers(),
+            json={**body, "stream": True},
+            timeout=httpx.Timeout(**(client.timeout.as_dict() | {"read": None})),
         )
         try:
-            response = await client.send(request, stream=True)
+            async with asyncio.timeout(self.stall_timeout):
+                response = await client.send(request, stream=True)
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
+        watch = _StallWatch(response, self.stall_timeout)
         try:
             if response.status_code != 200:
                 raise error_from_response(
                     response.status_code, await response.aread(), response.headers, model=body.get("model", "")
                 )
-            yield response
-        except httpx.ReadTimeout as exc:
-            raise StalledError(
-                f"The Yi API sent nothing for {self.stall_timeout:g} seconds, so the answer was given up. "
-                "The text so far is kept."
-            ) from exc
+            yield response, watch
         except httpx.TransportError as exc:
-            raise StreamCutError(StreamCutError.SENTENCE) from exc
+            raise (self._stalled() if watch.stalled else StreamCutError(StreamCutError.SENTENCE)) from exc
         finally:
+            watch.stop()
             await response.aclose()
+
+    def _stalled(self) -> StalledError:
+        return StalledError(
+            f"The Yi API sent nothing for {self.stall_timeout:g} seconds, so the answer was given up. "
+            "The text so far is kept."
+        )
+
+    def _timed_out(self) -> TimeoutError_:
+        host = httpx.URL(self.base_url).host
+        return TimeoutError_(f"The Yi API at {host} did not answer in time. Check your network and try again.")
 
     def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
         host = httpx.URL(self.base_url).host
@@ -402,11 +426,35 @@ class YiClient:
         else:
             timed_out = isinstance(exc, httpx.TimeoutException)
         if timed_out:
-            return TimeoutError_(f"The Yi API at {host} did not answer in time. Check your network and try again.")
+            return self._timed_out()
         return ConnectionFailedError(
             f"Could not connect to the Yi API at {host} ({type(exc).__name__}). Check your network "
             "and YI_API_BASE, then try again."
         )
+
+
+class _StallWatch:
+    """Closes a streamed response once nothing has arrived for `timeout` seconds.
+
+    The reader stamps `last` with the loop's clock per chunk; one task per stream sleeps
+    until `last` would be `timeout` old and looks again, so a flowing stream wakes it about
+    once per `timeout`. Once it has closed the response, `stalled` tells the reader why
+    its body ended."""
+
+    def __init__(self, response: httpx.Response, timeout: float):
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()
+        self.stalled = False
+        self._task = self._loop.create_task(self._watch(response, timeout))
+
+    async def _watch(self, response: httpx.Response, timeout: float) -> None:
+        while (left := self.last + timeout - self._loop.time()) > 0:
+            await asyncio.sleep(left)
+        self.stalled = True
+        await response.aclose()
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 # `"choices"` as a key: an unescaped quote cannot occur inside a JSON string, so this

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -354,6 +355,30 @@ async def test_stalled_stream_is_given_up_after_the_stall_timeout(simulator_url)
         async for event in client_for(simulator_url, stall_timeout=0.5).stream(ask("[sim deltas=5 stall=2 interval=0]")):
             events.append(event)
     assert events == [TextDelta("t0 "), TextDelta("t1 ")]
+
+
+async def test_a_slow_stream_that_never_goes_quiet_for_the_stall_timeout_is_read_to_the_end(simulator_url):
+    # 1.5 s of answer, a token every 0.3 s, against a stall timeout of 0.5 s.
+    events = await collect(client_for(simulator_url, stall_timeout=0.5).stream(ask("[sim deltas=5 interval=300]")))
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [f"t{i} " for i in range(5)]
+    assert events[-1] == Finish("stop")
+
+
+async def test_an_api_that_takes_the_request_but_never_answers_times_out():
+    async def silent(reader, writer):
+        await reader.read(65536)  # the request; then nothing, until the client gives up
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    try:
+        with pytest.raises(upstream.TimeoutError_, match="did not answer in time"):
+            await collect(client_for(f"http://127.0.0.1:{port}/v1", stall_timeout=0.3, max_retries=0).stream(ask("hi")))
+    finally:
+        server.close()
+    assert 0.3 <= time.monotonic() - started < 2
 
 
 async def test_refused_connection_is_retried_then_reported():
