@@ -342,12 +342,13 @@ class YiClient:
                     # Raw bytes unless the API compressed them: one layer less per chunk.
                     encoded = response.headers.get("content-encoding", "identity") != "identity"
                     async for data in response.aiter_bytes() if encoded else response.aiter_raw():
-                        watch.last = clock()
+                        watch.last = None  # handing events on: what the caller takes is not silence
                         for event in decoder.feed(data):
                             started = True
                             yield event
                         if decoder.done:
                             break
+                        watch.last = clock()
                     if watch.stalled:  # the watch closed the response: the body just ended
                         raise self._stalled()
                     for event in decoder.close():
@@ -436,19 +437,25 @@ class YiClient:
 class _StallWatch:
     """Closes a streamed response once nothing has arrived for `timeout` seconds.
 
-    The reader stamps `last` with the loop's clock per chunk; one task per stream sleeps
-    until `last` would be `timeout` old and looks again, so a flowing stream wakes it about
-    once per `timeout`. Once it has closed the response, `stalled` tells the reader why
-    its body ended."""
+    The reader stamps `last` with the loop's clock when it starts waiting for the next
+    chunk, and sets it to None while it hands a chunk's events on (however long its caller
+    takes over them, that is not the API's silence). One task per stream sleeps until
+    `last` would be `timeout` old and looks again, so a flowing stream wakes it about once
+    per `timeout`. Once it has closed the response, `stalled` tells the reader why its
+    body ended."""
 
     def __init__(self, response: httpx.Response, timeout: float):
         self._loop = asyncio.get_running_loop()
-        self.last = self._loop.time()
+        self.last: float | None = self._loop.time()
         self.stalled = False
         self._task = self._loop.create_task(self._watch(response, timeout))
 
     async def _watch(self, response: httpx.Response, timeout: float) -> None:
-        while (left := self.last + timeout - self._loop.time()) > 0:
+        while True:
+            last = self.last
+            left = timeout if last is None else last + timeout - self._loop.time()
+            if left <= 0:
+                break
             await asyncio.sleep(left)
         self.stalled = True
         await response.aclose()

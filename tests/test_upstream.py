@@ -364,6 +364,18 @@ async def test_a_slow_stream_that_never_goes_quiet_for_the_stall_timeout_is_read
     assert events[-1] == Finish("stop")
 
 
+@pytest.mark.parametrize("slow_on", [1, 41])  # the first delta; an event of the last chunk, all arrived
+async def test_a_caller_slow_over_an_event_is_not_taken_for_a_stalled_api(simulator_url, slow_on):
+    # The API sends 40 deltas in 0.4 s; the caller takes 1 s over one event, twice the stall timeout.
+    events = []
+    async for event in client_for(simulator_url, stall_timeout=0.5).stream(ask("[sim deltas=40 interval=10]")):
+        events.append(event)
+        if len(events) == slow_on:
+            await asyncio.sleep(1.0)
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [f"t{i} " for i in range(40)]
+    assert events[-1] == Finish("stop")
+
+
 async def test_an_api_that_takes_the_request_but_never_answers_times_out():
     async def silent(reader, writer):
         await reader.read(65536)  # the request; then nothing, until the client gives up
