@@ -121,7 +121,6 @@ class Generation:
         # Due at once: the first text is checkpointed at the next tick that has room for it.
         self.last_write = time.monotonic() - settings.CHECKPOINT_INTERVAL
         self.stop_requested = False
-        self.ending = False  # the answer has ended: only storing it is left
         self.unsaved: Event | None = None  # the `not_saved` done the tabs got, while it is retried
         self.task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -183,7 +182,6 @@ class Generation:
                 error_message="Something went wrong on the server while answering. The text so far is kept.",
             )
         finally:
-            self.ending = True
             _ending.add(self.message_id)
             if sender is not None:
                 self._closing = True
@@ -275,7 +273,7 @@ class Generation:
         while True:
             request = await layer.receive(self.channel)
             if request.get("type") == "generation.stop":
-                if not self.ending:  # an answer that has ended has nothing left to stop
+                if self.message_id not in _ending:  # an answer that has ended has nothing left to stop
                     self.stop_requested = True
                     if self.task is not None:
                         self.task.cancel()

@@ -480,9 +480,9 @@ USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 FINISH_REASON_MAX = 32
 
 
-def _token_count(value: Any) -> int | None:
-    """A usage figure as the API should send it, a whole number of tokens; None for
-    anything else (a string, a negative or fractional number), which no column could hold."""
+def _whole_number(value: Any) -> int | None:
+    """`value` if it is a whole number a column can hold (a usage figure, a tool call's
+    index); None for anything else (a string, a bool, a negative or fractional number)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
         return value
     return None
@@ -530,7 +530,7 @@ def _call_index(value: Any) -> int:
     """The index that keys the calls being merged: a whole number (or its digits), else 0."""
     if isinstance(value, str) and value.isdigit():
         value = int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return _whole_number(value) or 0
 
 
 def _text_field(value: Any) -> str:
@@ -597,11 +597,14 @@ class StreamDecoder:
             piece = match[1].decode()
         except UnicodeDecodeError:
             return False
+        self._piece(piece, events)
+        return True
+
+    def _piece(self, piece: str, events: list[Event]) -> None:
         if piece:
             self.text_so_far.append(piece)
             self.length += len(piece)
             events.append(TextDelta(piece))
-        return True
 
     def close(self) -> list[Event]:
         """The body has ended: the events of an unterminated last line, or a cut stream."""
@@ -632,14 +635,11 @@ class StreamDecoder:
                 # skipped chunk carried is the difference.
                 piece = _storable(accumulated)[self.length :]
                 self.lost_text = False
-        if piece:
-            self.text_so_far.append(piece)
-            self.length += len(piece)
-            events.append(TextDelta(piece))
+        self._piece(piece, events)
         events.extend(_tool_call_deltas(delta.get("tool_calls")))
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            events.append(Usage(*(_token_count(usage.get(key)) for key in USAGE_KEYS)))
+            events.append(Usage(*(_whole_number(usage.get(key)) for key in USAGE_KEYS)))
         if choice.get("finish_reason"):
             self.finished = True
             events.append(Finish(reason=_storable(str(choice["finish_reason"]))[:FINISH_REASON_MAX]))
@@ -654,17 +654,19 @@ class StreamDecoder:
         chunk), or text to recover."""
         text = payload.decode()
         key = None if self.lost_text else _CHOICES_KEY.search(text)
+        choices_only = None
         if key is not None:
             choices = _json_value(text, key.end())[0]
             if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+                choices_only = {"choices": choices}, choices[0]
                 if not choices[0].get("finish_reason"):
-                    return {"choices": choices}, choices[0]
-                try:
-                    chunk = json.loads(text)
-                except ValueError:
-                    # The answer so far, which the Yi API does not always escape, can make
-                    # the whole chunk invalid; its choices still say how the answer ended.
-                    return {"choices": choices}, choices[0]
-                return chunk, (chunk.get("choices") or [{}])[0]
-        chunk = json.loads(text)
+                    return choices_only
+        try:
+            chunk = json.loads(text)
+        except ValueError:
+            if choices_only is None:
+                raise
+            # The answer so far, which the Yi API does not always escape, can make the
+            # whole chunk invalid; its choices still say how the answer ended.
+            return choices_only
         return chunk, (chunk.get("choices") or [{}])[0]
