@@ -78,3 +78,24 @@ def running_simulator(env: dict | None = None) -> Iterator[str]:
     key = env.get("SIMULATOR_API_KEY") or "sk-simulator"
     with running_daphne("chat.simulator:app", env, lambda base: simulator_answers(f"{base}/v1", key)) as (base, _):
         yield f"{base}/v1"
+
+
+@contextlib.asynccontextmanager
+async def canned_api(body: bytes, headers: dict[str, str] | None = None):
+    """An API that answers every chat completion with these exact bytes, for streams the
+    simulator has no directive for; yield its base URL, http://127.0.0.1:PORT/v1."""
+    from aiohttp import web
+
+    async def completions(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": "text/event-stream", **(headers or {})})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import math
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -17,6 +18,7 @@ from chat import generation as generation_module
 from chat.conversations import Send, exchanges_send
 from chat.generation import CHECKPOINT_SLICES, FRAME_PAUSE_MAX, Generation, frame_pause
 from chat.models import Conversation, Message
+from tests.simulator_server import canned_api
 from yiweb.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -298,6 +300,28 @@ async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_
     assert (message.status, message.content, message.finish_reason) == ("complete", THIRTY_TOKENS, "stop")
 
 
+async def test_stop_after_the_answer_ended_changes_nothing_while_its_storing_is_retried(
+    user, connect, quick_retries
+):
+    ws, other = await connect(user), await connect(user)
+    async with answer_with_writes_refused(ws) as frames:
+        frames += await frames_until(ws, is_done, timeout=5)
+        unsaved = frames[-1]["message"]
+        assert unsaved["error_code"] == "not_saved"
+        # A Stop that crossed the ending (or a second tab's late click).
+        await ws.send_json_to({"type": "stop", "message_id": unsaved["id"]})
+        await asyncio.sleep(0.2)
+        # The generation still holds the answer: a tab opening the conversation is told how it stands.
+        await other.send_json_to({"type": "subscribe", "conversation_id": conversation_id_of(frames)})
+        joined = (await frames_until(other, is_done, timeout=5))[-1]["message"]
+    assert joined == unsaved
+
+    # And the answer is stored complete, not stopped, once the database takes writes again.
+    saved = (await frames_until(ws, is_done, timeout=5))[-1]["message"]
+    assert (saved["status"], saved["content"]) == ("complete", THIRTY_TOKENS)
+    assert (await stored(unsaved["id"])).status == "complete"
+
+
 async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
     user, connect, quick_retries, monkeypatch, settings
 ):
@@ -325,18 +349,23 @@ async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
 
 
 @database_sync_to_async
-def endings_refused(refused: bool) -> None:
-    """A trigger that fails every ending with a constraint error, as a value that does
-    not fit would: a refusal that trying again cannot cure."""
+def endings_refused(refused: bool, *, passing: bool = False) -> None:
+    """A trigger that fails every ending: with a constraint error, as a value that does
+    not fit would (a refusal that trying again cannot cure), or, `passing`, with an
+    OperationalError, as a database that is failing over would (one worth retrying).
+    Unlike `writes_refused`, new answers can still be stored and checkpointed."""
     from django.db import connection
 
     if connection.vendor != "sqlite":
         pytest.skip("uses a SQLite trigger")
+    # SQLite compiles a trigger's body when it fires: a table that does not exist is an
+    # OperationalError then.
+    refusal = "INSERT INTO no_such_table VALUES (1)" if passing else "SELECT RAISE(ABORT, 'refused')"
     with connection.cursor() as cursor:
         if refused:
             cursor.execute(
                 "CREATE TRIGGER refuse_endings BEFORE UPDATE OF status ON chat_message "
-                "WHEN NEW.status != 'streaming' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                f"WHEN NEW.status != 'streaming' BEGIN {refusal}; END"
             )
         else:
             cursor.execute("DROP TRIGGER refuse_endings")
@@ -355,6 +384,36 @@ async def test_an_ending_the_database_refuses_for_its_content_is_not_retried(use
     # Not tried again: the row keeps what it had, for the sweep.
     assert await ws.receive_nothing(timeout=0.3)
     assert (await stored(answer_of(frames)["id"])).status == "streaming"
+
+
+async def test_answers_whose_storing_is_retried_do_not_slow_the_ones_still_streaming(
+    user, connect, quick_retries, settings
+):
+    settings.RELAY_FRAMES_PER_SECOND = 100  # one streaming answer: a frame per 10 ms; five: 50 ms
+    await endings_refused(True, passing=True)
+    try:
+        tabs = [await connect(user) for _ in range(4)]
+        for tab in tabs:
+            await send(tab, "[sim deltas=3 interval=1]")
+        for tab in tabs:
+            assert (await frames_until(tab, is_done))[-1]["message"]["error_code"] == "not_saved"
+        # Four answers have ended and wait for the database; one streams.
+        ws = await connect(user)
+        await send(ws, "[sim deltas=200 interval=2]")
+        frames, arrivals = [], []
+        while not frames or not is_done(frames[-1]):
+            frames.append(await ws.receive_json_from(timeout=10))
+            if frames[-1]["type"] == "delta":
+                arrivals.append(time.monotonic())
+    finally:
+        await endings_refused(False)
+    assert text_of(frames, answer_of(frames)["id"]) == "".join(f"t{i} " for i in range(200))
+    # Paced for one streaming answer (a frame per ~10 ms), not for five (50 ms).
+    gap = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
+    assert gap < 0.03, f"a frame every {gap * 1000:.0f} ms"
+
+    for tab in (*tabs, ws):
+        assert (await frames_until(tab, is_done, timeout=5))[-1]["message"]["status"] == "complete"
 
 
 async def test_a_checkpoint_the_database_refused_is_written_at_the_next_tick(user, settings):
@@ -592,6 +651,30 @@ async def test_malformed_chunk_does_not_lose_text(user, connect):
     frames = await frames_until(ws, is_done)
     assert frames[-1]["message"]["status"] == "complete"
     assert frames[-1]["message"]["content"] == "".join(f"t{i} " for i in range(8))
+
+
+async def test_a_later_usage_chunk_missing_figures_keeps_the_earlier_ones(user, connect, settings):
+    """Some OpenAI-compatible servers and proxies send usage again after the finish, with
+    only some figures: the answer keeps the full count, not a count with holes."""
+    chunks = [
+        {"choices": [{"delta": {"role": "assistant"}, "index": 0}]},
+        {"choices": [{"delta": {"content": "Hello"}, "index": 0}]},
+        {
+            "choices": [{"delta": {}, "index": 0, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 17, "completion_tokens": 64, "total_tokens": 81},
+        },
+        {"choices": [], "usage": {"completion_tokens": 64}},
+    ]
+    body = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+    async with canned_api(body.encode()) as url:
+        settings.YI_API_BASE = url
+        ws = await connect(user)
+        await send(ws, "hi")
+        done = (await frames_until(ws, is_done))[-1]["message"]
+    assert (done["status"], done["content"]) == ("complete", "Hello")
+    assert done["usage"] == {"prompt_tokens": 17, "completion_tokens": 64, "total_tokens": 81}
+    message = await stored(done["id"])
+    assert (message.prompt_tokens, message.completion_tokens, message.total_tokens) == (17, 64, 81)
 
 
 async def test_request_carries_system_prompt_model_and_parameters(user, connect):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from chat import upstream
-from tests.simulator_server import free_port
+from tests.simulator_server import canned_api
 from chat.upstream import (
     AuthError,
     BadRequestError,
@@ -417,25 +417,14 @@ async def test_a_gzip_compressed_stream_is_read_as_its_text():
     """An API (or a proxy) may compress the event stream; the events are the same."""
     import gzip
 
-    from aiohttp import web
-
     lines = [line for line in REFERENCE_TEXT_STREAM if line != "..."]
     body = gzip.compress("".join(f"{line}\n\n" for line in lines).encode())
 
-    async def completions(request: web.Request) -> web.Response:
-        return web.Response(body=body, headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        events = [e async for e in client_for(f"http://127.0.0.1:{port}/v1").stream(ask("hi"))]
-    finally:
-        await upstream.pool_close()
-        await runner.cleanup()
+    async with canned_api(body, {"Content-Encoding": "gzip"}) as url:
+        try:
+            events = [e async for e in client_for(url).stream(ask("hi"))]
+        finally:
+            await upstream.pool_close()
     assert events == [TextDelta("Hello"), Usage(17, 64, 81), Finish(reason="stop")]
 
 
