@@ -18,8 +18,8 @@ reconnecting tab resume from any seq.
 
 Checkpoints: one loop per process writes the text of every running generation that
 changed about once per CHECKPOINT_INTERVAL, a slice of them at a time, and refreshes
-the heartbeat of those that did not; a generation whose heartbeat goes stale belonged
-to a process that died (see `generation_sweep`).
+the heartbeat of those that did not; a generation whose heartbeat goes stale, and stays
+so once writes work, belonged to a process that died (see `_stale_interrupt`).
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ import logging
 import math
 import time
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from chat.batches import DatabaseBatch
@@ -374,8 +375,9 @@ async def _upkeep_loop() -> None:
         await asyncio.sleep(settings.CHECKPOINT_INTERVAL / CHECKPOINT_SLICES)
         try:
             await _checkpoint()
-            if time.monotonic() - last_sweep >= settings.GENERATION_STALE_AFTER / 2:
-                last_sweep = time.monotonic()
+            now = time.monotonic()
+            if now - last_sweep >= settings.GENERATION_STALE_AFTER / 2 or _suspects_due(now):
+                last_sweep = now
                 await generation_sweep()
         except Exception:
             if failing_since is None:
@@ -436,21 +438,54 @@ async def generation_sweep() -> int:
     return len(events)
 
 
+# Answers a sweep of this process found stale: message id -> (the heartbeat it had then,
+# when that was). See `_stale_interrupt`.
+_suspects: dict[int, tuple[datetime, float]] = {}
+
+
+def _suspects_due(now: float) -> bool:
+    """Whether a suspect has stayed long enough to be ended at the next sweep."""
+    settle = settings.GENERATION_STALE_AFTER / 4
+    return any(now - since >= settle for _, since in _suspects.values())
+
+
 @database_sync_to_async
 def _stale_interrupt(exclude: list[int]) -> list[Event]:
+    """End the answers, not running here, whose heartbeat is over GENERATION_STALE_AFTER
+    old and has not moved for GENERATION_STALE_AFTER / 4 since a sweep found it so.
+
+    A stale heartbeat alone does not mean a dead process: while the database refuses
+    writes, the live process that owns an answer cannot refresh it either, and once
+    writes work again its checkpoints take up to CHECKPOINT_INTERVAL to refresh them all.
+    So a sweep first writes its suspects down, with a write of their rows (if writes
+    still fail, no suspicion is written down); a later sweep ends those whose heartbeat
+    is still the one it saw, by when a live owner, able to write since, has moved it.
+    """
     cutoff = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_AFTER)
-    stale = list(
+    stale = dict(
         Message.objects.filter(status=Message.Status.STREAMING, heartbeat_at__lt=cutoff)
         .exclude(pk__in=exclude)
-        .values_list("pk", flat=True)
+        .values_list("pk", "heartbeat_at")
     )
-    if not stale:
-        return []  # no write then: a database that refuses writes still answers this
+    for pk, (heartbeat, _) in list(_suspects.items()):
+        if stale.get(pk) != heartbeat:
+            del _suspects[pk]  # its heartbeat moved, it ended, or it runs here now
+    now = time.monotonic()
+    new = [pk for pk in stale if pk not in _suspects]
+    if new:
+        Message.objects.filter(pk__in=new, status=Message.Status.STREAMING).update(heartbeat_at=F("heartbeat_at"))
+        _suspects.update((pk, (stale[pk], now)) for pk in new)
+    settle = settings.GENERATION_STALE_AFTER / 4
+    dead = [pk for pk, (_, since) in _suspects.items() if now - since >= settle]
+    if not dead:
+        return []  # no ending written then: a database that refuses writes still answers this
     error = {
         "status": Message.Status.INTERRUPTED,
         "error_code": "interrupted",
         "error_message": "The server restarted while answering; the text up to that moment is kept.",
     }
     # Without `content` in the fields, the last checkpoint's text and seq are what stays.
-    ended = messages_finish([(pk, error) for pk in stale])
+    ended = messages_finish([(pk, error) for pk in dead])
+    for pk in dead:
+        del _suspects[pk]
     return [event for events in ended if isinstance(events, list) for event in events]

@@ -341,9 +341,8 @@ async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
     assert (await stored(answer_id)).status == "streaming"
     assert THIRTY_TOKENS.startswith(snapshot["text"]) and snapshot["message_id"] == answer_id
 
-    # No longer this process's to end: the sweep ends it, as it would after a crash.
+    # No longer this process's to end: the process's sweep ends it, as it would after a crash.
     settings.GENERATION_STALE_AFTER = 0
-    assert await generation_module.generation_sweep() == 1
     done = (await frames_until(ws, is_done))[-1]["message"]
     assert (done["id"], done["status"], done["error_code"]) == (answer_id, "interrupted", "interrupted")
 
@@ -797,6 +796,43 @@ async def test_answer_whose_process_died_is_marked_interrupted_keeping_its_check
     assert done["message"]["error_message"] == (
         "The server restarted while answering; the text up to that moment is kept.")
     assert (await stored(orphan.pk)).status == "interrupted"
+
+
+async def test_a_heartbeat_left_stale_by_refused_writes_is_not_taken_for_a_dead_process(user, settings):
+    """Another process's answer, whose heartbeat went stale while the database refused
+    writes: once writes work, this process's sweep leaves its owner time to refresh it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.GENERATION_STALE_AFTER = 1.0  # a suspect settles for 0.25 s
+    conversation = await database_sync_to_async(Conversation.objects.create)(user=user, model="yi-large")
+    answer = await database_sync_to_async(Message.objects.create)(
+        conversation=conversation, role="assistant", status="streaming", content="so far", seq=3,
+        heartbeat_at=timezone.now() - timedelta(seconds=5),
+    )
+    # While writes are refused, a sweep cannot even write its suspicion down.
+    await writes_refused(True)
+    try:
+        with pytest.raises(DatabaseError):
+            await generation_module.generation_sweep()
+    finally:
+        await writes_refused(False)
+    # Writes work again. Its first sweep only suspects the answer; the owner's next
+    # checkpoint refreshes the heartbeat; the sweep after that finds it alive.
+    assert await generation_module.generation_sweep() == 0
+    await generation_module._checkpoint_write([], [answer.pk])
+    await asyncio.sleep(0.3)
+    assert await generation_module.generation_sweep() == 0
+    assert (await stored(answer.pk)).status == "streaming"
+
+    # An owner that never refreshes it again is gone: two sweeps, 0.25 s apart, end it.
+    await asyncio.sleep(1.05)
+    assert await generation_module.generation_sweep() == 0
+    await asyncio.sleep(0.3)
+    assert await generation_module.generation_sweep() == 1
+    message = await stored(answer.pk)
+    assert (message.status, message.content, message.seq) == ("interrupted", "so far", 3)
 
 
 async def test_resent_first_message_does_not_make_a_second_conversation(user, connect):
