@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -426,13 +427,16 @@ def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str
     return done_event(data)
 
 
-def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Event] | Exception]:
+def messages_finish(
+    endings: list[tuple[int, dict[str, Any]]], *, heartbeats: dict[int, datetime] | None = None
+) -> list[list[Event] | Exception]:
     """End streaming answers, each (message id, fields); per ending, the `done` frame to broadcast.
 
     Answers that end together are ended in one transaction (chat.batches), each in a
     savepoint: an ending that cannot be stored gets its error, the others their frames.
     Nothing for an answer that had already ended (a stop racing a sweep, say): only the
-    first ending counts.
+    first ending counts. With `heartbeats` (message id -> heartbeat), only an answer whose
+    heartbeat is still that one is ended: the sweep's check that its owner is gone.
     """
     now = timezone.now()
     frames: list[list[Event] | Exception] = [[] for _ in endings]
@@ -441,7 +445,8 @@ def messages_finish(endings: list[tuple[int, dict[str, Any]]]) -> list[list[Even
         for i, (message_id, fields) in enumerate(endings):
             try:
                 with transaction.atomic():  # one ending the database refuses must not fail the others
-                    if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+                    unmoved = {"heartbeat_at": heartbeats[message_id]} if heartbeats else {}
+                    if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, **unmoved).update(
                         **fields, heartbeat_at=None, updated_at=now
                     ):
                         ended.append(i)

@@ -376,7 +376,7 @@ async def _upkeep_loop() -> None:
         try:
             await _checkpoint()
             now = time.monotonic()
-            if now - last_sweep >= settings.GENERATION_STALE_AFTER / 2 or _suspects_due(now):
+            if now - last_sweep >= settings.GENERATION_STALE_AFTER / 2 or _suspects_due(last_sweep, now):
                 last_sweep = now
                 await generation_sweep()
         except Exception:
@@ -443,16 +443,24 @@ async def generation_sweep() -> int:
 _suspects: dict[int, tuple[datetime, float]] = {}
 
 
-def _suspects_due(now: float) -> bool:
-    """Whether a suspect has stayed long enough to be ended at the next sweep."""
-    settle = settings.GENERATION_STALE_AFTER / 4
-    return any(now - since >= settle for _, since in _suspects.values())
+def _suspect_settle() -> float:
+    """Seconds a suspect's heartbeat must stay unmoved: the heartbeat interval, and
+    long enough for a live owner's checkpoints to go round all its answers once."""
+    return max(settings.GENERATION_STALE_AFTER / 4, 2 * settings.CHECKPOINT_INTERVAL)
+
+
+def _suspects_due(last_sweep: float, now: float) -> bool:
+    """Whether a suspect has become due to be ended since the last sweep (one that
+    failed is left to the periodic sweep, not retried every tick)."""
+    settle = _suspect_settle()
+    # A copy, taken at once: the database thread may be sweeping meanwhile.
+    return any(last_sweep < since + settle <= now for _, since in list(_suspects.values()))
 
 
 @database_sync_to_async
 def _stale_interrupt(exclude: list[int]) -> list[Event]:
     """End the answers, not running here, whose heartbeat is over GENERATION_STALE_AFTER
-    old and has not moved for GENERATION_STALE_AFTER / 4 since a sweep found it so.
+    old and has not moved for `_suspect_settle()` seconds since a sweep found it so.
 
     A stale heartbeat alone does not mean a dead process: while the database refuses
     writes, the live process that owns an answer cannot refresh it either, and once
@@ -460,6 +468,8 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
     So a sweep first writes its suspects down, with a write of their rows (if writes
     still fail, no suspicion is written down); a later sweep ends those whose heartbeat
     is still the one it saw, by when a live owner, able to write since, has moved it.
+    The ending itself is conditional on that heartbeat, so a refresh that lands between
+    this read and the ending's write keeps the answer too.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_AFTER)
     stale = dict(
@@ -474,9 +484,9 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
     new = [pk for pk in stale if pk not in _suspects]
     if new:
         Message.objects.filter(pk__in=new, status=Message.Status.STREAMING).update(heartbeat_at=F("heartbeat_at"))
+        now = time.monotonic()  # writes work from here on, not from before a lock wait
         _suspects.update((pk, (stale[pk], now)) for pk in new)
-    settle = settings.GENERATION_STALE_AFTER / 4
-    dead = [pk for pk, (_, since) in _suspects.items() if now - since >= settle]
+    dead = [pk for pk, (_, since) in _suspects.items() if now - since >= _suspect_settle()]
     if not dead:
         return []  # no ending written then: a database that refuses writes still answers this
     error = {
@@ -485,7 +495,8 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
         "error_message": "The server restarted while answering; the text up to that moment is kept.",
     }
     # Without `content` in the fields, the last checkpoint's text and seq are what stays.
-    ended = messages_finish([(pk, error) for pk in dead])
+    # Only with the heartbeat seen: one that its owner moved meanwhile is alive.
+    ended = messages_finish([(pk, error) for pk in dead], heartbeats={pk: _suspects[pk][0] for pk in dead})
     for pk in dead:
         del _suspects[pk]
     return [event for events in ended if isinstance(events, list) for event in events]

@@ -801,21 +801,14 @@ async def test_answer_whose_process_died_is_marked_interrupted_keeping_its_check
 async def test_a_heartbeat_left_stale_by_refused_writes_is_not_taken_for_a_dead_process(user, settings):
     """Another process's answer, whose heartbeat went stale while the database refused
     writes: once writes work, this process's sweep leaves its owner time to refresh it."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     settings.GENERATION_STALE_AFTER = 1.0  # a suspect settles for 0.25 s
-    conversation = await database_sync_to_async(Conversation.objects.create)(user=user, model="yi-large")
-    answer = await database_sync_to_async(Message.objects.create)(
-        conversation=conversation, role="assistant", status="streaming", content="so far", seq=3,
-        heartbeat_at=timezone.now() - timedelta(seconds=5),
-    )
+    answer = await stale_answer(user)
     # While writes are refused, a sweep cannot even write its suspicion down.
     await writes_refused(True)
     try:
         with pytest.raises(DatabaseError):
             await generation_module.generation_sweep()
+        await asyncio.sleep(0.3)  # longer than a suspect settles
     finally:
         await writes_refused(False)
     # Writes work again. Its first sweep only suspects the answer; the owner's next
@@ -833,6 +826,77 @@ async def test_a_heartbeat_left_stale_by_refused_writes_is_not_taken_for_a_dead_
     assert await generation_module.generation_sweep() == 1
     message = await stored(answer.pk)
     assert (message.status, message.content, message.seq) == ("interrupted", "so far", 3)
+
+
+@contextlib.contextmanager
+def another_connection_writing(seconds: float, statement: str = "", params: tuple = ()):
+    """Another SQLite connection (another process's) holds the write lock for `seconds`,
+    having run `statement` in its transaction; every other writer waits for it."""
+    import sqlite3
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("holds SQLite's write lock")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        db = sqlite3.connect(connection.settings_dict["NAME"], timeout=20, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        if statement:
+            db.execute(statement, params)
+        holding.set()
+        release.wait(seconds)
+        db.execute("COMMIT")
+        db.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+async def stale_answer(user, seconds=5):
+    """Another process's answer, streaming, its heartbeat `seconds` old."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conversation = await database_sync_to_async(Conversation.objects.create)(user=user, model="yi-large")
+    return await database_sync_to_async(Message.objects.create)(
+        conversation=conversation, role="assistant", status="streaming", content="so far", seq=3,
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds),
+    )
+
+
+async def test_a_sweep_that_waited_out_a_write_lock_leaves_the_owner_time_to_refresh(user, settings):
+    settings.GENERATION_STALE_AFTER = 1.0  # a suspect settles for 0.25 s
+    answer = await stale_answer(user)
+    with another_connection_writing(1.0):
+        # Its suspicion is written down once the lock is released, after a 1 s wait.
+        assert await generation_module.generation_sweep() == 0
+    await asyncio.sleep(0.1)  # one upkeep tick: too soon for the owner to have refreshed it
+    assert await generation_module.generation_sweep() == 0
+    assert (await stored(answer.pk)).status == "streaming"
+
+
+async def test_a_heartbeat_refreshed_while_the_sweep_ends_the_answer_keeps_it(user, settings):
+    from django.utils import timezone
+
+    settings.GENERATION_STALE_AFTER = 1.0
+    answer = await stale_answer(user)
+    assert await generation_module.generation_sweep() == 0  # suspected
+    await asyncio.sleep(0.3)  # settled: the next sweep ends it unless its heartbeat moved
+    # The owner's checkpoint is in flight when the sweep reads, and commits 0.3 s later.
+    refresh = "UPDATE chat_message SET heartbeat_at = ? WHERE id = ?"
+    with another_connection_writing(0.3, refresh, (timezone.now().strftime("%Y-%m-%d %H:%M:%S.%f"), answer.pk)):
+        assert await generation_module.generation_sweep() == 0
+    assert (await stored(answer.pk)).status == "streaming"
 
 
 async def test_resent_first_message_does_not_make_a_second_conversation(user, connect):
