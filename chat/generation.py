@@ -488,7 +488,7 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
         _suspects.update((pk, (stale[pk], now)) for pk in new)
     dead = [pk for pk, (_, since) in _suspects.items() if now - since >= _suspect_settle()]
     if not dead:
-        return []  # no ending written then: a database that refuses writes still answers this
+        return []  # nothing to end yet
     error = {
         "status": Message.Status.INTERRUPTED,
         "error_code": "interrupted",
