@@ -62,6 +62,8 @@ FINISH_RETRY_FOR = 300.0
 # failing over); anything else (a constraint, a value that does not fit) would only be
 # refused again.
 PASSING_ERRORS = (OperationalError, InterfaceError, InternalError)
+# How long a stopping process waits for its answers' endings to be stored.
+SHUTDOWN_TIMEOUT = 5.0
 
 # Every generation running in this process, by assistant message id. Holding the task
 # here is what keeps it alive (asyncio keeps only weak references to tasks).
@@ -344,6 +346,18 @@ def generation_start(*, answer: Message, request: dict[str, Any]) -> Generation:
 async def generation_stop(*, message_id: int) -> None:
     """Ask the process running this generation to stop it (it keeps the partial text)."""
     await get_channel_layer().group_send(generation_group(message_id), {"type": "generation.stop"})
+
+
+async def generations_interrupt(timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """End this process's running answers before it stops: each ends `interrupted` with
+    all the text it had, stored and told to its tabs, instead of being left streaming
+    for another process's sweep to end with its last checkpoint half a minute later.
+    Answers whose ending the database cannot take within `timeout` are left to the sweep."""
+    tasks = [generation.task for generation in _running.values() if generation.task is not None]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
 
 
 async def generation_snapshot_request(*, message_id: int, reply_channel: str, from_seq: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -104,6 +105,40 @@ async def test_killed_server_process_leaves_an_interrupted_answer_with_its_last_
     assert EXPECTED_2000.startswith(checkpoint[:1000])
     # Stale after 2 s, swept every 1 s: ended within a few seconds, not left spinning forever.
     assert took < stale_after * 3 + 2
+
+
+async def test_a_server_told_to_stop_mid_answer_ends_it_as_interrupted_keeping_all_it_sent(simulator_url):
+    """SIGTERM, as a deploy or `docker stop` sends: the answer ends at once, not half a
+    minute later by another process's sweep, and keeps the text the tab was shown, not
+    only the last checkpoint."""
+    import websockets
+
+    with sqlite_database() as database_url:
+        database = database_url.removeprefix("sqlite:///")
+        # Checkpoints far apart: all the text can only be stored if the stopping process stores it.
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test",
+                      CHECKPOINT_INTERVAL="30")
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, process):
+            session = signup(base, "jo")
+            tab = await Socket.open(base, session)
+            await tab.send({"type": "send", "conversation_id": None, "text": "[sim deltas=5000 interval=2]",
+                            "model": "yi-large"})
+            frames = await tab.until(lambda f: f["type"] == "delta" and f["seq"] >= 50)
+            answer_id = frames[-1]["message_id"]
+            process.terminate()
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:
+                    frames.append(await tab.receive())
+            assert process.wait(timeout=10) == 0
+        status, content, seq = checkpoint_of(database, answer_id)
+        with sqlite3.connect(database) as db:
+            (error_message,) = db.execute("SELECT error_message FROM chat_message WHERE id = ?", (answer_id,)).fetchone()
+
+    shown = "".join(f["text"] for f in frames if f["type"] == "delta" and f["message_id"] == answer_id)
+    assert (status, error_message) == ("interrupted", "The server stopped while answering.")
+    assert content.startswith(shown) and EXPECTED_2000.startswith(content[:1000])
+    assert seq >= max(f["seq"] for f in frames if f["type"] == "delta")
 
 
 async def test_a_reader_that_stops_reading_slows_neither_the_answer_nor_another_tab(simulator_url):
