@@ -348,16 +348,25 @@ async def generation_stop(*, message_id: int) -> None:
     await get_channel_layer().group_send(generation_group(message_id), {"type": "generation.stop"})
 
 
-async def generations_interrupt(timeout: float = SHUTDOWN_TIMEOUT) -> None:
+async def generations_interrupt(timeout: float = SHUTDOWN_TIMEOUT) -> int:
     """End this process's running answers before it stops: each ends `interrupted` with
     all the text it had, stored and told to its tabs, instead of being left streaming
     for another process's sweep to end with its last checkpoint half a minute later.
-    Answers whose ending the database cannot take within `timeout` are left to the sweep."""
-    tasks = [generation.task for generation in _running.values() if generation.task is not None]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
+    Answers already ending are not cut short, only waited for. Returns how many were
+    still not stored after `timeout` (left to the sweep)."""
+    tasks = []
+    for message_id, generation in _running.items():
+        if generation.task is None:
+            continue
+        if message_id not in _ending:
+            generation.task.cancel()
+        tasks.append(generation.task)
+    if not tasks:
+        return 0
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    if pending:
+        logger.error("stopping: %s answers not stored in %s s, left to the sweep", len(pending), timeout)
+    return len(pending)
 
 
 async def generation_snapshot_request(*, message_id: int, reply_channel: str, from_seq: int) -> None:

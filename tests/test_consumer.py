@@ -322,6 +322,19 @@ async def test_stop_after_the_answer_ended_changes_nothing_while_its_storing_is_
     assert (await stored(unsaved["id"])).status == "complete"
 
 
+async def test_a_stopping_process_waits_for_an_ending_being_retried_instead_of_cutting_it_short(user, connect):
+    ws = await connect(user)
+    async with answer_with_writes_refused(ws) as frames:
+        frames += await frames_until(ws, lambda f: "t29 " in f.get("text", ""))
+        await asyncio.sleep(0.1)  # the first attempt to end it met the refusal; a retry waits
+        # The process is told to stop; the database takes writes again 0.5 s later.
+        interrupt = asyncio.ensure_future(generation_module.generations_interrupt(timeout=5))
+        await asyncio.sleep(0.5)
+    assert await interrupt == 0  # every answer stored before the process would stop
+    message = await stored(answer_of(frames)["id"])
+    assert (message.status, message.content) == ("complete", THIRTY_TOKENS)
+
+
 async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
     user, connect, quick_retries, monkeypatch, settings
 ):
@@ -829,20 +842,23 @@ async def test_a_heartbeat_left_stale_by_refused_writes_is_not_taken_for_a_dead_
 
 
 @contextlib.contextmanager
-def another_connection_writing(seconds: float, statement: str = "", params: tuple = ()):
-    """Another SQLite connection (another process's) holds the write lock for `seconds`,
-    having run `statement` in its transaction; every other writer waits for it."""
+def another_connection_writing(seconds: float, statement: str = "", params: tuple = (), *, database: str = ""):
+    """Another SQLite connection (another process's) holds the write lock on `database`
+    (the tests' own by default) for `seconds`, having run `statement` in its transaction;
+    every other writer waits for it."""
     import sqlite3
     import threading
 
-    from django.db import connection
+    if not database:
+        from django.db import connection
 
-    if connection.vendor != "sqlite":
-        pytest.skip("holds SQLite's write lock")
+        if connection.vendor != "sqlite":
+            pytest.skip("holds SQLite's write lock")
+        database = connection.settings_dict["NAME"]
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        db = sqlite3.connect(connection.settings_dict["NAME"], timeout=20, isolation_level=None)
+        db = sqlite3.connect(database, timeout=20, isolation_level=None)
         db.execute("BEGIN IMMEDIATE")
         if statement:
             db.execute(statement, params)

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from chat.models import Message
 from tests.live_server import Socket, app_env, manage, running_app, signup, sqlite_database
-from tests.test_consumer import conversation_id_of, frames_until, is_done, send
+from tests.test_consumer import another_connection_writing, conversation_id_of, frames_until, is_done, send
 
 EXPECTED_2000 = "".join(f"t{i} " for i in range(2000))
 
@@ -139,6 +139,33 @@ async def test_a_server_told_to_stop_mid_answer_ends_it_as_interrupted_keeping_a
     assert (status, error_message) == ("interrupted", "The server stopped while answering.")
     assert content.startswith(shown) and EXPECTED_2000.startswith(content[:1000])
     assert seq >= max(f["seq"] for f in frames if f["type"] == "delta")
+
+
+async def test_a_server_told_to_stop_while_the_database_is_locked_stops_within_its_wait(simulator_url):
+    """The stop's promise is a few seconds, not the database's: an ending that cannot be
+    stored in time is left to the sweep, and the process exits anyway."""
+    from chat.generation import SHUTDOWN_TIMEOUT
+
+    with sqlite_database() as database_url:
+        database = database_url.removeprefix("sqlite:///")
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, process):
+            tab = await Socket.open(base, signup(base, "kim"))
+            await tab.send({"type": "send", "conversation_id": None, "text": "[sim deltas=5000 interval=2]",
+                            "model": "yi-large"})
+            answer_id = (await tab.until(lambda f: f["type"] == "delta" and f["seq"] >= 50))[-1]["message_id"]
+            # Another process holds the write lock longer than SQLite's 20 s busy timeout.
+            with another_connection_writing(60, database=database):
+                process.terminate()
+                stopping = time.monotonic()
+                exit_code = await asyncio.to_thread(process.wait, 30)
+                took = time.monotonic() - stopping
+            await tab.close()
+        status, _, _ = checkpoint_of(database, answer_id)
+
+    assert exit_code == 0 and took < SHUTDOWN_TIMEOUT + 3
+    assert status == "streaming"  # left to the sweep, with its last checkpoint
 
 
 async def test_a_reader_that_stops_reading_slows_neither_the_answer_nor_another_tab(simulator_url):

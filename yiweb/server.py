@@ -11,6 +11,8 @@ When it is told to stop, its running answers end as interrupted with all their t
 
 import asyncio
 import gc
+import logging
+import os
 import sys
 
 import uvloop
@@ -73,14 +75,21 @@ def websocket_writes_immediate() -> None:
     WebSocketProtocol.connectionMade = connectionMade
 
 
-def stopping() -> Deferred:
+# Answers a stopping process could not store in time (see `stopping`).
+_left_unstored = 0
+
+
+def stopping() -> Deferred | None:
     """Before the reactor stops (SIGTERM, SIGINT): end the running answers as interrupted
     with all their text, then close the upstream connections."""
-    from chat.generation import generations_interrupt
+    generation = sys.modules.get("chat.generation")
+    if generation is None:
+        return None  # not the chat app (the simulator), or it never ran an answer
     from chat.upstream import pool_close
 
     async def stop() -> None:
-        await generations_interrupt()
+        global _left_unstored
+        _left_unstored = await generation.generations_interrupt()
         await pool_close()
 
     return Deferred.fromFuture(asyncio.ensure_future(stop()))
@@ -98,6 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     websocket_writes_immediate()
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
+    if _left_unstored:
+        # Their writes still wait in the database thread (a lock, a dead connection), and
+        # Python would wait for that thread: the stop must not outlast its promise.
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":
