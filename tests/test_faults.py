@@ -107,30 +107,35 @@ async def test_killed_server_process_leaves_an_interrupted_answer_with_its_last_
     assert took < stale_after * 3 + 2
 
 
+@contextlib.asynccontextmanager
+async def long_answer_streaming(simulator_url: str, username: str, **settings: str):
+    """yiweb on a SQLite file of its own, a tab 50 tokens into a long answer; yields
+    (the database's path, the server process, the tab, its frames so far)."""
+    with sqlite_database() as database_url:
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test", **settings)
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, process):
+            tab = await Socket.open(base, signup(base, username))
+            await tab.send({"type": "send", "conversation_id": None, "text": "[sim deltas=5000 interval=2]",
+                            "model": "yi-large"})
+            frames = await tab.until(lambda f: f["type"] == "delta" and f["seq"] >= 50)
+            yield database_url.removeprefix("sqlite:///"), process, tab, frames
+
+
 async def test_a_server_told_to_stop_mid_answer_ends_it_as_interrupted_keeping_all_it_sent(simulator_url):
     """SIGTERM, as a deploy or `docker stop` sends: the answer ends at once, not half a
     minute later by another process's sweep, and keeps the text the tab was shown, not
     only the last checkpoint."""
     import websockets
 
-    with sqlite_database() as database_url:
-        database = database_url.removeprefix("sqlite:///")
-        # Checkpoints far apart: all the text can only be stored if the stopping process stores it.
-        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test",
-                      CHECKPOINT_INTERVAL="30")
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, process):
-            session = signup(base, "jo")
-            tab = await Socket.open(base, session)
-            await tab.send({"type": "send", "conversation_id": None, "text": "[sim deltas=5000 interval=2]",
-                            "model": "yi-large"})
-            frames = await tab.until(lambda f: f["type"] == "delta" and f["seq"] >= 50)
-            answer_id = frames[-1]["message_id"]
-            process.terminate()
-            with contextlib.suppress(websockets.ConnectionClosed):
-                while True:
-                    frames.append(await tab.receive())
-            assert process.wait(timeout=10) == 0
+    # Checkpoints far apart: all the text can only be stored if the stopping process stores it.
+    async with long_answer_streaming(simulator_url, "jo", CHECKPOINT_INTERVAL="30") as (database, process, tab, frames):
+        answer_id = frames[-1]["message_id"]
+        process.terminate()
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                frames.append(await tab.receive())
+        assert process.wait(timeout=10) == 0
         status, content, seq = checkpoint_of(database, answer_id)
         with sqlite3.connect(database) as db:
             (error_message,) = db.execute("SELECT error_message FROM chat_message WHERE id = ?", (answer_id,)).fetchone()
@@ -146,22 +151,15 @@ async def test_a_server_told_to_stop_while_the_database_is_locked_stops_within_i
     stored in time is left to the sweep, and the process exits anyway."""
     from chat.generation import SHUTDOWN_TIMEOUT
 
-    with sqlite_database() as database_url:
-        database = database_url.removeprefix("sqlite:///")
-        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, process):
-            tab = await Socket.open(base, signup(base, "kim"))
-            await tab.send({"type": "send", "conversation_id": None, "text": "[sim deltas=5000 interval=2]",
-                            "model": "yi-large"})
-            answer_id = (await tab.until(lambda f: f["type"] == "delta" and f["seq"] >= 50))[-1]["message_id"]
-            # Another process holds the write lock longer than SQLite's 20 s busy timeout.
-            with another_connection_writing(60, database=database):
-                process.terminate()
-                stopping = time.monotonic()
-                exit_code = await asyncio.to_thread(process.wait, 30)
-                took = time.monotonic() - stopping
-            await tab.close()
+    async with long_answer_streaming(simulator_url, "kim") as (database, process, tab, frames):
+        answer_id = frames[-1]["message_id"]
+        # Another process holds the write lock longer than SQLite's 20 s busy timeout.
+        with another_connection_writing(60, database=database):
+            process.terminate()
+            stopping = time.monotonic()
+            exit_code = await asyncio.to_thread(process.wait, 30)
+            took = time.monotonic() - stopping
+        await tab.close()
         status, _, _ = checkpoint_of(database, answer_id)
 
     assert exit_code == 0 and took < SHUTDOWN_TIMEOUT + 3
