@@ -13,7 +13,7 @@ PRINT_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'db': str(s.DATABASES['default']['NAME']), "
     "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'base': s.YI_API_BASE, 'simulator': s.YI_SIMULATOR, "
-    "'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS}))"
+    "'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, 'db_options': s.DATABASES['default'].get('OPTIONS', {})}))"
 )
 
 
@@ -40,7 +40,14 @@ def test_api_key_switches_to_the_yi_api():
 def test_database_and_redis_urls_select_postgresql_and_channels_redis():
     values = json.loads(settings_with(DATABASE_URL="postgres://u:p@db:5432/yiweb", REDIS_URL="redis://r:6379/0").stdout)
     assert values["engine"] == "django.db.backends.postgresql" and values["db"] == "yiweb"
-    assert values["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert values["layer"] == "chat.redis_layer.RedisPubSubChannelLayer"  # channels_redis's, riding out outages
+
+
+def test_postgresql_connections_give_up_after_a_connect_timeout():
+    default = json.loads(settings_with(DATABASE_URL="postgres://u:p@db:5432/yiweb").stdout)
+    assert default["db_options"]["connect_timeout"] == 5
+    chosen = json.loads(settings_with(DATABASE_URL="postgres://u:p@db:5432/yiweb", DATABASE_CONNECT_TIMEOUT="2").stdout)
+    assert chosen["db_options"]["connect_timeout"] == 2
 
 
 def test_production_refuses_to_start_without_a_real_secret_key():
@@ -65,3 +72,27 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
     import sqlite3
 
     assert sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_postgresql_server_that_never_answers_fails_the_connection_within_its_timeout():
+    """A frozen database (it accepts the connection, then says nothing) must not hold a query for ever."""
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-c", "import django; django.setup(); from django.db import connection; "
+             "connection.ensure_connection()"],
+            cwd=REPO_ROOT, env=app_env(DATABASE_URL=f"postgres://u:p@127.0.0.1:{port}/yiweb", DATABASE_CONNECT_TIMEOUT="2"),
+            capture_output=True, text=True, timeout=30,
+        )
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert result.returncode != 0 and "timeout" in result.stderr.lower()
+    assert took < 10, took

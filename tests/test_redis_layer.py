@@ -1,0 +1,128 @@
+"""chat.redis_layer against a real redis-server that the test stops and starts again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+import redis
+
+from chat import redis_layer
+from chat.outages import layer_outage
+from chat.redis_layer import RedisPubSubChannelLayer
+from tests.redis_server import OwnRedis, own_redis, redis_server_available
+
+pytestmark = pytest.mark.skipif(not redis_server_available(), reason="redis-server is not installed")
+
+
+@pytest.fixture
+def server():
+    with own_redis() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def outage_reset():
+    layer_outage.worked()
+    yield
+    layer_outage.since, layer_outage.failures = None, 0
+
+
+def subscriptions(server: OwnRedis) -> set[str]:
+    return {name.decode() for name in redis.Redis(port=server.port).pubsub_channels()}
+
+
+async def heard(layer, channel: str, timeout: float = 5.0) -> dict:
+    return await asyncio.wait_for(layer.receive(channel), timeout)
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+async def layer_with_group(server: OwnRedis, group: str = "conversation.1"):
+    layer = RedisPubSubChannelLayer(hosts=[{"address": server.url, "socket_connect_timeout": 1}])
+    channel = await layer.new_channel()
+    receiving = asyncio.create_task(layer.receive(channel))  # as a consumer's pump does, for good
+    await layer.group_add(group, channel)
+    return layer, channel, receiving
+
+
+async def test_the_first_publish_after_redis_restarts_is_delivered(server):
+    layer, channel, receiving = await layer_with_group(server)
+    await layer.group_send("conversation.1", {"type": "chat.frame", "n": 1})
+    assert (await asyncio.wait_for(receiving, 5))["n"] == 1
+    server.stop()
+    server.start()
+    await until(lambda: layer_outage.down is False and "asgi__group__conversation.1" in subscriptions(server))
+    await layer.group_send("conversation.1", {"type": "chat.frame", "n": 2})
+    assert (await heard(layer, channel))["n"] == 2
+    await layer.flush()
+
+
+async def test_a_group_joined_while_redis_is_down_is_heard_once_it_is_back(server):
+    layer, channel, receiving = await layer_with_group(server)
+    server.stop()
+    await layer.group_add("conversation.2", channel)  # does not raise: the layer remembers it
+    server.start()
+    await until(lambda: "asgi__group__conversation.2" in subscriptions(server))
+    await layer.group_send("conversation.2", {"type": "chat.frame", "n": 3})
+    assert (await asyncio.wait_for(receiving, 5))["n"] == 3
+    await layer.flush()
+
+
+async def test_a_group_left_while_redis_is_down_is_unsubscribed_once_it_is_back(server):
+    layer, channel, receiving = await layer_with_group(server)
+    await layer.group_add("conversation.3", channel)
+    assert "asgi__group__conversation.3" in subscriptions(server)
+    server.stop()
+    for group in ("conversation.1", "conversation.3"):
+        await layer.group_discard(group, channel)  # does not raise
+    receiving.cancel()  # the socket closed: its own channel goes too
+    await asyncio.gather(receiving, return_exceptions=True)
+    server.start()
+    await until(lambda: layer_outage.down is False and subscriptions(server) == set())
+    await layer.flush()
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(server, caplog):
+    caplog.set_level(logging.INFO)
+    layer, channel, receiving = await layer_with_group(server)
+    server.stop()
+    failed = 0
+    for _ in range(200):
+        try:
+            await layer.group_send("conversation.1", {"type": "chat.frame"})
+        except redis_layer.REDIS_DOWN:
+            failed += 1
+    await asyncio.sleep(1.5)  # the receive task keeps failing meanwhile
+    server.start()
+    await until(lambda: layer_outage.down is False)
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert failed == 200
+    assert [r.name for r in records] == ["chat.outages", "chat.outages"], [r.getMessage() for r in records]
+    assert "failing" in records[0].getMessage() and "works again" in records[1].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
+    await layer.flush()
+
+
+def test_the_channels_redis_internals_the_layer_reaches_into_are_there():
+    """chat.redis_layer overrides and reads private parts of channels_redis 4.3; an upgrade
+    that renames them must fail here, loudly, not quietly lose outage handling."""
+    import channels_redis
+    from channels_redis import pubsub
+
+    assert channels_redis.__version__ == "4.3.0", "re-check chat/redis_layer.py against the new channels_redis"
+    shard = pubsub.RedisSingleShardConnection({"address": "redis://127.0.0.1:1"}, None)
+    for name in ("_lock", "_pubsub", "_subscribed_to", "_redis"):
+        assert hasattr(shard, name), name
+    for name in ("_ensure_redis", "_ensure_receiver", "_do_receiving", "_receive_message", "publish", "subscribe",
+                 "unsubscribe"):
+        assert callable(getattr(pubsub.RedisSingleShardConnection, name)), name
+    loop_layer = pubsub.RedisPubSubLoopLayer(hosts=["redis://127.0.0.1:1"])
+    assert isinstance(loop_layer._shards[0], pubsub.RedisSingleShardConnection)
+    assert loop_layer.channels == {} and loop_layer.groups == {}
+    assert callable(loop_layer._get_shard)
