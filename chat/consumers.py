@@ -8,9 +8,11 @@ waits for a running generation's snapshot, the deltas that arrived meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import weakref
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -23,9 +25,11 @@ from django.db import DatabaseError
 
 from chat import conversations
 from chat.batches import DatabaseBatch
-from chat.conversations import SendRefused
-from chat.events import conversation_group, events_send, user_group
+from chat.conversations import CatchUp, Exchange, Resent, SendRefused
+from chat.events import BroadcastFailed, conversation_group, events_send, user_group
 from chat.generation import (
+    generation_ending_wait,
+    generation_snapshot_here,
     generation_snapshot_request,
     generation_start,
     generation_stop,
@@ -33,12 +37,23 @@ from chat.generation import (
     upkeep_ensure,
 )
 from chat.models import Message
+from chat.outages import DATABASE_UNAVAILABLE, database_outage
 
 logger = logging.getLogger(__name__)
 
 # How long to wait for a running generation to answer a snapshot request before
-# falling back to the database (its process may have died).
+# falling back to the database (its process may have died, or the layer be down).
 SNAPSHOT_TIMEOUT = 2.0
+# How many answers one `subscribe` may name in `holding`.
+HOLDING_MAX = 50
+# How long a send waits for an answer whose ending the database has not stored yet
+# (the tabs were told `not_saved`) before it is refused as `busy`.
+ENDING_WAIT = 10.0
+# The close code that tells the page to reconnect at once: this process is stopping.
+CLOSE_SERVICE_RESTART = 1012
+
+# Every open socket of this process, to close them with CLOSE_SERVICE_RESTART on a stop.
+_open_sockets: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -64,6 +79,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         wrapper = getattr(send, "__self__", None)
         self.frame_send = wrapper.real_send if isinstance(wrapper, InstanceSessionWrapper) else send
         inbox: asyncio.Queue = asyncio.Queue()
+        # Also this consumer's own timers' way in: they must not depend on the layer (Redis may be down).
+        self.inbox = inbox
         sources = [receive]
         deliver_to = getattr(self.channel_layer, "deliver_to", None)
         if deliver_to is not None:
@@ -71,6 +88,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         else:
             sources.append(self.channel_receive)
         pumps = [asyncio.create_task(_pump(source, inbox)) for source in sources]
+        _open_sockets.add(self)
         try:
             while True:
                 message = await inbox.get()
@@ -80,6 +98,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except StopConsumer:
             pass
         finally:
+            _open_sockets.discard(self)
             # A handler that raised skips disconnect(): its snapshot timers end here too.
             for timer in getattr(self, "timers", ()):
                 timer.cancel()
@@ -138,12 +157,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await handler(content)
         except SendRefused as refused:
             await self.send_error(refused.code, refused.message, client_id=content.get("client_id"))
-        except DatabaseError:
-            logger.exception("a %s from user %s could not be stored", kind, self.user.pk)
+        except DatabaseError as error:
+            if isinstance(error, DATABASE_UNAVAILABLE):
+                database_outage.failed(error)  # one line per outage, not a traceback per frame
+            else:
+                logger.exception("a %s from user %s could not be stored", kind, self.user.pk)
             await self.send_error(
                 "not_saved", "The server could not save that just now. Try again in a moment.",
                 client_id=content.get("client_id"),
             )
+        else:
+            database_outage.worked()
 
     async def send_error(self, code: str, message: str, *, client_id: Any = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
@@ -154,13 +178,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- browser → server --------------------------------------------------------------
 
     async def on_subscribe(self, content: dict[str, Any]) -> None:
-        conversation_id = _int(content.get("conversation_id"))
-        streaming = await _streaming_messages(self.user, conversation_id)
-        await self.watch(conversation_id)
-        await self.send_json({"type": "subscribed", "conversation_id": conversation_id})
-        resume_id, last_seq = _int(content.get("message_id")), _int(content.get("last_seq")) or 0
-        for message_id in streaming:
-            await self.snapshot_ask(message_id, from_seq=last_seq if message_id == resume_id else 0)
+        """Watch a conversation and catch up from the database (docs/websocket.md)."""
+        holding = _holding(content)
+        catch_up = await _catch_up(
+            user=self.user,
+            conversation_id=_int(content.get("conversation_id")),
+            held=list(holding),
+            after_id=_int(content.get("after_id")),
+        )
+        await self.subscribed(catch_up.conversation["id"])
+        await self.catch_up_send(catch_up, holding)
 
     async def on_send(self, content: dict[str, Any]) -> None:
         text, model, system_prompt = conversations.send_validate(
@@ -182,9 +209,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             params=params,
             system_prompt=system_prompt,
         )
-        exchange = await _exchange_send(send)
-        if exchange is not None:
-            await self.exchange_run(exchange)
+        try:
+            outcome = await _exchange_send(send)
+        except SendRefused as refused:
+            # An answer that has ended but whose ending is not stored yet (its tabs were
+            # told `not_saved`) is waited for: to the person it is over.
+            if refused.code != "busy" or not await generation_ending_wait(
+                message_id=refused.message_id, timeout=ENDING_WAIT
+            ):
+                raise
+            outcome = await _exchange_send(send)
+        if isinstance(outcome, Resent):
+            await self.resend_answer(outcome, client_id)
+        elif outcome is not None:
+            await self.exchange_run(outcome)
 
     async def on_stop(self, content: dict[str, Any]) -> None:
         message_id = _int(content.get("message_id"))
@@ -203,34 +241,71 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         await self.exchange_run(exchange)
 
-    async def exchange_run(self, exchange: conversations.Exchange) -> None:
-        """Watch the conversation, tell every tab what was stored, then start the answer."""
-        if exchange.conversation_id != self.conversation_id:
-            await self.watch(exchange.conversation_id)
-            await self.send_json({"type": "subscribed", "conversation_id": exchange.conversation_id})
-        await events_send(exchange.events)
-        generation_start(answer=exchange.answer, request=exchange.request)
+    async def exchange_run(self, exchange: Exchange) -> None:
+        """Start the answer, and tell every tab what was stored. The answer starts whatever
+        the broadcast does; if the layer fails, this tab gets its own frames directly, and
+        the others catch up when they next subscribe."""
+        try:
+            if exchange.conversation_id != self.conversation_id:
+                await self.subscribed(exchange.conversation_id)
+            await events_send(exchange.events)
+        except BroadcastFailed:
+            for _, frame in exchange.events:  # this tab is in both the user's and the conversation's group
+                await self.send_json(frame)
+        finally:
+            generation_start(answer=exchange.answer, request=exchange.request)
+
+    async def resend_answer(self, resent: Resent, client_id: str) -> None:
+        """A send whose client_id is stored already: tell the tab how that send stands."""
+        catch_up = await _catch_up(
+            user=self.user, conversation_id=resent.conversation_id, held=[], after_id=resent.question_id - 1
+        )
+        await self.send_json({"type": "conversation", "conversation": catch_up.conversation, "client_id": client_id})
+        await self.subscribed(resent.conversation_id)
+        await self.catch_up_send(catch_up, {})
+
+    async def catch_up_send(self, catch_up: CatchUp, holding: dict[int, int]) -> None:
+        """Newer messages, the ending of each answer the tab holds that has ended, and a
+        snapshot of each answer still streaming (from where the tab stands, if it holds it)."""
+        for message in catch_up.new:
+            await self.send_json({"type": "message", "message": message})
+        for message in catch_up.held.values():
+            if message["status"] != Message.Status.STREAMING:
+                self.awaiting.pop(message["id"], None)
+                await self.send_json(conversations.done_event(message)[1])
+        for message_id in catch_up.streaming:
+            await self.snapshot_ask(message_id, from_seq=holding.get(message_id, 0))
 
     # --- helpers -----------------------------------------------------------------------
 
+    async def subscribed(self, conversation_id: int) -> None:
+        await self.watch(conversation_id)
+        await self.send_json({"type": "subscribed", "conversation_id": conversation_id})
+
     async def watch(self, conversation_id: int) -> None:
-        if self.conversation_id is not None:
+        # Joining again is cheap, and puts back a membership a Redis outage may have lost.
+        if self.conversation_id is not None and self.conversation_id != conversation_id:
             await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
-        self.awaiting.clear()
+            self.awaiting.clear()
         self.conversation_id = conversation_id
         await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
 
     async def snapshot_ask(self, message_id: int, *, from_seq: int) -> None:
         """Join a running answer: deltas are held back until its snapshot arrives."""
         self.awaiting[message_id] = []
-        await generation_snapshot_request(message_id=message_id, reply_channel=self.channel_name, from_seq=from_seq)
+        frame = generation_snapshot_here(message_id=message_id, from_seq=from_seq)
+        if frame is not None:
+            await self.chat_frame({"frame": frame})
+            return
         timer = asyncio.create_task(self._snapshot_deadline(message_id))
         self.timers.add(timer)
         timer.add_done_callback(self.timers.discard)
+        with contextlib.suppress(BroadcastFailed):  # the deadline reads the database instead
+            await generation_snapshot_request(message_id=message_id, reply_channel=self.channel_name, from_seq=from_seq)
 
     async def _snapshot_deadline(self, message_id: int) -> None:
         await asyncio.sleep(SNAPSHOT_TIMEOUT)
-        await self.channel_layer.send(self.channel_name, {"type": "snapshot.timeout", "message_id": message_id})
+        self.inbox.put_nowait({"type": "snapshot.timeout", "message_id": message_id})
 
     # --- channel layer → browser -------------------------------------------------------
 
@@ -271,12 +346,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             await generation_sweep()
-        except DatabaseError:
+        except DatabaseError as error:
             # It could not end a dead answer now; the next sweep will. The tab still gets
             # what is stored.
-            logger.warning("sweep before a snapshot failed", exc_info=True)
+            database_outage.failed(error)
         message = await _message_dict(self.user, message_id)
-        held = self.awaiting.pop(message_id)
+        held = self.awaiting.pop(message_id, [])
         if message is None:
             return
         if message["status"] != Message.Status.STREAMING:
@@ -288,6 +363,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for delta in held:
             if delta["seq"] > message["seq"]:
                 await self.send_json(delta)
+
+
+async def sockets_close(code: int = CLOSE_SERVICE_RESTART) -> None:
+    """Close every websocket of this process with `code` (the process is stopping)."""
+    for consumer in list(_open_sockets):
+        with contextlib.suppress(Exception):
+            await consumer.close(code)
 
 
 # Sends that arrive together are stored together (chat.batches).
@@ -308,22 +390,40 @@ async def _pump(source, inbox: asyncio.Queue) -> None:
         inbox.put_nowait(error)
 
 
+# Ids are 64-bit: a larger number would make PostgreSQL refuse the query.
+_ID_MAX = 2**63 - 1
+
+
 def _int(value: Any) -> int | None:
-    """A whole number sent as a number or as digits; None for anything else (2.5, true, "x")."""
+    """A whole number sent as a number or as digits, that fits an id; None for anything
+    else (2.5, true, "x", 1e400)."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    if isinstance(value, str) and len(value) > 20:
         return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if -_ID_MAX <= number <= _ID_MAX else None
 
 
-@database_sync_to_async
-def _streaming_messages(user, conversation_id: int | None) -> list[int]:
-    conversation = conversations.conversation_get(user=user, conversation_id=conversation_id)
-    return list(
-        Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).values_list("pk", flat=True)
-    )
+def _holding(content: dict[str, Any]) -> dict[int, int]:
+    """The answers a `subscribe` says the tab shows as streaming: message id -> last seq
+    applied. The old single `message_id` and `last_seq` count as one entry."""
+    entries = content.get("holding")
+    entries = entries[:HOLDING_MAX] if isinstance(entries, list) else []
+    if "message_id" in content:
+        entries = [*entries, {"message_id": content.get("message_id"), "last_seq": content.get("last_seq")}]
+    holding = {}
+    for entry in entries:
+        message_id = _int(entry.get("message_id")) if isinstance(entry, dict) else None
+        if message_id is not None:
+            holding[message_id] = max(_int(entry.get("last_seq")) or 0, 0)
+    return holding
+
+
+_catch_up = database_sync_to_async(conversations.conversation_catch_up)
 
 
 @database_sync_to_async

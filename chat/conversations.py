@@ -23,6 +23,7 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from chat.events import Event, conversation_group, user_group
+from chat.outages import DATABASE_UNAVAILABLE, database_outage
 from chat.requests import request_build
 from chat.models import Conversation, Message
 
@@ -34,10 +35,11 @@ TITLE_CHARS = 60
 class SendRefused(Exception):
     """A send that must not start: nothing was stored. `code` and `message` go to the page."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, *, message_id: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.message_id = message_id  # for `busy`: the answer still streaming
 
 
 # --- reads ---------------------------------------------------------------------------
@@ -74,6 +76,41 @@ def message_thread(*, conversation: Conversation, leaf: Message | None = None) -
         node = messages.get(node.parent_id)
     chain.reverse()
     return chain
+
+
+# How many newer messages one `subscribe` sends at most; a tab further behind reloads.
+CATCH_UP_MAX = 100
+
+
+@dataclass
+class CatchUp:
+    """What a tab that (re)subscribes needs from the database: the conversation, the messages
+    newer than those it has, the answers it names (as stored now), and which answers are
+    still streaming (a running generation is asked for their text)."""
+
+    conversation: dict[str, Any]
+    new: list[dict[str, Any]]
+    held: dict[int, dict[str, Any]]
+    streaming: list[int]
+
+
+def conversation_catch_up(
+    *, user: AbstractBaseUser, conversation_id: int | None, held: list[int], after_id: int | None
+) -> CatchUp:
+    conversation = conversation_get(user=user, conversation_id=conversation_id)
+    messages = Message.objects.filter(conversation=conversation).prefetch_related("attachments")
+    new = list(messages.filter(pk__gt=after_id)[:CATCH_UP_MAX]) if after_id is not None else []
+    named = [pk for pk in held if pk not in {m.pk for m in new}]
+    known = {m.pk: m for m in new} | (messages.in_bulk(named) if named else {})
+    streaming = list(
+        Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).values_list("pk", flat=True)
+    )
+    return CatchUp(
+        conversation=conversation_to_dict(conversation),
+        new=[message_to_dict(m) for m in new],
+        held={pk: message_to_dict(known[pk]) for pk in held if pk in known},
+        streaming=streaming,
+    )
 
 
 def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
@@ -205,9 +242,19 @@ class Send:
     system_prompt: str = ""
 
 
-# What storing one send gave: its exchange, None for a resend of a stored `client_id`, the
-# refusal to tell the page, or the error that stopped it (raised to its caller only).
-SendOutcome = Exchange | SendRefused | Exception | None
+@dataclass(frozen=True)
+class Resent:
+    """A send whose `client_id` was already stored: its question, to answer the tab with
+    that send's real state instead of running it again."""
+
+    conversation_id: int
+    question_id: int
+
+
+# What storing one send gave: its exchange, the earlier send a repeated `client_id` names,
+# None for the same `client_id` twice in one batch, the refusal to tell the page, or the
+# error that stopped it (raised to its caller only).
+SendOutcome = Exchange | Resent | SendRefused | Exception | None
 
 
 def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
@@ -217,25 +264,27 @@ def exchanges_send(sends: list[Send]) -> list[SendOutcome]:
     `conversation_id` None starts a new conversation titled after the message; those are
     stored with one INSERT per table for the whole batch, since a burst of people pressing
     Enter at once otherwise queues one send at a time in the one database thread. A
-    `client_id` this user already sent gives None (a resend after a reconnect). A send to
-    a conversation whose answer is still streaming is refused: two generations writing
-    one thread would interleave.
+    `client_id` this user already stored gives that send (`Resent`: a resend after a
+    reconnect). A send to a conversation whose answer is still streaming is refused: two
+    generations writing one thread would interleave.
     """
     outcomes: list[SendOutcome] = [None] * len(sends)
     with transaction.atomic():
         stored = _client_ids_stored(sends)
+        taken: set[tuple[int, str]] = set()  # client_ids stored by this batch
         new: list[int] = []
         for i, send in enumerate(sends):
             key = (send.user.pk, send.client_id)
-            if send.client_id and key in stored:
+            if send.client_id and (key in stored or key in taken):
+                outcomes[i] = stored.get(key)
                 continue
             if send.conversation_id is None:
-                stored.add(key)
+                taken.add(key)
                 new.append(i)
                 continue
             outcomes[i] = _alone(_exchange_append, send)
             if isinstance(outcomes[i], Exchange):
-                stored.add(key)
+                taken.add(key)
         if new:
             try:
                 with transaction.atomic():
@@ -258,20 +307,23 @@ def _alone(store: Callable[[Send], Exchange], send: Send) -> SendOutcome:
         return refused
     except IntegrityError:
         return None  # the same client_id, sent twice at the same moment from two processes
+    except DATABASE_UNAVAILABLE as error:
+        database_outage.failed(error)  # one line per outage, not a traceback per send
+        return error
     except Exception as error:
         logger.exception("a send of user %s could not be stored", send.user.pk)
         return error
 
 
-def _client_ids_stored(sends: list[Send]) -> set[tuple[int, str]]:
-    """The (user id, client_id) pairs among `sends` that are already stored, in one query."""
+def _client_ids_stored(sends: list[Send]) -> dict[tuple[int, str], Resent]:
+    """The sends already stored among `sends`, by (user id, client_id), in one query."""
     client_ids = {send.client_id for send in sends if send.client_id}
     if not client_ids:
-        return set()
+        return {}
     stored = Message.objects.filter(
         conversation__user__in={send.user.pk for send in sends}, client_id__in=client_ids
-    ).values_list("conversation__user_id", "client_id")
-    return set(stored)
+    ).values_list("conversation__user_id", "client_id", "conversation_id", "pk")
+    return {(user_id, client_id): Resent(conversation_id, pk) for user_id, client_id, conversation_id, pk in stored}
 
 
 def _conversations_start(sends: list[Send]) -> list[Exchange]:
@@ -308,8 +360,9 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
 def _exchange_append(send: Send) -> Exchange:
     """A question and its empty answer at the end of an existing conversation."""
     conversation = conversation_get(user=send.user, conversation_id=send.conversation_id, lock=True)
-    if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
-        raise SendRefused("busy", "An answer is still being written in this conversation. Wait for it or press Stop.")
+    streaming = Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).first()
+    if streaming is not None:
+        raise conversation_busy(streaming.pk)
     thread = message_thread(conversation=conversation)
     question = Message.objects.create(
         conversation=conversation,
@@ -358,9 +411,17 @@ def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Mess
     )
     if answer is None:
         raise SendRefused("not_found", "That answer does not exist or is not yours.")
-    if Message.objects.filter(conversation_id=answer.conversation_id, status=Message.Status.STREAMING).exists():
-        raise SendRefused("busy", "An answer is still being written in this conversation. Wait for it or press Stop.")
+    streaming = Message.objects.filter(conversation_id=answer.conversation_id, status=Message.Status.STREAMING).first()
+    if streaming is not None:
+        raise conversation_busy(streaming.pk)
     return answer
+
+
+def conversation_busy(streaming_id: int) -> SendRefused:
+    return SendRefused(
+        "busy", "An answer is still being written in this conversation. Wait for it or press Stop.",
+        message_id=streaming_id,
+    )
 
 
 def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
@@ -450,6 +511,8 @@ def messages_finish(
                         **fields, heartbeat_at=None, updated_at=now
                     ):
                         ended.append(i)
+            except DATABASE_UNAVAILABLE as error:
+                frames[i] = error  # its caller counts it and tries again (generation._finish)
             except Exception as error:
                 logger.exception("answer %s could not be ended", message_id)
                 frames[i] = error

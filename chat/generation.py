@@ -25,6 +25,7 @@ so once writes work, belonged to a process that died (see `_stale_interrupt`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -35,14 +36,23 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from chat.batches import DatabaseBatch
 from chat.conversations import answer_unsaved_event, messages_finish
-from chat.events import Event, conversation_group, events_send, frame_send, generation_group, layer_message
+from chat.events import (
+    BroadcastFailed,
+    Event,
+    conversation_group,
+    events_send,
+    frame_send,
+    generation_group,
+    layer_message,
+)
 from chat.models import Message
+from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
 
 logger = logging.getLogger(__name__)
@@ -58,10 +68,10 @@ CHECKPOINT_SLICES = 10
 FINISH_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 FINISH_RETRY_EVERY = 2.0
 FINISH_RETRY_FOR = 300.0
-# What a database says when it cannot take writes for now (locked, gone, read-only while
-# failing over); anything else (a constraint, a value that does not fit) would only be
-# refused again.
-PASSING_ERRORS = (OperationalError, InterfaceError, InternalError)
+# Endings whose `done` frames could not be broadcast (the layer was down), oldest first,
+# sent again once it works; at most this many (tabs that miss one still catch up from
+# the database when they next subscribe).
+UNDELIVERED_MAX = 1000
 # How long a stopping process waits for its answers' endings to be stored.
 SHUTDOWN_TIMEOUT = 5.0
 
@@ -72,6 +82,7 @@ _running: dict[int, Generation] = {}
 # of the frame budget.
 _ending: set[int] = set()
 _upkeep: asyncio.Task | None = None
+_undelivered: list[Event] = []
 
 
 def upstream_client() -> YiClient:
@@ -217,22 +228,24 @@ class Generation:
             try:
                 events = await _finish_write((self.message_id, fields))
             except DatabaseError as error:
-                passing = isinstance(error, PASSING_ERRORS)
+                passing = isinstance(error, DATABASE_UNAVAILABLE)
+                if passing:
+                    database_outage.failed(error)  # counted: one line per outage, not per try
+                else:
+                    logger.error("answer %s could not be ended: %s", self.message_id, error)
                 delay = next(delays, None) if passing else None
                 if delay is None:
                     if self.unsaved is None:
-                        logger.exception("answer %s could not be ended; telling its tabs", self.message_id)
                         self.unsaved = await _unsaved_event(self.message_id, self.conversation_id, fields)
-                        await _tabs_tell(self.message_id, [self.unsaved])
+                        await _tabs_tell([self.unsaved])
                         give_up_at = time.monotonic() + FINISH_RETRY_FOR
                     if not passing or time.monotonic() >= give_up_at:
                         logger.error("answer %s could not be ended; the sweep will end it", self.message_id)
                         return
                     delay = FINISH_RETRY_EVERY
-                logger.warning("answer %s could not be ended; trying again in %s s", self.message_id, delay)
                 await asyncio.sleep(delay)
             else:
-                await _tabs_tell(self.message_id, events)
+                await _tabs_tell(events)
                 return
 
     async def _send_loop(self) -> None:
@@ -248,9 +261,8 @@ class Generation:
                 frame = {"type": "delta", "message_id": self.message_id, "seq": len(self.parts), "text": text}
                 try:
                     await frame_send(group, frame)
-                except Exception:
-                    # The text stays in `parts`: tabs that missed it resync from a snapshot.
-                    logger.exception("generation %s could not relay seq %s", self.message_id, frame["seq"])
+                except BroadcastFailed:
+                    pass  # counted; the text stays in `parts`: tabs that missed it resync from a snapshot
             if self._closing and not self.pending:
                 return
             pause = frame_pause(len(_running) - len(_ending))
@@ -266,7 +278,8 @@ class Generation:
             "delay": round(event.delay, 2),
             "reason": event.error.message,
         }
-        await frame_send(conversation_group(self.conversation_id), frame)
+        with contextlib.suppress(BroadcastFailed):  # counted; the wait goes on regardless
+            await frame_send(conversation_group(self.conversation_id), frame)
 
     async def _listen(self) -> None:
         """Answer stop and snapshot requests sent to this generation's group from any process."""
@@ -275,35 +288,55 @@ class Generation:
         await layer.group_add(generation_group(self.message_id), self.channel)
         while True:
             request = await layer.receive(self.channel)
-            if request.get("type") == "generation.stop":
-                if self.message_id not in _ending:  # an answer that has ended has nothing left to stop
-                    self.stop_requested = True
-                    if self.task is not None:
-                        self.task.cancel()
-            elif request.get("type") == "generation.snapshot" and self.unsaved is not None:
-                # Ended, not saved yet: the tab learns what the others were told.
-                await layer.send(request["reply_channel"], layer_message(self.unsaved[1]))
-            elif request.get("type") == "generation.snapshot":
-                from_seq = min(max(int(request.get("from_seq") or 0), 0), self.seq)
-                if from_seq < self.base_seq:
-                    from_seq = 0  # the stored text is one block: send it whole
-                frame = {
-                    "type": "snapshot",
-                    "message_id": self.message_id,
-                    "from_seq": from_seq,
-                    "seq": self.seq,
-                    "text": "".join(self.parts[from_seq:]),
-                }
-                await layer.send(request["reply_channel"], layer_message(frame))
+            try:
+                await self._answer(layer, request)
+            except Exception as error:  # a reply the layer could not take: the tab's deadline reads the database
+                layer_outage.failed(error)
+
+    async def _answer(self, layer, request: dict[str, Any]) -> None:
+        if request.get("type") == "generation.stop":
+            if self.message_id not in _ending:  # an answer that has ended has nothing left to stop
+                self.stop_requested = True
+                if self.task is not None:
+                    self.task.cancel()
+        elif request.get("type") == "generation.snapshot":
+            frame = self.snapshot_frame(int(request.get("from_seq") or 0))
+            await layer.send(request["reply_channel"], layer_message(frame))
+
+    def snapshot_frame(self, from_seq: int) -> dict[str, Any]:
+        """The text after `from_seq` as a `snapshot` frame; once ended but not saved, the
+        `not_saved` done the other tabs were told."""
+        if self.unsaved is not None:
+            return self.unsaved[1]
+        from_seq = min(max(from_seq, 0), self.seq)
+        if from_seq < self.base_seq:
+            from_seq = 0  # the stored text is one block: send it whole
+        return {
+            "type": "snapshot",
+            "message_id": self.message_id,
+            "from_seq": from_seq,
+            "seq": self.seq,
+            "text": "".join(self.parts[from_seq:]),
+        }
 
 
-async def _tabs_tell(message_id: int, events: list[Event]) -> None:
-    """Send how an answer ended; a layer that fails here costs the tabs a frame they can
-    resync, not the ending's retries."""
+async def _tabs_tell(events: list[Event]) -> None:
+    """Send how answers ended. What the layer cannot take now is sent again once it works
+    (`_undelivered_send`); the ending itself, stored already, does not wait for it."""
     try:
         await events_send(events)
-    except Exception:
-        logger.exception("could not tell the tabs how answer %s ended", message_id)
+    except BroadcastFailed:
+        _undelivered.extend(events)
+        del _undelivered[:-UNDELIVERED_MAX]
+
+
+async def _undelivered_send() -> None:
+    """Broadcast the endings the layer could not take, once it works again."""
+    if not _undelivered or not layer_outage.worth_trying():
+        return
+    events = _undelivered[:]
+    _undelivered.clear()
+    await _tabs_tell(events)
 
 
 def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
@@ -318,7 +351,10 @@ def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
 async def _generation_group_leave(generation: Generation) -> None:
     channel = getattr(generation, "channel", None)
     if channel:
-        await get_channel_layer().group_discard(generation_group(generation.message_id), channel)
+        try:
+            await get_channel_layer().group_discard(generation_group(generation.message_id), channel)
+        except Exception as error:  # the layer drops it when it works again (chat.redis_layer)
+            layer_outage.failed(error)
 
 
 # --- starting, stopping, asking -------------------------------------------------------
@@ -370,11 +406,35 @@ async def generations_interrupt(timeout: float = SHUTDOWN_TIMEOUT) -> int:
 
 
 async def generation_snapshot_request(*, message_id: int, reply_channel: str, from_seq: int) -> None:
-    """Ask the running generation for its text after `from_seq`; the reply is a `snapshot` frame."""
-    await get_channel_layer().group_send(
-        generation_group(message_id),
-        {"type": "generation.snapshot", "reply_channel": reply_channel, "from_seq": from_seq},
-    )
+    """Ask the running generation, in another process, for its text after `from_seq`; the
+    reply is a `snapshot` frame (or the `not_saved` done of one whose ending is not stored
+    yet). Raises BroadcastFailed."""
+    try:
+        await get_channel_layer().group_send(
+            generation_group(message_id),
+            {"type": "generation.snapshot", "reply_channel": reply_channel, "from_seq": from_seq},
+        )
+    except Exception as error:
+        layer_outage.failed(error)
+        raise BroadcastFailed(str(error)) from error
+
+
+def generation_snapshot_here(*, message_id: int, from_seq: int) -> dict[str, Any] | None:
+    """The snapshot frame of an answer running in this process, with no trip through the
+    layer (which may be down); None if it runs elsewhere or nowhere."""
+    generation = _running.get(message_id)
+    return generation.snapshot_frame(from_seq) if generation is not None else None
+
+
+async def generation_ending_wait(*, message_id: int | None, timeout: float) -> bool:
+    """Wait for an answer of this process whose ending is being stored (its tabs were
+    told `not_saved`); True once stored. False at once for any other answer, and after
+    `timeout` for one still not stored."""
+    generation = _running.get(message_id)
+    if generation is None or generation.task is None or message_id not in _ending:
+        return False
+    done, _ = await asyncio.wait([generation.task], timeout=timeout)
+    return bool(done) and message_id not in _running
 
 
 def upkeep_ensure() -> None:
@@ -393,26 +453,26 @@ async def _upkeep_loop() -> None:
     streaming by a process that died is ended by whichever process is still alive.
     """
     last_sweep = 0.0
-    failing_since = None  # a database that refuses writes fails every tick: say so once
     while True:
         await asyncio.sleep(settings.CHECKPOINT_INTERVAL / CHECKPOINT_SLICES)
+        await _undelivered_send()
         try:
-            await _checkpoint()
+            wrote = await _checkpoint()
             now = time.monotonic()
             if now - last_sweep >= settings.GENERATION_STALE_AFTER / 2 or _suspects_due(last_sweep, now):
                 last_sweep = now
                 await generation_sweep()
+                wrote = True
+        except DATABASE_UNAVAILABLE as error:
+            database_outage.failed(error)  # a database that refuses writes fails every tick: counted
         except Exception:
-            if failing_since is None:
-                failing_since = time.monotonic()
-                logger.exception("checkpoint or sweep failed; trying again every tick")
+            logger.exception("checkpoint or sweep failed")
         else:
-            if failing_since is not None:
-                logger.warning("checkpoints work again after %.1f s", time.monotonic() - failing_since)
-                failing_since = None
+            if wrote:
+                database_outage.worked()
 
 
-async def _checkpoint() -> None:
+async def _checkpoint() -> bool:
     """Write the text of running answers here that changed and were last written at
     least CHECKPOINT_INTERVAL ago; refresh the heartbeat of those that did not change.
 
@@ -444,20 +504,22 @@ async def _checkpoint() -> None:
         else:
             heartbeat_only.append(generation.message_id)
         generation.last_write = now
-    if rows or heartbeat_only:
-        try:
-            await _checkpoint_write(rows, heartbeat_only)
-        except BaseException:
-            # Not written: due again at the next tick.
-            for generation, seq, last_write in before:
-                generation.checkpointed_seq, generation.last_write = seq, last_write
-            raise
+    if not (rows or heartbeat_only):
+        return False
+    try:
+        await _checkpoint_write(rows, heartbeat_only)
+    except BaseException:
+        # Not written: due again at the next tick.
+        for generation, seq, last_write in before:
+            generation.checkpointed_seq, generation.last_write = seq, last_write
+        raise
+    return True
 
 
 async def generation_sweep() -> int:
     """Mark answers whose process died mid-stream as interrupted; returns how many."""
     events = await _stale_interrupt(exclude=list(_running))
-    await events_send(events)
+    await _tabs_tell(events)
     return len(events)
 
 

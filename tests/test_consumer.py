@@ -189,12 +189,18 @@ async def test_someone_elses_conversation_is_not_found(user, other_user, connect
     assert (await ws.receive_json_from())["code"] == "not_found"
 
 
-async def test_repeated_client_id_does_not_ask_twice(user, connect):
+async def test_repeated_client_id_does_not_ask_twice_and_is_told_how_that_send_stands(user, connect):
     ws = await connect(user)
     await send(ws, "[sim deltas=2 interval=0]", client_id="same")
     frames = await frames_until(ws, is_done)
     conversation_id = conversation_id_of(frames)
     await send(ws, "[sim deltas=2 interval=0]", conversation_id=conversation_id, client_id="same")
+    answer = await frames_until(ws, lambda f: f["type"] == "message" and f["message"]["role"] == "assistant")
+    assert [f["type"] for f in answer] == ["conversation", "subscribed", "message", "message"]
+    assert answer[0]["client_id"] == "same" and answer[0]["conversation"]["id"] == conversation_id
+    question, reply = answer[2]["message"], answer[3]["message"]
+    assert question["content"] == "[sim deltas=2 interval=0]"
+    assert (reply["status"], reply["content"]) == ("complete", "t0 t1 ")
     assert await ws.receive_nothing(timeout=0.3)
     assert await message_count() == 2
 
@@ -921,6 +927,9 @@ async def test_resent_first_message_does_not_make_a_second_conversation(user, co
     await frames_until(ws, is_done)
     again = await connect(user)
     await send(again, "[sim deltas=2 interval=0]", client_id="first-send")
+    frames = await frames_until(again, lambda f: f["type"] == "message" and f["message"]["role"] == "assistant")
+    assert frames[0]["type"] == "conversation" and frames[0]["client_id"] == "first-send"
+    assert frames[-1]["message"]["status"] == "complete"
     assert await again.receive_nothing(timeout=0.3)
     assert await database_sync_to_async(Conversation.objects.count)() == 1
     assert await message_count() == 2

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat.conversations import Send, SendRefused, exchanges_send, messages_finish
+from chat.conversations import Resent, Send, SendRefused, exchanges_send, messages_finish
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -60,8 +60,10 @@ def test_each_send_of_a_mixed_batch_gets_its_own_outcome_in_order(user, other_us
     ])
 
     resend, busy, follow_up, missing, once, twice = outcomes
-    assert resend is None and twice is None
-    assert isinstance(busy, SendRefused) and busy.code == "busy"
+    # A stored client_id names the send it stored (the tab is told how that one stands).
+    assert resend == Resent(conversation_id=streaming, question_id=first.answer.parent_id)
+    assert twice is None
+    assert isinstance(busy, SendRefused) and busy.code == "busy" and busy.message_id == first.answer.pk
     assert isinstance(missing, SendRefused) and missing.code == "not_found"
     assert follow_up.conversation_id == ended.conversation_id
     assert follow_up.request["model"] == "yi-vision"

@@ -80,17 +80,25 @@ _left_unstored = 0
 
 
 def stopping() -> Deferred | None:
-    """Before the reactor stops (SIGTERM, SIGINT): end the running answers as interrupted
-    with all their text, then close the upstream connections."""
+    """Before the reactor stops (SIGTERM, SIGINT): close the websockets with 1012 (service
+    restart) so that pages reconnect at once, to another process, instead of seeing the
+    connection drop (1006) when Daphne cancels the consumers in this same phase; then end
+    the running answers as interrupted with all their text, and close the upstream
+    connections. The pages learn those endings from the process they reconnect to."""
+    consumers = sys.modules.get("chat.consumers")
     generation = sys.modules.get("chat.generation")
-    if generation is None:
-        return None  # not the chat app (the simulator), or it never ran an answer
-    from chat.upstream import pool_close
+    if consumers is None and generation is None:
+        return None  # not the chat app (the simulator), or it never served a socket
 
     async def stop() -> None:
         global _left_unstored
-        _left_unstored = await generation.generations_interrupt()
-        await pool_close()
+        if consumers is not None:
+            await consumers.sockets_close()
+        if generation is not None:
+            from chat.upstream import pool_close
+
+            _left_unstored = await generation.generations_interrupt()
+            await pool_close()
 
     return Deferred.fromFuture(asyncio.ensure_future(stop()))
 
