@@ -126,3 +126,37 @@ def test_the_channels_redis_internals_the_layer_reaches_into_are_there():
     assert isinstance(loop_layer._shards[0], pubsub.RedisSingleShardConnection)
     assert loop_layer.channels == {} and loop_layer.groups == {}
     assert callable(loop_layer._get_shard)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_send_while_redis_is_down_is_run_and_its_tab_told_then_learns_the_end(user, connect, server, settings):
+    """Before: the broadcast raised before the generation started, the socket closed with
+    1011, nothing went upstream, and the sweep later ended an empty answer as interrupted."""
+    from channels.db import database_sync_to_async
+
+    from chat.models import Message
+    from tests.test_consumer import answer_of, frames_until, is_done, send
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.redis_layer.RedisPubSubChannelLayer",
+                                           "CONFIG": {"hosts": [{"address": server.url, "socket_connect_timeout": 1}]}}}
+    ws = await connect(user)
+    server.stop()
+    await send(ws, "[sim deltas=20 interval=1]", client_id="during")
+    frames = await frames_until(ws, lambda f: f["type"] == "message" and f["message"]["role"] == "assistant")
+    assert [f["type"] for f in frames] == ["subscribed", "conversation", "message", "message"]
+    answer = answer_of(frames)
+
+    @database_sync_to_async
+    def stored():
+        return Message.objects.get(pk=answer["id"])
+
+    async with asyncio.timeout(10):
+        while (row := await stored()).status == "streaming":
+            await asyncio.sleep(0.05)
+    assert (row.status, row.content) == ("complete", "".join(f"t{i} " for i in range(20)))
+
+    server.start()
+    await ws.send_json_to({"type": "subscribe", "conversation_id": answer["conversation_id"],
+                           "holding": [{"message_id": answer["id"], "last_seq": 0}], "after_id": answer["id"]})
+    done = (await frames_until(ws, is_done))[-1]
+    assert done["message"]["content"] == row.content
