@@ -49,8 +49,10 @@ HOLDING_MAX = 50
 # How long a send waits for an answer whose ending the database has not stored yet
 # (the tabs were told `not_saved`) before it is refused as `busy`.
 ENDING_WAIT = 10.0
-# The close code that tells the page to reconnect at once: this process is stopping.
-CLOSE_SERVICE_RESTART = 1012
+# The close code that tells the page to reconnect at once: this process is stopping. The
+# protocol's own 1012 (service restart) is what it means, but a server may only send 1000
+# or 3000-4999 (autobahn refuses the rest), so it is 1012 in the private range.
+CLOSE_SERVICE_RESTART = 4012
 
 # Every open socket of this process, to close them with CLOSE_SERVICE_RESTART on a stop.
 _open_sockets: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()

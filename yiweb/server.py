@@ -80,7 +80,7 @@ _left_unstored = 0
 
 
 def stopping() -> Deferred | None:
-    """Before the reactor stops (SIGTERM, SIGINT): close the websockets with 1012 (service
+    """Before the reactor stops (SIGTERM, SIGINT): close the websockets with 4012 (service
     restart) so that pages reconnect at once, to another process, instead of seeing the
     connection drop (1006) when Daphne cancels the consumers in this same phase; then end
     the running answers as interrupted with all their text, and close the upstream
