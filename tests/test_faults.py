@@ -132,9 +132,12 @@ async def test_a_server_told_to_stop_mid_answer_ends_it_as_interrupted_keeping_a
     async with long_answer_streaming(simulator_url, "jo", CHECKPOINT_INTERVAL="30") as (database, process, tab, frames):
         answer_id = frames[-1]["message_id"]
         process.terminate()
-        with contextlib.suppress(websockets.ConnectionClosed):
+        try:
             while True:
                 frames.append(await tab.receive())
+        except websockets.ConnectionClosed as closed:
+            # The page reconnects at once on this code, instead of backing off as after a drop (1006).
+            assert closed.rcvd is not None and closed.rcvd.code == 4012, closed
         assert process.wait(timeout=10) == 0
         status, content, seq = checkpoint_of(database, answer_id)
         with sqlite3.connect(database) as db:
