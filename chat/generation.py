@@ -453,6 +453,7 @@ async def _upkeep_loop() -> None:
     streaming by a process that died is ended by whichever process is still alive.
     """
     last_sweep = 0.0
+    broken = False  # an unexpected error would recur every tick: its traceback is logged once
     while True:
         await asyncio.sleep(settings.CHECKPOINT_INTERVAL / CHECKPOINT_SLICES)
         await _undelivered_send()
@@ -466,8 +467,11 @@ async def _upkeep_loop() -> None:
         except DATABASE_UNAVAILABLE as error:
             database_outage.failed(error)  # a database that refuses writes fails every tick: counted
         except Exception:
-            logger.exception("checkpoint or sweep failed")
+            if not broken:
+                logger.exception("checkpoint or sweep failed; trying again every tick")
+            broken = True
         else:
+            broken = False
             if wrote:
                 database_outage.worked()
 
