@@ -1,18 +1,23 @@
 """The whole product in Debian's Chromium: sign up, chat, watch it stream, reload, see it kept.
 
 Black box: yiweb runs as a real Daphne process on its embedded defaults (SQLite, in-memory
-channel layer) against the simulator over HTTP; Playwright drives /usr/bin/chromium.
+channel layer) against the simulator over HTTP; Playwright drives /usr/bin/chromium. The
+test of a server that stops closes Daphne processes one after another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import statistics
 
 import pytest
 
 from tests.live_server import app_env, manage, running_app, sqlite_database
 from tests.simulator_server import REPO_ROOT, running_simulator
+from tests.tcp_proxy import CuttableProxy
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = REPO_ROOT / "docs" / "images" / "chat.png"
@@ -225,3 +230,75 @@ def test_cut_stream_keeps_partial_text_and_offers_continue_and_retry(page, app_u
     body = last_answer(page).locator(".message-body").inner_text()
     assert body.startswith("t0 t1 t2 t3 t4") and "Continue it exactly where it stopped" in body
     assert page.locator('[data-role="assistant"]').count() == 1
+
+
+# --- Staying in step with the server (docs/websocket.md) ------------------------------
+
+
+class GatedProxy(CuttableProxy):
+    """A CuttableProxy that can also refuse new connections, as a network that is down,
+    and send new ones to another port, as a load balancer once a process has stopped."""
+
+    refusing = False
+
+    async def _handle(self, client_reader, client_writer) -> None:
+        if self.refusing:
+            client_writer.transport.abort()
+            return
+        await super()._handle(client_reader, client_writer)
+
+
+def port_of(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+# Records every websocket the page opens: when it was made, opened and closed, and the
+# close code. It watches the browser's own WebSocket; the page's code is untouched.
+SOCKET_LOG = """(() => {
+  const Native = window.WebSocket;
+  const log = (window.__sockets = []);
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      const entry = { created: performance.now() };
+      log.push(entry);
+      this.addEventListener("open", () => { entry.opened = performance.now(); });
+      this.addEventListener("close", (event) => { entry.closed = performance.now(); entry.code = event.code; });
+    }
+  };
+})();"""
+
+
+def test_server_told_to_stop_closes_with_4012_and_the_page_is_back_at_once(page, simulator_url):
+    """Three processes in turn are told to stop (SIGTERM, as a deploy does) while the page
+    is connected to them, the proxy sending new connections to the next one as a load
+    balancer would: each time the page opens its next socket at once (0–0.25 s of
+    jitter), where after a dropped connection it waits 0.25–0.5 s."""
+    with sqlite_database() as database_url:
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
+        manage("migrate", "--noinput", env=env)
+        with contextlib.ExitStack() as stack:
+            servers = [stack.enter_context(running_app(env)) for _ in range(4)]
+            proxy = GatedProxy(port_of(servers[0][0]))
+            proxied = stack.enter_context(proxy.running())
+            page.add_init_script(SOCKET_LOG)
+            sign_up(page, proxied, "rosa")
+            page.wait_for_function("window.__sockets.length === 1 && window.__sockets[0].opened !== undefined")
+            for i in range(1, len(servers)):
+                # Spaced out: a second stop within 1 s of the last backs off as usual (socket.js).
+                page.wait_for_timeout(1_200)
+                proxy.target_port = port_of(servers[i][0])
+                servers[i - 1][1].send_signal(signal.SIGTERM)
+                page.wait_for_function(
+                    f"window.__sockets.length > {i} && window.__sockets[{i}].opened !== undefined", timeout=10_000)
+            log = page.evaluate("window.__sockets")
+            shown = page.locator("#connection-status").is_visible()
+    codes = [entry["code"] for entry in log[:-1]]
+    assert codes == [4012] * 3, (
+        f"close codes {codes}: the server does not close its sockets with 4012 (its 1012, service restart) "
+        "when told to stop (yiweb/server.py `stopping`); without it the page backs off as for any drop")
+    waits = [log[i]["created"] - log[i - 1]["closed"] for i in range(1, len(log))]
+    back = [log[i]["opened"] - log[i - 1]["closed"] for i in range(1, len(log))]
+    assert statistics.mean(waits) < 250 and max(waits) < 300, waits
+    assert max(back) < 500, back
+    assert not shown

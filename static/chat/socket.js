@@ -1,13 +1,25 @@
-// One websocket that comes back on its own. A dropped socket (server restart, network
+// One websocket that comes back on its own. A dropped socket (server crash, network
 // change, laptop sleep) is reopened after 0.5 s, 1 s, 2 s, … capped at 10 s, each delay
 // jittered so that a restarted server is not hit by every tab in the same instant.
-// The owner re-subscribes in onOpen; frames sent while closed are refused (send()
-// returns false) so the caller can keep the person's text instead of losing it.
+// A server that closes on purpose because it is stopping (a deploy) is left at once:
+// another process is ready to take the tab, and every second waited is a second of a
+// stale page. The owner re-subscribes in onOpen; frames sent while closed are refused
+// (send() returns false) so the caller can keep the person's text instead of losing it.
 (function () {
   "use strict";
 
   const FIRST_DELAY_MS = 500;
   const MAX_DELAY_MS = 10000;
+  // The server stops, not the network failing: 1012 (service restart) and 1001 (going
+  // away), and 4012, which yiweb sends for 1012 because a server may only send 1000 and
+  // 3000-4999 (docs/websocket.md).
+  const SERVER_STOPPING = new Set([1012, 1001, 4012]);
+  // Spread over this window, the tabs of a stopping process do not all reach the next
+  // process in the same instant.
+  const STOPPING_JITTER_MS = 250;
+  // A process still on its way out may take the new socket and close it again; reconnecting
+  // at once every time would hammer it, so a second such close this soon backs off as usual.
+  const STOPPING_AGAIN_MS = 1000;
 
   class ReconnectingSocket {
     constructor(url, handlers) {
@@ -17,6 +29,7 @@
       this.failures = 0;
       this.timer = null;
       this.stopped = false;
+      this.stoppingReconnectAt = -Infinity;
     }
 
     get isOpen() {
@@ -52,11 +65,25 @@
         else this.handlers.onBadFrame(event.data);
       });
       // "error" is always followed by "close", so only "close" reconnects.
-      ws.addEventListener("close", () => {
+      ws.addEventListener("close", (event) => {
         if (this.ws !== ws) return;
         this.ws = null;
-        this.retryLater();
+        if (SERVER_STOPPING.has(event.code)) this.reconnectSoon();
+        else this.retryLater();
       });
+    }
+
+    // The server is stopping: not a failure, so the backoff does not grow.
+    reconnectSoon() {
+      if (this.stopped || this.timer) return;
+      const now = performance.now();
+      if (now - this.stoppingReconnectAt < STOPPING_AGAIN_MS) {
+        this.retryLater();
+        return;
+      }
+      this.stoppingReconnectAt = now;
+      this.handlers.onState("reconnecting", this.failures);
+      this.timer = setTimeout(() => this.connect(), Math.random() * STOPPING_JITTER_MS);
     }
 
     retryLater() {
