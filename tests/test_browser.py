@@ -2,7 +2,8 @@
 
 Black box: yiweb runs as a real Daphne process on its embedded defaults (SQLite, in-memory
 channel layer) against the simulator over HTTP; Playwright drives /usr/bin/chromium. The
-test of a server that stops closes Daphne processes one after another.
+tests of how a page stays in step with the server cut its network with a TCP proxy or
+stop Daphne processes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import statistics
+import time
 
 import pytest
 
@@ -29,13 +32,19 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app():
+    """(base URL, path of its SQLite file)."""
     # Its own simulator, pacing tokens like the real API, so that streaming is visible.
     with running_simulator(env={"SIMULATOR_DELTA_MS": "20"}) as simulator_url, sqlite_database() as database_url:
         env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
         manage("migrate", "--noinput", env=env)
         with running_app(env) as (base, _):
-            yield base
+            yield base, database_url.removeprefix("sqlite:///")
+
+
+@pytest.fixture(scope="module")
+def app_url(app):
+    return app[0]
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +243,8 @@ def test_cut_stream_keeps_partial_text_and_offers_continue_and_retry(page, app_u
 
 # --- Staying in step with the server (docs/websocket.md) ------------------------------
 
+EXPECTED_400 = "".join(f"t{i} " for i in range(400))
+
 
 class GatedProxy(CuttableProxy):
     """A CuttableProxy that can also refuse new connections, as a network that is down,
@@ -250,6 +261,113 @@ class GatedProxy(CuttableProxy):
 
 def port_of(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
+
+
+def network_down(page, proxy: GatedProxy) -> None:
+    """The page's network goes: its socket is reset and it cannot open another."""
+    proxy.refusing = True
+    # The reset first: under offline emulation Chromium at times missed it, and the page
+    # went on believing its socket open.
+    proxy.cut()
+    page.context.set_offline(True)
+    page.wait_for_selector("#connection-status:not([hidden])", timeout=5_000)
+
+
+def network_up(page, proxy: GatedProxy) -> None:
+    """The network is back; the browser says so ("online"), as it would after a blip."""
+    proxy.refusing = False
+    page.context.set_offline(False)
+
+
+def stored(database: str, message_id: int) -> tuple[str, str]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return db.execute("SELECT status, content FROM chat_message WHERE id = ?", (message_id,)).fetchone()
+
+
+def wait_stored_ended(database: str, message_id: int, timeout: float = 20.0) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    while (row := stored(database, message_id))[0] == "streaming":
+        assert time.monotonic() < deadline, f"answer {message_id} still streaming after {timeout} s"
+        time.sleep(0.1)
+    return row
+
+
+def shown_messages(page) -> list[tuple[str, str, str, str]]:
+    """(id, role, status, text) of every message on the page, top to bottom."""
+    return [tuple(row) for row in page.eval_on_selector_all(
+        "#message-list .message",
+        "els => els.map(m => [m.dataset.messageId, m.dataset.role, m.dataset.status,"
+        " m.querySelector('.message-body').innerText.trim()])")]
+
+
+def test_answer_that_ends_while_the_socket_is_down_shows_its_stored_ending(page, app):
+    """The socket is cut mid-answer and stays down until the answer has ended, so its
+    `done` never reaches the page; back online, the page shows the ending as stored."""
+    base, database = app
+    proxy = GatedProxy(port_of(base))
+    with proxy.running() as proxied:
+        sign_up(page, proxied, "olga")
+        page.fill("#message-input", "[sim deltas=400 interval=10]")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t40 ')")
+        answer = last_answer(page)
+        answer_id = int(answer.get_attribute("data-message-id"))
+        network_down(page, proxy)
+        status, content = wait_stored_ended(database, answer_id)
+        assert answer.get_attribute("data-status") == "streaming"  # the page missed the ending
+        network_up(page, proxy)
+        wait_last_answer_status(page, "complete", timeout=15_000)
+        assert page.locator("#connection-status").is_hidden()
+    assert (status, content) == ("complete", EXPECTED_400)
+    assert answer.locator(".message-body").inner_text().strip() == EXPECTED_400.strip()
+    assert page.locator('[data-role="assistant"]').count() == 1
+
+
+def test_tab_away_while_another_tab_asks_and_is_answered_catches_up_in_order(page, app, browser):
+    """While one tab is offline its answer ends and another tab asks a follow-up that is
+    answered too: back online, the first tab shows what a fresh page shows, in order."""
+    base, database = app
+    proxy = GatedProxy(port_of(base))
+    with proxy.running() as proxied:
+        sign_up(page, proxied, "pia")
+        page.fill("#message-input", "[sim deltas=300 interval=10] first")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t30 ')")
+        page.wait_for_url(re.compile(r".*/c/\d+/$"))
+        path = page.url.split(proxied, 1)[1]
+        first_id = int(last_answer(page).get_attribute("data-message-id"))
+        network_down(page, proxy)
+
+        other_context = browser.new_context(viewport={"width": 1280, "height": 860})
+        try:
+            other_context.add_cookies(page.context.cookies())
+            other = other_context.new_page()
+            wait_stored_ended(database, first_id)
+            other.goto(base + path)
+            other.fill("#message-input", "[sim deltas=20 interval=5] second")
+            other.keyboard.press("Enter")
+            other.wait_for_function(
+                "() => document.querySelectorAll('[data-role=assistant]').length === 2"
+                " && [...document.querySelectorAll('[data-role=assistant]')].pop().dataset.status === 'complete'",
+                timeout=15_000)
+            assert shown_messages(page)[-1][2] == "streaming"  # the away tab saw none of it
+
+            network_up(page, proxy)
+            page.wait_for_function(
+                "() => document.querySelectorAll('#message-list .message').length === 4"
+                " && [...document.querySelectorAll('[data-role=assistant]')].every(m => m.dataset.status === 'complete')",
+                timeout=15_000)
+            other.reload()
+            other.locator('[data-role="assistant"]').nth(1).wait_for()
+            fresh = shown_messages(other)
+        finally:
+            other_context.close()
+    away = shown_messages(page)
+    assert away == fresh
+    assert [role for _, role, _, _ in away] == ["user", "assistant", "user", "assistant"]
+    assert away[1][3] == "".join(f"t{i} " for i in range(300)).strip()
 
 
 # Records every websocket the page opens: when it was made, opened and closed, and the

@@ -95,27 +95,31 @@
   });
 
   // --- Messages ---------------------------------------------------------------------
-  const viewHooks = { scheduleRender, requestResync: (view) => subscribe(view) };
+  // A resync for one answer asks about all of them: one subscribe names every answer held.
+  const viewHooks = { scheduleRender, requestResync: () => subscribe() };
 
   function addOrUpdateMessage(message, replaces) {
     let view = state.views.get(message.id);
     if (view) {
+      view.guessed = false;
       // A repeated `message` frame of a streaming answer carries no text the page does
-      // not already have. An ended answer that streams again ("continue") starts over
-      // from the stored text the frame carries.
-      if (!(view.streaming && message.status === "streaming")) view.update(message);
+      // not already have, nor does one of an ending already shown. An ended answer that
+      // streams again ("continue") starts over from the stored text the frame carries,
+      // and an answer shown as streaming that the frame says has ended takes its final
+      // state (a subscribe's catch-up, after the `done` was lost).
+      if (!(view.streaming && message.status === "streaming") && !view.endedAs(message)) view.update(message);
     } else {
       view = new MessageView(message, viewHooks);
       state.views.set(message.id, view);
-      const old = replaces !== undefined && state.views.get(replaces);
+      const old = (replaces !== undefined && state.views.get(replaces)) || state.views.get(olderBranchOf(message));
       if (old) {
         // "Retry": the new answer takes the old one's place (the server keeps the old
         // one as another branch of the conversation).
         old.el.replaceWith(view.el);
-        state.views.delete(replaces);
+        state.views.delete(old.id);
         dirty.delete(old);
       } else {
-        ui.messageList.append(view.el);
+        insertInOrder(view.el, message.id);
       }
     }
     ui.emptyState.hidden = true;
@@ -124,25 +128,54 @@
     return view;
   }
 
+  // Ids grow with time, so id order is the conversation's order, whatever order the
+  // frames came in (a catch-up after a gap must not put an answer above its question).
+  function insertInOrder(el, id) {
+    let before = ui.messageList.lastElementChild;
+    while (before && Number(before.dataset.messageId) > id) before = before.previousElementSibling;
+    if (before) before.after(el);
+    else ui.messageList.prepend(el);
+  }
+
+  // A subscribe's catch-up sends a retry's answer without `replaces`; it is an answer to
+  // the same question as one shown, and the newer one is the conversation's branch.
+  function olderBranchOf(message) {
+    if (message.role !== "assistant" || message.parent_id == null) return undefined;
+    for (const view of state.views.values()) {
+      if (view.role === "assistant" && view.id < message.id && view.message.parent_id === message.parent_id) {
+        return view.id;
+      }
+    }
+    return undefined;
+  }
+
   // A frame for a message this page never saw (its `message` frame was sent while the
   // socket was down): show it as a streaming answer and let the seq logic catch up.
+  // Guessed, it does not count as held for `after_id`, so the subscribe still asks for
+  // the messages before it.
   function viewFor(messageId) {
-    return (
-      state.views.get(messageId) ||
-      addOrUpdateMessage({
+    let view = state.views.get(messageId);
+    if (!view) {
+      view = addOrUpdateMessage({
         id: messageId,
         conversation_id: state.conversationId,
         role: "assistant",
         status: "streaming",
         content: "",
-      })
-    );
+      });
+      view.guessed = true;
+    }
+    return view;
+  }
+
+  function streamingViews() {
+    const views = [];
+    for (const view of state.views.values()) if (view.role === "assistant" && view.streaming) views.push(view);
+    return views.sort((a, b) => a.id - b.id);
   }
 
   function streamingView() {
-    let found = null;
-    for (const view of state.views.values()) if (view.role === "assistant" && view.streaming) found = view;
-    return found;
+    return streamingViews().pop() || null;
   }
 
   function refreshStreamingControls() {
@@ -248,14 +281,22 @@
     onState: showConnection,
   });
 
-  function subscribe(view) {
+  // The server answers with what this page lacks (docs/websocket.md): the messages after
+  // the newest one it has, and for each answer it shows as streaming, the text after the
+  // last seq applied, or the answer's ending.
+  const HOLDING_MAX = 50;
+  function subscribe() {
     if (state.conversationId === null) return;
-    const frame = { type: "subscribe", conversation_id: state.conversationId };
-    const streaming = view || streamingView();
-    if (streaming) {
-      frame.message_id = streaming.id;
-      frame.last_seq = streaming.lastSeq;
-    }
+    const frame = {
+      type: "subscribe",
+      conversation_id: state.conversationId,
+      holding: streamingViews()
+        .slice(-HOLDING_MAX)
+        .map((view) => ({ message_id: view.id, last_seq: view.lastSeq })),
+    };
+    let newest = null;
+    for (const view of state.views.values()) if (!view.guessed && (newest === null || view.id > newest)) newest = view.id;
+    if (newest !== null) frame.after_id = newest;
     socket.send(frame);
   }
 
@@ -316,13 +357,19 @@
       const message = frame.message;
       if (message.conversation_id !== undefined && message.conversation_id !== state.conversationId) return;
       if (message.role === "user") {
-        const index = state.pending.findIndex((p) => p.text.trim() === (message.content || "").trim());
+        // Message objects carry no client_id today; the text is what the server stored.
+        const index = state.pending.findIndex(
+          (p) =>
+            (message.client_id !== undefined && p.clientId === message.client_id) ||
+            p.text.trim() === (message.content || "").trim(),
+        );
         if (index !== -1) state.pending.splice(index, 1);
       }
       addOrUpdateMessage(message, frame.replaces);
     },
     snapshot(frame) {
       viewFor(frame.message_id).snapshot(frame);
+      refreshStreamingControls(); // it may have reopened an answer shown as ended
     },
     delta(frame) {
       viewFor(frame.message_id).delta(frame);
@@ -334,6 +381,7 @@
     done(frame) {
       const view = state.views.get(frame.message_id);
       if (view) {
+        view.guessed = false;
         dirty.delete(view);
         view.done(frame);
       } else {

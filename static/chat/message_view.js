@@ -1,7 +1,9 @@
 // One message on the page: its element, its text, and for a streaming answer the
 // bookkeeping of the protocol's sequence numbers (docs/websocket.md): a delta is applied
 // only when its seq is the next one, a repeat is dropped, a gap asks the server for a
-// snapshot. Rendering is left to the page's animation-frame loop (hooks.scheduleRender).
+// snapshot. Frames may come twice or late (a reconnect, a re-subscribe, a resent send),
+// so applying one that the view already reflects changes nothing. Rendering is left to
+// the page's animation-frame loop (hooks.scheduleRender).
 (function () {
   "use strict";
 
@@ -27,6 +29,21 @@
     return parts.join(" · ");
   }
 
+  // What an ended message shows: two `done` or `message` frames with the same key would
+  // render the same thing.
+  function endingKey(message) {
+    return JSON.stringify([
+      message.status,
+      message.content || "",
+      message.error_code || "",
+      message.error_message || "",
+      message.finish_reason || "",
+      message.model || "",
+      message.usage || null,
+      message.duration_ms || 0,
+    ]);
+  }
+
   class MessageView {
     constructor(message, hooks) {
       this.id = message.id;
@@ -34,6 +51,11 @@
       this.hooks = hooks; // scheduleRender(view), requestResync(view)
       this.lastSeq = 0;
       this.ahead = new Map(); // seq -> text of deltas that arrived after a gap
+      // seq -> length of the text once that seq was applied: a snapshot that starts at a
+      // seq this view has since passed (deltas were on their way when the page
+      // re-subscribed) can still be spliced in instead of asking again.
+      this.lengthAt = new Map();
+      this.ending = null; // endingKey of the ended state shown, null while streaming
       this.resyncRequestedAt = 0;
       this.retry = null;
       this.build();
@@ -78,18 +100,27 @@
       return this.message.status === "streaming";
     }
 
+    // True when this message is already shown ended exactly as `message` says.
+    endedAs(message) {
+      return this.ending !== null && this.ending === endingKey(message);
+    }
+
     // The whole message object from the server: the page data, a `message` frame, or
     // the authoritative final state of a `done` frame.
     update(message) {
       this.message = message;
       const text = message.content || "";
+      this.ending = message.status === "streaming" ? null : endingKey(message);
       if (this.role !== "assistant") {
         this.body.textContent = text;
       } else if (message.status === "streaming") {
         if (typeof message.seq === "number" && message.seq > this.lastSeq) this.lastSeq = message.seq;
         this.markdown.set(text);
+        this.lengthAt = new Map([[this.lastSeq, text.length]]);
         this.hooks.scheduleRender(this);
       } else {
+        if (typeof message.seq === "number") this.lastSeq = message.seq;
+        this.lengthAt.clear();
         this.markdown.finish(text);
       }
       // Screen readers wait for the finished answer instead of reading every frame.
@@ -118,40 +149,59 @@
 
     delta(frame) {
       if (frame.seq <= this.lastSeq) return;
+      if (!this.streaming) {
+        // Newer text for an answer shown as ended: it was reopened ("continue") while this
+        // page was away. The server's answer to a subscribe says so with a snapshot.
+        this.resync();
+        return;
+      }
       if (frame.seq !== this.lastSeq + 1) {
         this.ahead.set(frame.seq, frame.text);
         this.resync();
         return;
       }
-      this.markdown.append(frame.text);
-      this.lastSeq = frame.seq;
+      this.appendSeq(frame.seq, frame.text);
       this.applyAhead();
       this.clearRetry();
       this.hooks.scheduleRender(this);
     }
 
     snapshot(frame) {
-      if (frame.from_seq === 0) {
-        this.markdown.set(frame.text);
-      } else if (frame.from_seq === this.lastSeq) {
-        this.markdown.append(frame.text);
-      } else {
-        // A snapshot that does not start where this page stands cannot be spliced in.
+      if (!this.streaming) {
+        // Only a reopened answer has text past its ending; a snapshot taken before the
+        // ending that arrives after it has none, and must not undo the final text.
+        if (frame.from_seq === 0 && frame.seq > this.lastSeq) {
+          this.update({ ...this.message, status: "streaming", content: frame.text, seq: frame.seq,
+                        error_code: "", error_message: "", finish_reason: "" });
+        }
+        return;
+      }
+      // Nothing this view does not have: a checkpoint read from the database lags behind
+      // the deltas, and a repeated snapshot was applied already.
+      if (frame.seq < this.lastSeq) return;
+      const start = frame.from_seq === 0 ? 0 : this.lengthAt.get(frame.from_seq);
+      if (start === undefined) {
+        // It starts at a seq this view never stood at: it cannot be spliced in.
         if (frame.seq > this.lastSeq) this.resync(true);
         return;
       }
+      this.markdown.set(this.markdown.text.slice(0, start) + frame.text);
       this.lastSeq = frame.seq;
+      this.lengthAt.set(this.lastSeq, this.markdown.text.length);
       this.resyncRequestedAt = 0;
       this.applyAhead();
       if (frame.text) this.clearRetry();
       this.hooks.scheduleRender(this);
     }
 
+    appendSeq(seq, text) {
+      this.markdown.append(text);
+      this.lastSeq = seq;
+      this.lengthAt.set(seq, this.markdown.text.length);
+    }
+
     applyAhead() {
-      while (this.ahead.has(this.lastSeq + 1)) {
-        this.lastSeq += 1;
-        this.markdown.append(this.ahead.get(this.lastSeq));
-      }
+      while (this.ahead.has(this.lastSeq + 1)) this.appendSeq(this.lastSeq + 1, this.ahead.get(this.lastSeq + 1));
       for (const seq of this.ahead.keys()) if (seq <= this.lastSeq) this.ahead.delete(seq);
     }
 
@@ -162,15 +212,19 @@
       this.hooks.requestResync(this);
     }
 
+    // The stored ending. It wins over whatever this view has (a sweep's `interrupted`
+    // keeps only the last checkpoint, shorter than the deltas shown), except that the same
+    // ending twice renders nothing again.
     done(frame) {
       this.ahead.clear();
       if (typeof frame.seq === "number") this.lastSeq = frame.seq;
-      this.update(frame.message);
+      if (!this.endedAs(frame.message)) this.update(frame.message);
     }
 
     // The `retrying` frame: upstream refused or could not be reached before the first
     // token; show why and count down the wait.
     retrying(frame) {
+      if (!this.streaming) return; // late: the answer has ended since
       this.retry = { reason: frame.reason || "no answer", until: Date.now() + (Number(frame.delay) || 0) * 1000 };
       this.retryNotice.dataset.attempt = String(frame.attempt ?? "");
       this.retryNotice.hidden = false;
