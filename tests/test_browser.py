@@ -2,8 +2,8 @@
 
 Black box: yiweb runs as a real Daphne process on its embedded defaults (SQLite, in-memory
 channel layer) against the simulator over HTTP; Playwright drives /usr/bin/chromium. The
-tests of how a page stays in step with the server cut its network with a TCP proxy or
-stop Daphne processes.
+tests of how a page stays in step with the server cut its network with a TCP proxy, stop
+a Redis of their own, or stop Daphne processes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 import pytest
 
 from tests.live_server import app_env, manage, running_app, sqlite_database
+from tests.redis_server import own_redis, redis_server_available
 from tests.simulator_server import REPO_ROOT, running_simulator
 from tests.tcp_proxy import CuttableProxy
 
@@ -385,6 +386,39 @@ SOCKET_LOG = """(() => {
     }
   };
 })();"""
+
+
+@pytest.mark.skipif(not redis_server_available(), reason="redis-server is not installed (apt-get install redis-server)")
+def test_answer_whose_done_never_arrives_on_an_open_socket_is_settled_by_asking_again(page, simulator_url):
+    """Redis stops mid-answer: the page's socket stays open, but no broadcast reaches it,
+    the `done` included. Having heard nothing of the answer for 3 s, the page subscribes
+    again and gets the ending from the database, while Redis is still down."""
+    expected = "".join(f"t{i} " for i in range(300))
+    with own_redis() as redis, sqlite_database() as database_url:
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test", REDIS_URL=redis.url)
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, _):
+            page.add_init_script(SOCKET_LOG)
+            sign_up(page, base, "quinn")
+            page.fill("#message-input", "[sim deltas=300 interval=10]")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t30 ')")
+            answer = last_answer(page)
+            answer_id = int(answer.get_attribute("data-message-id"))
+            redis.stop()
+            status, content = wait_stored_ended(database_url.removeprefix("sqlite:///"), answer_id)
+            ended_at = time.monotonic()
+            wait_last_answer_status(page, "complete", timeout=12_000)
+            took = time.monotonic() - ended_at
+            sockets = page.evaluate("window.__sockets.length")
+            assert not redis.answers()
+    assert (status, content) == ("complete", expected)
+    assert answer.locator(".message-body").inner_text().strip() == expected.strip()
+    assert sockets == 1, "the page reconnected: the socket did not stay open, so this did not test asking again"
+    # Silent for 3 s, checked every 1 s, and a snapshot request that may wait 2 s for a
+    # generation before reading the database.
+    assert took < 7, took
 
 
 def test_server_told_to_stop_closes_with_4012_and_the_page_is_back_at_once(page, simulator_url):

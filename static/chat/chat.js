@@ -102,6 +102,7 @@
     let view = state.views.get(message.id);
     if (view) {
       view.guessed = false;
+      view.heard();
       // A repeated `message` frame of a streaming answer carries no text the page does
       // not already have, nor does one of an ending already shown. An ended answer that
       // streams again ("continue") starts over from the stored text the frame carries,
@@ -184,7 +185,34 @@
     if (!streaming) {
       ui.stop.disabled = false;
       ui.stop.querySelector(".btn-label").textContent = "Stop";
+    } else {
+      startWatchdog();
     }
+  }
+
+  // A `done` can be lost on its way with the socket still open (a broadcast while Redis
+  // is down); the server answers a subscribe from the database, so a tab that has heard
+  // nothing about an answer it shows as streaming asks again. For a live answer that
+  // costs an empty snapshot. One subscribe covers every answer held, so at most one per
+  // SILENCE_MS whatever their number.
+  const SILENCE_MS = 3000;
+  let lastSubscribeAt = -Infinity;
+  let watchdogTimer = null;
+
+  function startWatchdog() {
+    if (watchdogTimer === null) watchdogTimer = setInterval(watchdogTick, 1000);
+  }
+
+  function watchdogTick() {
+    const held = streamingViews();
+    if (!held.length) {
+      clearInterval(watchdogTimer);
+      watchdogTimer = null;
+      return;
+    }
+    const now = performance.now();
+    if (!socket.isOpen || now - lastSubscribeAt < SILENCE_MS) return;
+    if (held.some((view) => now - view.lastHeardAt >= SILENCE_MS)) subscribe();
   }
 
   // Countdowns of `retrying` notices; the interval runs only while one is shown.
@@ -297,7 +325,7 @@
     let newest = null;
     for (const view of state.views.values()) if (!view.guessed && (newest === null || view.id > newest)) newest = view.id;
     if (newest !== null) frame.after_id = newest;
-    socket.send(frame);
+    if (socket.send(frame)) lastSubscribeAt = performance.now();
   }
 
   function socketOpened() {

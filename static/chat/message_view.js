@@ -56,6 +56,7 @@
       // re-subscribed) can still be spliced in instead of asking again.
       this.lengthAt = new Map();
       this.ending = null; // endingKey of the ended state shown, null while streaming
+      this.lastHeardAt = performance.now(); // when a frame about this message last came
       this.resyncRequestedAt = 0;
       this.retry = null;
       this.build();
@@ -100,6 +101,11 @@
       return this.message.status === "streaming";
     }
 
+    // The page's watchdog asks the server again about an answer it has not heard of for a while.
+    heard() {
+      this.lastHeardAt = performance.now();
+    }
+
     // True when this message is already shown ended exactly as `message` says.
     endedAs(message) {
       return this.ending !== null && this.ending === endingKey(message);
@@ -108,6 +114,7 @@
     // The whole message object from the server: the page data, a `message` frame, or
     // the authoritative final state of a `done` frame.
     update(message) {
+      this.heard();
       this.message = message;
       const text = message.content || "";
       this.ending = message.status === "streaming" ? null : endingKey(message);
@@ -148,6 +155,7 @@
     }
 
     delta(frame) {
+      this.heard();
       if (frame.seq <= this.lastSeq) return;
       if (!this.streaming) {
         // Newer text for an answer shown as ended: it was reopened ("continue") while this
@@ -167,6 +175,7 @@
     }
 
     snapshot(frame) {
+      this.heard();
       if (!this.streaming) {
         // Only a reopened answer has text past its ending; a snapshot taken before the
         // ending that arrives after it has none, and must not undo the final text.
@@ -216,6 +225,7 @@
     // keeps only the last checkpoint, shorter than the deltas shown), except that the same
     // ending twice renders nothing again.
     done(frame) {
+      this.heard();
       this.ahead.clear();
       if (typeof frame.seq === "number") this.lastSeq = frame.seq;
       if (!this.endedAs(frame.message)) this.update(frame.message);
@@ -224,6 +234,7 @@
     // The `retrying` frame: upstream refused or could not be reached before the first
     // token; show why and count down the wait.
     retrying(frame) {
+      this.heard();
       if (!this.streaming) return; // late: the answer has ended since
       this.retry = { reason: frame.reason || "no answer", until: Date.now() + (Number(frame.delay) || 0) * 1000 };
       this.retryNotice.dataset.attempt = String(frame.attempt ?? "");
