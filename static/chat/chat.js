@@ -165,6 +165,10 @@
         content: "",
       });
       view.guessed = true;
+      // Its `message` frame, and its question's, were lost (a broadcast while Redis was
+      // down): catch up from the database, which sends what came after the newest
+      // message this page really has.
+      if (performance.now() - lastSubscribeAt >= GUESS_RESUBSCRIBE_MS) subscribe();
     }
     return view;
   }
@@ -179,15 +183,25 @@
     return streamingViews().pop() || null;
   }
 
+  // Answers whose real ending the page may still have to learn: those streaming, and
+  // those shown as not saved (the server stores the ending later and sends a second
+  // `done`, which a Redis outage or a dropped socket can lose).
+  function unsettledViews() {
+    const views = streamingViews();
+    for (const view of state.views.values()) {
+      if (view.role === "assistant" && !view.streaming && view.message.error_code === "not_saved") views.push(view);
+    }
+    return views.sort((a, b) => a.id - b.id);
+  }
+
   function refreshStreamingControls() {
     const streaming = streamingView();
     ui.stop.hidden = !streaming;
     if (!streaming) {
       ui.stop.disabled = false;
       ui.stop.querySelector(".btn-label").textContent = "Stop";
-    } else {
-      startWatchdog();
     }
+    if (unsettledViews().length) startWatchdog();
   }
 
   // A `done` can be lost on its way with the socket still open (a broadcast while Redis
@@ -196,6 +210,7 @@
   // costs an empty snapshot. One subscribe covers every answer held, so at most one per
   // SILENCE_MS whatever their number.
   const SILENCE_MS = 3000;
+  const GUESS_RESUBSCRIBE_MS = 2000;
   let lastSubscribeAt = -Infinity;
   let watchdogTimer = null;
 
@@ -204,7 +219,7 @@
   }
 
   function watchdogTick() {
-    const held = streamingViews();
+    const held = unsettledViews();
     if (!held.length) {
       clearInterval(watchdogTimer);
       watchdogTimer = null;
@@ -318,7 +333,7 @@
     const frame = {
       type: "subscribe",
       conversation_id: state.conversationId,
-      holding: streamingViews()
+      holding: unsettledViews()
         .slice(-HOLDING_MAX)
         .map((view) => ({ message_id: view.id, last_seq: view.lastSeq })),
     };
