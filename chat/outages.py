@@ -43,7 +43,7 @@ class Outage:
         if self.since is None:
             self.since = now
             logger.error("%s is failing (%s: %s); counting failures until it works again",
-                         self.name, type(error).__name__, str(error)[:200])
+                         self.name, type(error).__name__, " ".join(str(error).split())[:200])
 
     def worked(self) -> None:
         if self.since is not None:
