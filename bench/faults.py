@@ -82,7 +82,7 @@ CHECKPOINT_TICK = CHECKPOINT_INTERVAL / 10
 LOSS_SPAN_ALLOWED = CHECKPOINT_INTERVAL + CHECKPOINT_TICK
 UPSTREAM_STALL_TIMEOUT = 60.0
 LEAD = 2.0  # seconds of answer before the fault
-CONVERGE_TARGET_S = 10.0  # the page's longest reconnect backoff; an open socket's watchdog is ~4 s
+CONVERGE_TARGET_S = 5.0  # issue 11: a tab learns the real end within 5 s of the server knowing it
 # Lines a process may write in one fault: one when something starts failing and one when it
 # works again (database, channel layer), and one per answer of its that ended badly.
 LOG_LINES_BASE = 4

@@ -301,6 +301,14 @@ def shown_messages(page) -> list[tuple[str, str, str, str]]:
         " m.querySelector('.message-body').innerText.trim()])")]
 
 
+def ask_until_shown(page, text: str, token: str) -> None:
+    """Send `text` from the composer and wait until the last answer shows `token`."""
+    page.fill("#message-input", text)
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "token => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes(token)", arg=token)
+
+
 def test_answer_that_ends_while_the_socket_is_down_shows_its_stored_ending(page, app):
     """The socket is cut mid-answer and stays down until the answer has ended, so its
     `done` never reaches the page; back online, the page shows the ending as stored."""
@@ -308,10 +316,7 @@ def test_answer_that_ends_while_the_socket_is_down_shows_its_stored_ending(page,
     proxy = GatedProxy(port_of(base))
     with proxy.running() as proxied:
         sign_up(page, proxied, "olga")
-        page.fill("#message-input", "[sim deltas=400 interval=10]")
-        page.keyboard.press("Enter")
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t40 ')")
+        ask_until_shown(page, "[sim deltas=400 interval=10]", "t40 ")
         answer = last_answer(page)
         answer_id = int(answer.get_attribute("data-message-id"))
         network_down(page, proxy)
@@ -332,10 +337,7 @@ def test_tab_away_while_another_tab_asks_and_is_answered_catches_up_in_order(pag
     proxy = GatedProxy(port_of(base))
     with proxy.running() as proxied:
         sign_up(page, proxied, "pia")
-        page.fill("#message-input", "[sim deltas=300 interval=10] first")
-        page.keyboard.press("Enter")
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t30 ')")
+        ask_until_shown(page, "[sim deltas=300 interval=10] first", "t30 ")
         page.wait_for_url(re.compile(r".*/c/\d+/$"))
         path = page.url.split(proxied, 1)[1]
         first_id = int(last_answer(page).get_attribute("data-message-id"))
