@@ -146,20 +146,42 @@ class StalledError(UpstreamError):
     code = "stalled"
 
 
-def _detail(response_body: bytes) -> str:
-    """The upstream's own explanation, if its error body has one (the reference gives no shape)."""
-    text = response_body.decode("utf-8", "replace").strip()
+# What a key looks like when an upstream (or a proxy in front of it) echoes a request back
+# in its error: an Authorization header, a bearer token, an `sk-` key, or any long unbroken
+# run of key characters. Masked before the text is shown, stored or logged.
+_SECRET_PATTERNS = re.compile(
+    r"(?i)(authorization\s*[:=]\s*)?\bbearer\s+[\w.~+/=-]+"
+    r"|(?i:authorization)\s*[:=]\s*\S+"
+    r"|\bsk-[\w-]{6,}"
+    r"|(?<![\w-])[A-Za-z0-9_\-]{32,}(?![\w-])"
+)
+SECRET_MASK = "[hidden]"
+
+
+def secret_mask(text: str, *, secrets: tuple[str, ...] = ()) -> str:
+    """`text` quoted from upstream with every key-like string (and each of `secrets`) masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, SECRET_MASK)
+    return _SECRET_PATTERNS.sub(SECRET_MASK, text)
+
+
+def _detail(response_body: bytes, *, api_key: str = "") -> str:
+    """The upstream's own explanation, if its error body has one (the reference gives no
+    shape), with anything key-like masked."""
+    text = response_body[:20_000].decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
     except ValueError:
-        return text[:300]
+        data = None
     if isinstance(data, dict):
         error = data.get("error", data)
         if isinstance(error, dict):
-            return str(error.get("message") or error.get("msg") or error.get("detail") or "")[:300]
-        if isinstance(error, str):
-            return error[:300]
-    return text[:300]
+            text = str(error.get("message") or error.get("msg") or error.get("detail") or "")
+        elif isinstance(error, str):
+            text = error
+    # Masked before it is cut: a key cut in half would not match.
+    return secret_mask(" ".join(text.split()), secrets=(api_key,))[:300]
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -180,9 +202,11 @@ def _retry_after(value: str | None) -> float | None:
 _CONTEXT_WORDS = ("context", "too long", "exceed", "must be <=", "maximum length", "max_new_tokens")
 
 
-def error_from_response(status: int, body: bytes, headers: httpx.Headers, *, model: str = "") -> UpstreamError:
+def error_from_response(
+    status: int, body: bytes, headers: httpx.Headers, *, model: str = "", api_key: str = ""
+) -> UpstreamError:
     """Map an HTTP error answer to the typed error and the sentence the page shows."""
-    detail = _detail(body)
+    detail = _detail(body, api_key=api_key)
     retry_after = _retry_after(headers.get("retry-after"))
     said = f" The API said: “{detail}”" if detail else ""
     kwargs = {"status": status, "detail": detail, "retry_after": retry_after}
@@ -304,7 +328,7 @@ class YiClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content, response.headers)
+            raise error_from_response(response.status_code, response.content, response.headers, api_key=self.api_key)
         data = response.json().get("data", [])
         return [m for m in data if isinstance(m, dict) and m.get("id")]
 
@@ -317,7 +341,9 @@ class YiClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content, response.headers, model=body.get("model", ""))
+            raise error_from_response(
+                response.status_code, response.content, response.headers, model=body.get("model", ""), api_key=self.api_key
+            )
         return response.json()
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[Event]:
@@ -398,7 +424,8 @@ class YiClient:
         try:
             if response.status_code != 200:
                 raise error_from_response(
-                    response.status_code, await response.aread(), response.headers, model=body.get("model", "")
+                    response.status_code, await response.aread(), response.headers, model=body.get("model", ""),
+                    api_key=self.api_key,
                 )
             yield response, watch
         except httpx.TransportError as exc:

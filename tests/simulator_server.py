@@ -83,13 +83,15 @@ def running_simulator(env: dict | None = None) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def canned_api(body: bytes, headers: dict[str, str] | None = None):
-    """An API that answers every chat completion with these exact bytes, for streams the
-    simulator has no directive for; yield its base URL, http://127.0.0.1:PORT/v1."""
+async def canned_api(body: bytes, headers: dict[str, str] | None = None, *, status: int = 200):
+    """An API that answers every chat completion with these exact bytes (and `status`), for
+    answers the simulator has no directive for; yield its base URL, http://127.0.0.1:PORT/v1."""
     from aiohttp import web
 
     async def completions(request: web.Request) -> web.Response:
-        return web.Response(body=body, headers={"Content-Type": "text/event-stream", **(headers or {})})
+        return web.Response(
+            status=status, body=body, headers={"Content-Type": "text/event-stream", **(headers or {})}
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
