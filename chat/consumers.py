@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import weakref
 from typing import Any
 
@@ -136,16 +137,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "conversation_id", None) is not None:
             await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Every frame, empty and binary ones too: anything but a JSON object is answered
+        `bad_frame` and the socket stays (Channels raises on an empty frame)."""
+        await self.receive_json(await self.decode_json(text_data) if text_data else None, **kwargs)
+
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
         try:
-            return json.loads(text_data)
-        except ValueError:
+            return json.loads(text_data, parse_constant=_constant_refuse)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             return None
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        handler = {
+        handler = None if not isinstance(kind, str) else {
             "subscribe": self.on_subscribe,
             "send": self.on_send,
             "stop": self.on_stop,
@@ -173,8 +179,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_error(self, code: str, message: str, *, client_id: Any = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
-        if isinstance(client_id, str):
-            frame["client_id"] = client_id
+        if isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id[:64]):
+            frame["client_id"] = client_id[:64]  # echoed only as it would be stored
         await self.send_json(frame)
 
     # --- browser → server --------------------------------------------------------------
@@ -196,8 +202,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt", "")
         )
         params = conversations.params_validate(content)
-        # Cut to its column's length here, once: the echo, the check and the row all use this.
-        client_id = content.get("client_id")[:64] if isinstance(content.get("client_id"), str) else ""
+        client_id = _client_id(content.get("client_id"))
         raw_id = content.get("conversation_id")
         conversation_id = _int(raw_id)
         if conversation_id is None and raw_id is not None:
@@ -390,6 +395,25 @@ async def _pump(source, inbox: asyncio.Queue) -> None:
         inbox.put_nowait(error)  # the source itself was cancelled: the consumer must hear it
     except Exception as error:
         inbox.put_nowait(error)
+
+
+def _constant_refuse(name: str) -> None:
+    raise ValueError(f"{name} is not a number a frame may carry")
+
+
+# What a page's client_id looks like (a UUID; any visible ASCII up to its column's length).
+_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def _client_id(value: Any) -> str:
+    """The send's client_id, cut to its column's length once (the echo, the duplicate check
+    and the row all use this); refused before any query if it is not visible ASCII: a lone
+    surrogate in one made the whole batch of sends fail, other people's too."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str) and _CLIENT_ID.fullmatch(value[:64]):
+        return value[:64]
+    raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
 
 
 # Ids are 64-bit: a larger number would make PostgreSQL refuse the query.

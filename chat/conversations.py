@@ -11,6 +11,7 @@ event loop delivers, and every socket's delta would queue behind it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,7 +173,7 @@ def send_validate(*, text: Any, model: Any, system_prompt: Any = "") -> tuple[st
             "message_too_long",
             f"That message is too long ({len(text):,} characters; the limit is {limit:,}). Shorten it or split it.",
         )
-    if not isinstance(model, str) or not model.strip() or len(model) > 100:
+    if not isinstance(model, str) or not model.strip() or len(model) > 100 or not text_storable(model):
         raise SendRefused("unknown_model", "Pick a model from the list.")
     system_prompt = system_prompt if isinstance(system_prompt, str) else ""
     text_check(system_prompt, what="The system prompt")
@@ -184,16 +185,20 @@ def send_validate(*, text: Any, model: Any, system_prompt: Any = "") -> tuple[st
     return text, model.strip(), system_prompt
 
 
-def text_check(text: str, *, what: str) -> None:
-    """Refuse text that cannot be stored: a NUL (PostgreSQL refuses it) or half of a
+def text_storable(text: str) -> bool:
+    """False for text that cannot be stored: a NUL (PostgreSQL refuses it) or half of a
     surrogate pair (JSON can carry one; UTF-8 cannot)."""
     try:
         text.encode()
     except UnicodeEncodeError:
-        pass
-    else:
-        if "\x00" not in text:
-            return
+        return False
+    return "\x00" not in text
+
+
+def text_check(text: str, *, what: str) -> None:
+    """Refuse text that cannot be stored (`text_storable`)."""
+    if text_storable(text):
+        return
     raise SendRefused(
         "bad_character", f"{what} contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
         "Remove it and send again."
@@ -209,9 +214,9 @@ def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
             continue
         try:
             number = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400, or 400 digits as a float
             number = None
-        if number is None or isinstance(value, bool) or not low <= number <= high:
+        if number is None or isinstance(value, bool) or not math.isfinite(number) or not low <= number <= high:
             raise SendRefused("bad_params", f"{name} must be a number from {low} to {high}.")
         params[name] = number
     return params
