@@ -60,7 +60,8 @@ async def connect():
 
         cookie = await database_sync_to_async(session_cookie)(user)
         communicator = WebsocketCommunicator(
-            application, "/ws/chat/", headers=[(b"origin", origin), (b"cookie", f"sessionid={cookie}".encode())]
+            application, "/ws/chat/",
+            headers=[(b"origin", origin), (b"host", b"localhost"), (b"cookie", f"sessionid={cookie}".encode())],
         )
         opened.append(communicator)
         connected, _ = await communicator.connect()
