@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -180,3 +181,41 @@ async def test_a_send_while_redis_is_down_is_run_and_its_tab_told_then_learns_th
                            "holding": [{"message_id": answer["id"], "last_seq": 0}], "after_id": answer["id"]})
     done = (await frames_until(ws, is_done))[-1]
     assert done["message"]["content"] == row.content
+
+
+async def test_two_deployments_on_one_redis_neither_hears_nor_stops_the_other(simulator_url):
+    """Pub/Sub ignores Redis's database number: before, a tab of one deployment saw the
+    other's answers in the conversation with the same id, and its Stop stopped them."""
+    from tests.live_server import Socket, app_env, manage, running_app, signup, sqlite_database
+
+    with own_redis() as redis_server, sqlite_database() as first_db, sqlite_database() as second_db:
+        apps = []
+        for database_url, redis_db in ((first_db, 1), (second_db, 2)):
+            env = app_env(DATABASE_URL=database_url, REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/{redis_db}",
+                          YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
+            manage("migrate", "--noinput", env=env)
+            apps.append(env)
+        with running_app(apps[0]) as (first, _), running_app(apps[1]) as (second, _):
+            mine = await Socket.open(first, signup(first, "una"))
+            theirs = await Socket.open(second, signup(second, "vic"))
+            # Both deployments' first conversation and first answer get the same ids.
+            await theirs.send({"type": "send", "conversation_id": None, "text": "[sim deltas=1 interval=0]",
+                               "model": "yi-large"})
+            their_frames = await theirs.until(lambda f: f["type"] == "done")
+            await mine.send({"type": "send", "conversation_id": None, "text": "[sim deltas=300 interval=5]",
+                             "model": "yi-large"})
+            my_frames = await mine.until(lambda f: f["type"] == "delta" and f["seq"] >= 3)
+            my_answer = my_frames[-1]["message_id"]
+            # The other deployment's tab watches its own conversation 1 and presses Stop on
+            # the message id that my answer has in my deployment.
+            await theirs.send({"type": "stop", "message_id": my_answer})
+            heard = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    heard.append(await theirs.receive(timeout=1.0))
+            done = (await mine.until(lambda f: f["type"] == "done", timeout=30))[-1]
+            await mine.close()
+            await theirs.close()
+    assert [f for f in heard if f["type"] in ("delta", "snapshot", "done", "message")] == []
+    assert done["message"]["status"] == "complete"
+    assert done["message"]["content"] == "".join(f"t{i} " for i in range(300))

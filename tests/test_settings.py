@@ -13,7 +13,8 @@ PRINT_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'db': str(s.DATABASES['default']['NAME']), "
     "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'base': s.YI_API_BASE, 'simulator': s.YI_SIMULATOR, "
-    "'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, 'db_options': s.DATABASES['default'].get('OPTIONS', {})}))"
+    "'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, 'db_options': s.DATABASES['default'].get('OPTIONS', {}), "
+    "'prefix': s.CHANNEL_LAYERS['default'].get('CONFIG', {}).get('prefix')}))"
 )
 
 
@@ -96,3 +97,11 @@ def test_a_postgresql_server_that_never_answers_fails_the_connection_within_its_
         silent.close()
     assert result.returncode != 0 and "timeout" in result.stderr.lower()
     assert took < 10, took
+
+
+def test_each_database_gets_its_own_channel_prefix_unless_one_is_set():
+    first = json.loads(settings_with(DATABASE_URL="postgres://u:p@db:5432/one", REDIS_URL="redis://r:6379/0").stdout)
+    second = json.loads(settings_with(DATABASE_URL="postgres://u:p@db:5432/two", REDIS_URL="redis://r:6379/1").stdout)
+    assert first["prefix"].startswith("yiweb-one-") and second["prefix"].startswith("yiweb-two-")
+    chosen = json.loads(settings_with(REDIS_URL="redis://r:6379/0", CHANNEL_PREFIX="blue").stdout)
+    assert chosen["prefix"] == "blue."

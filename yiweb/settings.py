@@ -5,6 +5,7 @@ WAL mode, the in-memory channel layer, and (with no API key anywhere) the offlin
 simulator of the Yi API. The README's configuration table lists each name.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -120,6 +121,16 @@ if REDIS_URL:
     # chat.redis_layer: channels_redis's Pub/Sub layer, riding out Redis outages. The
     # timeouts keep a Redis that does not answer from holding a relay or a send for long.
     _REDIS_TIMEOUT = _env_float("REDIS_TIMEOUT", 5.0)
+    # Redis Pub/Sub ignores the database number in REDIS_URL: two deployments on one Redis
+    # server would hear (and stop) each other's answers. Every channel and group name
+    # carries this prefix; by default it is derived from the database this deployment
+    # uses, so deployments apart in PostgreSQL are apart in Redis too.
+    _database = DATABASES["default"]
+    CHANNEL_PREFIX = os.environ.get("CHANNEL_PREFIX") or "yiweb-{}-{}".format(
+        "".join(c if c.isalnum() else "_" for c in Path(str(_database["NAME"])).name)[:24],
+        hashlib.sha256("|".join(str(_database.get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME")).encode())
+        .hexdigest()[:8],
+    )
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "chat.redis_layer.RedisPubSubChannelLayer",
@@ -127,7 +138,8 @@ if REDIS_URL:
                 "hosts": [
                     {"address": REDIS_URL, "socket_connect_timeout": min(_REDIS_TIMEOUT, 2.0),
                      "socket_timeout": _REDIS_TIMEOUT}
-                ]
+                ],
+                "prefix": CHANNEL_PREFIX + ".",
             },
         }
     }
