@@ -28,9 +28,14 @@ REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/5")
 
 
 def app_env(**extra: str) -> dict[str, str]:
-    """Environment for a yiweb process: this one's, minus anything that points elsewhere."""
+    """Environment for a yiweb process: this one's, minus anything that points elsewhere.
+
+    Development settings (DEBUG=1: no static files to collect) unless `extra` says
+    otherwise, and no limit on sign-ups from one address, since every test user signs up
+    from 127.0.0.1."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "YI_API_BASE", "YI_API_KEY"}}
-    env.update({"DJANGO_SETTINGS_MODULE": "yiweb.settings", "PYTHONUNBUFFERED": "1"})
+    env.update({"DJANGO_SETTINGS_MODULE": "yiweb.settings", "PYTHONUNBUFFERED": "1", "DEBUG": "1",
+                "SIGNUPS_PER_ADDRESS_PER_HOUR": "0"})
     env.update(extra)
     return env
 
