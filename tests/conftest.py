@@ -29,6 +29,9 @@ def upstream_settings(settings, simulator_url):
     settings.UPSTREAM_RETRY_BASE = 0.01
     settings.UPSTREAM_MAX_RETRIES = 2
     settings.CHECKPOINT_INTERVAL = 0.05
+    # Many tests have one person send a burst; the limits have tests of their own (test_limits.py).
+    settings.USER_ANSWERS_AT_ONCE = 1000
+    settings.USER_SENDS_PER_MINUTE = 10000
     return settings
 
 

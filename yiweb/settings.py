@@ -204,6 +204,10 @@ if YI_SIMULATOR:
 YI_DEFAULT_MODEL = os.environ.get("YI_DEFAULT_MODEL", "yi-large")
 
 SIGNUP_OPEN = _env_bool("SIGNUP_OPEN", True)
+# Per person: answers being written at once, and messages sent in any minute
+# (chat.conversations.UserUsage); over either, a send is refused with a sentence that says so.
+USER_ANSWERS_AT_ONCE = int(os.environ.get("USER_ANSWERS_AT_ONCE", "5"))
+USER_SENDS_PER_MINUTE = int(os.environ.get("USER_SENDS_PER_MINUTE", "30"))
 # A user message longer than this is refused with a clear error before anything is stored.
 MESSAGE_MAX_CHARS = int(os.environ.get("MESSAGE_MAX_CHARS", "100000"))
 
