@@ -25,6 +25,7 @@ from channels.sessions import InstanceSessionWrapper
 from django.db import DatabaseError
 
 from chat import conversations
+from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
 from chat.conversations import CatchUp, Exchange, Resent, SendRefused
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
@@ -122,6 +123,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close()  # before accept: the handshake is refused with 403
             return
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
         self.conversation_id: int | None = None
         # message id -> deltas received while waiting for that message's snapshot
         self.awaiting: dict[int, list[dict[str, Any]]] = {}
@@ -150,6 +153,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return None
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        # The session and the account are checked when the socket opens, and again for
+        # every frame: signed out elsewhere, expired or deactivated, it may do nothing more.
+        try:
+            signed_in = await _signed_in(session_key=self.session_key, user_id=self.user.pk)
+        except DatabaseError as error:
+            database_outage.failed(error)
+            signed_in = True  # unknown for now: the frame's own query will fail as not_saved
+        if not signed_in:
+            await self.close(CLOSE_SIGNED_OUT)
+            return
         kind = content.get("type") if isinstance(content, dict) else None
         handler = None if not isinstance(kind, str) else {
             "subscribe": self.on_subscribe,
@@ -346,6 +359,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.awaiting.pop(message_id, None)
         await self.send_json(frame)
 
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """Signed out (this session, or every session of a deactivated account): close."""
+        if event.get("session_key") in (None, self.session_key):
+            await self.close(CLOSE_SIGNED_OUT)
+
     async def snapshot_timeout(self, event: dict[str, Any]) -> None:
         """No running generation answered: read what the database has instead."""
         message_id = event["message_id"]
@@ -450,6 +468,7 @@ def _holding(content: dict[str, Any]) -> dict[int, int]:
 
 
 _catch_up = database_sync_to_async(conversations.conversation_catch_up)
+_signed_in = database_sync_to_async(user_signed_in)
 
 
 @database_sync_to_async
