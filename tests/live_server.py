@@ -44,10 +44,9 @@ def app_env(**extra: str) -> dict[str, str]:
 def production_env(**extra: str) -> Iterator[dict[str, str]]:
     """Environment for yiweb as deployed: DEBUG off, a real secret, collected static files.
 
-    Cookies are not marked Secure, since these servers speak plain HTTP on loopback."""
+    HTTPS is not set (these servers speak plain HTTP on loopback), so cookies are not Secure."""
     with tempfile.TemporaryDirectory() as static_root:
-        env = app_env(DEBUG="0", SECRET_KEY="benchmark-" + uuid.uuid4().hex * 2, SECURE_COOKIES="0",
-                      STATIC_ROOT=static_root, **extra)
+        env = app_env(DEBUG="0", SECRET_KEY="benchmark-" + uuid.uuid4().hex * 2, STATIC_ROOT=static_root, **extra)
         manage("collectstatic", "--noinput", env=env)
         yield env
 

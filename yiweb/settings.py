@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from yiweb.secret_key import secret_key_beside, secret_key_load_or_create, secret_key_weakness
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _DEV_SECRET_KEY = "dev-insecure-yiweb-secret-key-change-me"
@@ -29,13 +31,10 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
-DEBUG = _env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", _DEV_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 32):
-    raise ImproperlyConfigured(
-        "DEBUG is off, so SECRET_KEY must be set to a random value of at least 32 "
-        "characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
-    )
+# Production unless told otherwise, so that the README's first command runs as deployed:
+# the app's own error pages, hashed static files through WhiteNoise. DEBUG=1 is for
+# development (Django's debug pages, static files straight from static/).
+DEBUG = _env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
@@ -112,6 +111,31 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SQLITE_TEST_NAME", str(BASE_DIR / "test-db.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The secret key signs sessions and CSRF tokens. Unset, development uses a fixed key, and
+# production on a SQLite file makes one on first start and keeps it beside the database
+# (yiweb/secret_key.py); with PostgreSQL, processes may run on several machines, so each
+# must be given the same key. Strength is judged by Django's own deploy check's rules.
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY_FILE: Path | None = None
+_SECRET_KEY_EXAMPLE = "for example: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = _DEV_SECRET_KEY
+elif not SECRET_KEY:
+    _database = str(DATABASES["default"]["NAME"])
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" or _database in {"", ":memory:"}:
+        raise ImproperlyConfigured(
+            "DEBUG is off and the database is not a SQLite file, so SECRET_KEY must be set, to the same random "
+            f"value of at least 50 characters in every process ({_SECRET_KEY_EXAMPLE}). DEBUG=1 runs development "
+            "settings instead."
+        )
+    SECRET_KEY_FILE = secret_key_beside(Path(_database))
+    SECRET_KEY = secret_key_load_or_create(SECRET_KEY_FILE)
+elif not DEBUG and (_weakness := secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DEBUG is off, so SECRET_KEY must be a strong random value, and this one is not: {_weakness} "
+        f"({_SECRET_KEY_EXAMPLE})."
+    )
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     # The Pub/Sub layer: a group send is one PUBLISH and each process gets it pushed.
@@ -156,6 +180,46 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Sign-in and sign-up limits (chat/account_throttle.py): failed sign-ins are counted per
+# username and per client address over SIGNIN_PAUSE_MINUTES from the first; at a limit,
+# sign-in is refused (without checking the password) until that time is up. 0: no limit.
+SIGNIN_FAILURES_PER_ACCOUNT = int(os.environ.get("SIGNIN_FAILURES_PER_ACCOUNT", "5"))
+SIGNIN_FAILURES_PER_ADDRESS = int(os.environ.get("SIGNIN_FAILURES_PER_ADDRESS", "20"))
+SIGNIN_PAUSE_SECONDS = 60 * _env_float("SIGNIN_PAUSE_MINUTES", 15.0)
+# Completed sign-up forms (an account made, or its name refused as taken) per address and
+# hour: what bounds guessing which usernames exist.
+SIGNUPS_PER_ADDRESS_PER_HOUR = int(os.environ.get("SIGNUPS_PER_ADDRESS_PER_HOUR", "10"))
+# Behind a proxy every request comes from the proxy's address: name the header it puts the
+# client's address in (its last entry is used, the one the nearest proxy wrote).
+CLIENT_ADDRESS_HEADER = os.environ.get("CLIENT_ADDRESS_HEADER", "").strip()
+
+# The limits' counts must be one count for all processes, so with Redis they are kept
+# there. A cache of their own: the rest (the models list) stays in process memory, where
+# a Redis outage cannot fail it; the limits ride an outage out by not counting.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
+    "limits": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"},
+}
+if REDIS_URL:
+    CACHES["limits"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "yiweb-limits",
+        "OPTIONS": {"socket_connect_timeout": 2.0, "socket_timeout": _env_float("REDIS_TIMEOUT", 5.0)},
+    }
+
+# Password reset mails a link, so it is offered only when a mail server is configured;
+# without one no page tries to send mail.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", True)
+    DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"yiweb@{EMAIL_HOST}")
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -174,10 +238,23 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS=1: people reach this site over https:// (TLS ends in front of Daphne, at a proxy or
+# a load balancer). Only then are cookies marked Secure, plain HTTP redirected and HSTS
+# sent; on the first run, over plain http://127.0.0.1:8000, a browser would drop Secure
+# cookies and nobody could sign in. With HTTPS=1, `manage.py check --deploy` is clean.
+HTTPS = _env_bool("HTTPS", False)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
+# The header by which the proxy in front says a request came over HTTPS, trusted only when
+# named here: served directly, any client could send it. "X-Forwarded-Proto" means
+# "X-Forwarded-Proto: https"; "Name: value" names another.
+_SSL_HEADER = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _SSL_HEADER:
+    _name, _, _value = _SSL_HEADER.partition(":")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip() or "https")
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,12 @@
-"""`manage.py start`: migrate, then serve the app with Daphne (and the offline simulator if needed).
+"""`manage.py start`: migrate, collect static files, then serve the app with Daphne (and the
+offline simulator if needed).
 
-The README's first command ends here. With no YI_API_KEY and no YI_API_BASE, the app
-would have nothing to talk to on a machine without network, so this also runs the Yi
-API simulator (chat/simulator.py) on SIMULATOR_PORT and the app points at it.
+The README's first command ends here, with production settings unless DEBUG=1: the
+secret key was made beside the database when the settings loaded (yiweb/secret_key.py),
+and the static files are collected here, since WhiteNoise serves hashed files only from
+STATIC_ROOT. With no YI_API_KEY and no YI_API_BASE, the app would have nothing to talk to
+on a machine without network, so this also runs the Yi API simulator (chat/simulator.py)
+on SIMULATOR_PORT and the app points at it.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ class Command(BaseCommand):
     help = "Apply migrations and serve yiweb with Daphne (plus the offline Yi API simulator when no key is set)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+        parser.add_argument("--port", type=int, default=8000, help="port to listen on")
 
     def handle(self, *args, host: str, port: int, **options):
         call_command("migrate", interactive=False, verbosity=1)
+        if settings.DEBUG:
+            self.stdout.write("Development settings (DEBUG=1): Django's debug pages, static files from static/.")
+        else:
+            # About a second; files that did not change are not copied again.
+            call_command("collectstatic", interactive=False, verbosity=0)
+            self.stdout.write("Production settings (DEBUG off; DEBUG=1 for development).")
+            if settings.SECRET_KEY_FILE:
+                self.stdout.write(f"The secret key is kept in {settings.SECRET_KEY_FILE}.")
         children = []
         if settings.YI_SIMULATOR:
             self.stdout.write(
