@@ -311,7 +311,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
 
     async def snapshot_ask(self, message_id: int, *, from_seq: int) -> None:
-        """Join a running answer: deltas are held back until its snapshot arrives."""
+        """Join a running answer: deltas are held back until its snapshot arrives. One
+        request at a time per answer: a socket repeating `subscribe` gets the pending one's
+        reply, not a snapshot per frame."""
+        if message_id in self.awaiting:
+            return
         self.awaiting[message_id] = []
         frame = generation_snapshot_here(message_id=message_id, from_seq=from_seq)
         if frame is not None:

@@ -122,3 +122,32 @@ def test_after_abort_nothing_more_is_sent(pair):
 
     connection.write(b"too late")
     assert received(client) == b""
+
+
+def test_a_websocket_whose_reader_does_not_read_is_dropped_once_its_backlog_passes_the_limit(pair, settings):
+    settings.WEBSOCKET_BUFFER_MAX_BYTES = 256 * 1024
+    connection, client, reactor = pair
+    websocket_made(connection)
+    chunk = b"x" * 65536
+    written = 0
+    while not connection._aborting and written < 64 * 1024 * 1024:  # the client never reads
+        connection.write(chunk)
+        written += len(chunk)
+    assert connection._aborting
+    backlog = len(connection.dataBuffer) - connection.offset + connection._tempDataLen
+    assert settings.WEBSOCKET_BUFFER_MAX_BYTES < backlog <= settings.WEBSOCKET_BUFFER_MAX_BYTES + len(chunk)
+
+
+def test_a_websocket_that_reads_is_never_dropped_however_much_it_is_sent(pair, settings):
+    settings.WEBSOCKET_BUFFER_MAX_BYTES = 256 * 1024
+    connection, client, reactor = pair
+    websocket_made(connection)
+    client.setblocking(True)
+    for _ in range(200):  # 12.5 MB in all, read as it comes
+        connection.write(b"y" * 65536)
+        connection.doWrite()
+        got = 0
+        client.settimeout(1)
+        while got < 65536:
+            got += len(client.recv(65536))
+    assert not connection._aborting

@@ -301,6 +301,9 @@ CHECKPOINT_INTERVAL = _env_float("CHECKPOINT_INTERVAL", 1.0)
 # tokens arrive, each answer merges its tokens into fewer frames (chat/generation.py).
 # Every frame is a system call per socket (docs/benchmarks.md); 0 sends each token at once.
 RELAY_FRAMES_PER_SECOND = _env_float("RELAY_FRAMES_PER_SECOND", 6000.0)
+# A websocket whose frames wait unsent past this many bytes (its reader does not read) is
+# dropped, so that no client can make the server hold memory without end (yiweb/server.py).
+WEBSOCKET_BUFFER_MAX_BYTES = int(os.environ.get("WEBSOCKET_BUFFER_MAX_BYTES", str(8 * 1024 * 1024)))
 # A streaming answer whose process has not written for this long is marked interrupted
 # (the process died); every process checks for such answers every half of this.
 GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
