@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from chat.account_forms import AdminSignInForm
 from chat.models import Attachment, Conversation, Message
 
 
@@ -16,3 +17,6 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 admin.site.register(Attachment)
+
+# The admin's own sign-in page has the same limits as the app's (chat/account_throttle.py).
+admin.site.login_form = AdminSignInForm

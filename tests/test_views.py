@@ -116,3 +116,20 @@ async def test_models_endpoint_explains_a_rejected_key_and_still_offers_models(a
     data = json.loads(response.content)
     assert data["error"].startswith("The Yi API rejected the API key (401)")
     assert "yi-large" in [m["id"] for m in data["models"]]
+
+
+def test_a_wrong_address_gets_the_apps_own_404_page(client, user):
+    client.force_login(user)
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    assert b"Page not found" in response.content and b"Back to your conversations" in response.content
+    assert b"URLconf" not in response.content  # not Django's page, which lists every route
+
+
+def test_a_failing_page_gets_the_apps_own_500_page(rf):
+    from django.views.defaults import server_error
+
+    response = server_error(rf.get("/"))
+    assert response.status_code == 500
+    assert b"Something went wrong" in response.content
+    assert b"/static/site/site.css" in response.content
