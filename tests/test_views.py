@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -133,3 +134,72 @@ def test_a_failing_page_gets_the_apps_own_500_page(rf):
     assert response.status_code == 500
     assert b"Something went wrong" in response.content
     assert b"/static/site/site.css" in response.content
+
+
+# --- Content-Security-Policy (yiweb/csp.py) -------------------------------------------
+
+POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+@pytest.mark.parametrize(
+    "path", ["/accounts/login/", "/accounts/signup/", "/", "/c/{conversation}/", "/admin/", "/admin/auth/user/",
+             "/admin/chat/conversation/{conversation}/change/"])
+def test_every_page_sends_the_content_security_policy(client, user, path):
+    user.is_staff = user.is_superuser = True
+    user.save()
+    conversation = Conversation.objects.create(user=user, model="yi-large", title="Trip")
+    if not path.startswith("/accounts/"):
+        client.force_login(user)
+    response = client.get(path.format(conversation=conversation.pk))
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == POLICY
+
+
+def test_the_page_needs_no_inline_script_or_style(client, user):
+    """Under the policy an inline <script> or style="" would be refused: the page has none
+    (json_script's <script type="application/json"> blocks are data, not script)."""
+    conversation = Conversation.objects.create(user=user, model="yi-large", title="Trip")
+    client.force_login(user)
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.DOTALL)
+    assert scripts
+    for attributes, body in scripts:
+        assert "src=" in attributes or 'type="application/json"' in attributes, attributes
+        assert "src=" not in attributes or not body.strip()
+    assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=", html)
+
+
+def test_error_pages_send_the_policy_with_only_djangos_own_style_blocks(client, user):
+    client.force_login(user)
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    policy = dict(d.split(" ", 1) for d in response["Content-Security-Policy"].split("; "))
+    expected = dict(d.split(" ", 1) for d in POLICY.split("; "))
+    assert {k: v for k, v in policy.items() if k != "style-src"} == {k: v for k, v in expected.items() if k != "style-src"}
+    # 'self', then the hashes of the <style> blocks of Django's CSRF failure and debug pages.
+    sources = policy["style-src"].split()
+    assert sources[0] == "'self'" and len(sources) == 4
+    assert all(re.fullmatch(r"'sha256-[A-Za-z0-9+/]{43}='", s) for s in sources[1:])
+
+
+def test_a_failing_page_sends_the_policy(client, user, monkeypatch):
+    from chat import views
+
+    def fail(**kwargs):
+        raise RuntimeError("the database is on fire")
+
+    monkeypatch.setattr(views.conversations, "conversation_list", fail)
+    client.raise_request_exception = False
+    client.force_login(user)
+    response = client.get("/")
+    assert response.status_code == 500
+    assert response["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self'; style-src 'self' ")
+
+
+def test_favicon_ico_leads_to_the_icon_for_pages_that_name_none(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response.url.endswith("site/favicon.svg")

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "yiweb.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -310,3 +311,8 @@ GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
 
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+
+# --- The page's safety net (docs/security.md) ----------------------------------------
+# Every response carries a Content-Security-Policy (yiweb/csp.py, in MIDDLEWARE above),
+# and every template knows MESSAGE_MAX_CHARS, which the chat page checks before sending.
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("yiweb.context_processors.limits")
