@@ -35,7 +35,10 @@ def app_env(**extra: str) -> dict[str, str]:
     from 127.0.0.1."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "YI_API_BASE", "YI_API_KEY"}}
     env.update({"DJANGO_SETTINGS_MODULE": "yiweb.settings", "PYTHONUNBUFFERED": "1", "DEBUG": "1",
-                "SIGNUPS_PER_ADDRESS_PER_HOUR": "0"})
+                "SIGNUPS_PER_ADDRESS_PER_HOUR": "0",
+                # One person runs many answers at once here; the per-person limits have
+                # tests of their own (tests/test_limits.py).
+                "USER_ANSWERS_AT_ONCE": "1000", "USER_SENDS_PER_MINUTE": "10000"})
     env.update(extra)
     return env
 
