@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.db import IntegrityError
+from django.templatetags.static import static
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
@@ -106,6 +107,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     context = {"form": form, "signup_open": settings.SIGNUP_OPEN,
                "first_account": settings.SIGNUP_OPEN and not get_user_model().objects.exists()}
     return _refused(render(request, "registration/signup.html", context, status=status), form.refusal)
+
+
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on pages that name no icon (the admin's)."""
+    return redirect(static("site/favicon.svg"))
 
 
 def when_email_configured(view):

@@ -18,18 +18,29 @@ import time
 
 import pytest
 
+from tests.first_run import readme_start
 from tests.live_server import app_env, manage, running_app, sqlite_database
+from tests.readme_pictures import readme_picture, readme_pictures_state
 from tests.redis_server import own_redis, redis_server_available
-from tests.simulator_server import REPO_ROOT, running_simulator
+from tests.simulator_server import running_simulator
 from tests.tcp_proxy import CuttableProxy
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = REPO_ROOT / "docs" / "images" / "chat.png"
 PASSWORD = "correct horse battery staple"
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readme_pictures_untouched():
+    """Running the tests leaves the working tree clean: the README's pictures are written
+    only by the documented command (YIWEB_SCREENSHOTS, tests/readme_pictures.py)."""
+    before = readme_pictures_state()
+    yield
+    if not os.environ.get("YIWEB_SCREENSHOTS"):
+        assert readme_pictures_state() == before, "a browser test rewrote docs/images without YIWEB_SCREENSHOTS"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +100,7 @@ def last_answer(page):
 
 def test_sign_up_chat_stream_reload_and_keep(page, app_url):
     sign_up(page, app_url, "erin")
-    page.wait_for_function("document.querySelector('#model-select').options.length > 1")
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
 
     page.fill("#message-input", "Hello Yi, show me some code")
     page.keyboard.press("Enter")
@@ -119,8 +130,7 @@ def test_sign_up_chat_stream_reload_and_keep(page, app_url):
     page.wait_for_url(re.compile(r".*/c/\d+/$"))
     assert page.locator(".conversation-item.is-current").inner_text().strip().startswith("Hello Yi")
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    readme_picture(page, "chat.png")
 
     page.reload()
     kept = last_answer(page)
@@ -128,6 +138,32 @@ def test_sign_up_chat_stream_reload_and_keep(page, app_url):
     assert kept.get_attribute("data-status") == "complete"
     assert kept.locator(".message-body").inner_text() == final
     assert page.locator('[data-role="user"] .message-body').last.inner_text().strip() == "Hello Yi, show me some code"
+    assert page.problems == []
+
+
+def test_first_run_from_the_root_to_sign_up_to_the_admin(page, tmp_path):
+    """A new user after the README's first command: from / to the sign-in page, one click
+    to sign-up, told they are the administrator, one click to the admin site. Production
+    settings over plain http://, hashed static files, and not one failed request."""
+    with readme_start(tmp_path) as (base, _):
+        page.goto(f"{base}/")
+        page.wait_for_url(f"{base}/accounts/login/?next=/")
+        page.get_by_role("link", name="Create one").click()
+        page.wait_for_url(f"{base}/accounts/signup/")
+        assert "the first one becomes this server's administrator" in page.locator(".auth-card").inner_text()
+        page.fill("input[name=username]", "owner")
+        page.fill("input[name=password1]", PASSWORD)
+        page.fill("input[name=password2]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/")
+        notice = page.locator(".site-messages")
+        assert "As the first account, you are this server's administrator" in notice.inner_text()
+        page.locator("#model-select option").nth(1).wait_for(state="attached")  # the page's script ran
+        page.get_by_role("link", name="Admin").click()
+        page.wait_for_url(f"{base}/admin/")
+        assert page.get_by_role("heading", name="Site administration").is_visible()
+        # The admin's own stylesheet came through WhiteNoise: its header is styled.
+        assert page.evaluate("getComputedStyle(document.querySelector('#header')).display") == "flex"
     assert page.problems == []
 
 

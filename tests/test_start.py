@@ -55,3 +55,48 @@ async def test_start_without_a_key_chats_through_the_offline_simulator_and_stops
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_the_readme_command_runs_production_settings_and_a_new_user_gets_in(tmp_path):
+    """Nothing configured, as after a fresh clone: production settings, a secret key made
+    and kept beside the database, the app's own 404 page, hashed static files, cookies a
+    browser keeps over plain http://, and from / to sign-up in one link."""
+    import re
+    import stat
+
+    from tests.first_run import readme_start
+
+    key_file = tmp_path / "db.sqlite3.secret-key"
+    with readme_start(tmp_path) as (base, log):
+        with httpx.Client(base_url=base, timeout=10) as http:
+            to_sign_in = http.get("/")
+            assert to_sign_in.status_code == 302 and to_sign_in.headers["location"] == "/accounts/login/?next=/"
+            sign_in = http.get("/accounts/login/?next=/")
+            assert 'href="/accounts/signup/"' in sign_in.text
+            assert "secure" not in sign_in.headers["set-cookie"].lower()  # the CSRF cookie comes back over http://
+
+            missing = http.get("/no/such/page/")
+            assert missing.status_code == 404 and "Page not found" in missing.text
+            assert "URLconf" not in missing.text and "DEBUG" not in missing.text
+
+            stylesheet = re.search(r'href="(/static/site/site\.[0-9a-f]{12}\.css)"', sign_in.text).group(1)
+            served = http.get(stylesheet)
+            assert served.status_code == 200 and "immutable" in served.headers["cache-control"]
+
+            signed_up = http.post("/accounts/signup/", data={
+                "username": "owner", "password1": "correct horse battery staple",
+                "password2": "correct horse battery staple", "csrfmiddlewaretoken": http.cookies["csrftoken"]},
+                follow_redirects=True)
+            assert "you are this server&#x27;s administrator" in signed_up.text
+            assert 'href="/admin/"' in signed_up.text and http.get("/admin/").status_code == 200
+            session = http.cookies["sessionid"]
+        key = key_file.read_text().strip()
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    output = log.read_text()
+    assert "Production settings (DEBUG off; DEBUG=1 for development)." in output
+    assert f"The secret key is kept in {key_file}." in output and key not in output
+
+    # Started again, it keeps its key: the session signed in before the restart still is.
+    with readme_start(tmp_path) as (base, _):
+        assert key_file.read_text().strip() == key
+        assert httpx.get(f"{base}/", cookies={"sessionid": session}).status_code == 200

@@ -25,5 +25,6 @@ accounts = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts)),
+    path("favicon.ico", views.favicon),
     path("", include("chat.urls")),
 ]
