@@ -54,17 +54,14 @@ def text_of(response) -> str:
 # --- first run ------------------------------------------------------------------------
 
 
-def test_a_visitor_at_the_root_reaches_sign_up_in_one_click(client):
+def test_a_visitor_at_the_root_reaches_sign_up_in_one_click_while_it_is_open(client, settings):
     to_sign_in = client.get("/")
     assert to_sign_in.status_code == 302 and to_sign_in.url.startswith(reverse("login"))
     sign_in_page = client.get(to_sign_in.url)
     assert f'href="{reverse("signup")}"' in sign_in_page.content.decode()
     assert "No account yet? Create one" in text_of(sign_in_page)
-
-
-def test_the_sign_in_page_does_not_offer_sign_up_when_it_is_closed(client, settings):
     settings.SIGNUP_OPEN = False
-    assert reverse("signup") not in client.get(reverse("login")).content.decode()
+    assert reverse("signup") not in client.get(to_sign_in.url).content.decode()
 
 
 def test_the_sign_up_page_says_the_first_account_becomes_the_administrator(client):
@@ -85,14 +82,12 @@ def test_the_first_account_is_told_it_is_the_administrator_and_finds_the_admin(c
     # Told once: the next page no longer says it, and the link stays.
     again = client.get(reverse("chat:home"))
     assert "administrator" not in text_of(again) and f'href="{reverse("admin:index")}"' in again.content.decode()
-
-
-def test_later_accounts_are_not_told_so_and_see_no_admin_link(client, user):
-    page = client.post(reverse("signup"), {"username": "later", "password1": PASSWORD, "password2": PASSWORD},
-                       follow=True)
-    assert page.status_code == 200
-    assert "administrator" not in text_of(page)
-    assert reverse("admin:index") not in page.content.decode()
+    # The next account is neither told so nor shown the way to the admin.
+    client.logout()
+    later = client.post(reverse("signup"), {"username": "later", "password1": PASSWORD, "password2": PASSWORD},
+                        follow=True)
+    assert later.status_code == 200 and later.context["user"].get_username() == "later"
+    assert "administrator" not in text_of(later) and reverse("admin:index") not in later.content.decode()
 
 
 # --- sign-in limits -------------------------------------------------------------------
@@ -118,13 +113,16 @@ def test_the_pause_says_the_same_for_a_username_that_does_not_exist(client, user
     for name in ("alice", "nobody"):
         for _ in range(3):
             sign_in(client, name, WRONG)
-    assert text_of(sign_in(client, "alice", WRONG)).replace("alice", "X") == text_of(
-        sign_in(client, "nobody", WRONG)).replace("nobody", "X")
+    exists, does_not = sign_in(client, "alice", WRONG), sign_in(client, "nobody", WRONG)
+    assert exists.status_code == does_not.status_code == 429
+    assert "Too many failed sign-ins to this account" in text_of(exists)
+    assert text_of(exists).replace("alice", "X") == text_of(does_not).replace("nobody", "X")
 
 
 def test_other_accounts_sign_in_while_one_is_paused(client, user, other_user):
     for _ in range(5):
         sign_in(client, "alice", WRONG)
+    assert sign_in(client, "alice", PASSWORD).status_code == 429
     assert sign_in(client, "bob", PASSWORD).status_code == 302
 
 
@@ -177,6 +175,10 @@ def test_signing_in_starts_the_accounts_count_again(client, user, settings):
     sign_in(client, "alice", WRONG)
     sign_in(client, "alice", WRONG)
     assert sign_in(client, "alice", PASSWORD).status_code == 302
+    client.logout()
+    for _ in range(3):  # and counts again
+        sign_in(client, "alice", WRONG)
+    assert sign_in(client, "alice", PASSWORD).status_code == 429
 
 
 def test_the_admin_sign_in_page_has_the_same_limits(client, user):
@@ -247,6 +249,19 @@ def test_a_taken_name_is_refused_with_one_sentence_whatever_its_case(client, use
         assert "This username is not available. Choose another." in text_of(page)
         assert "exists" not in text_of(page)
     assert get_user_model().objects.count() == 1
+
+
+def test_a_name_taken_between_the_check_and_the_save_gets_the_same_sentence(client, monkeypatch):
+    from django.db import IntegrityError
+
+    from chat import accounts
+
+    def taken_meanwhile(*, form):
+        raise IntegrityError("UNIQUE constraint failed: auth_user.username")
+
+    monkeypatch.setattr(accounts, "user_create", taken_meanwhile)
+    page = sign_up(client, "zelda")
+    assert page.status_code == 200 and "This username is not available. Choose another." in text_of(page)
 
 
 def test_sign_ups_from_one_address_are_limited(client, user, settings):
