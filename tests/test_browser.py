@@ -473,14 +473,14 @@ def test_server_told_to_stop_closes_with_4012_and_the_page_is_back_at_once(page,
             proxied = stack.enter_context(proxy.running())
             page.add_init_script(SOCKET_LOG)
             sign_up(page, proxied, "rosa")
-            page.wait_for_function("window.__sockets.length === 1 && window.__sockets[0].opened !== undefined")
+            page.wait_for_function("() => window.__sockets.length === 1 && window.__sockets[0].opened !== undefined")
             for i in range(1, len(servers)):
                 # Spaced out: a second stop within 1 s of the last backs off as usual (socket.js).
                 page.wait_for_timeout(1_200)
                 proxy.target_port = port_of(servers[i][0])
                 servers[i - 1][1].send_signal(signal.SIGTERM)
                 page.wait_for_function(
-                    f"window.__sockets.length > {i} && window.__sockets[{i}].opened !== undefined", timeout=10_000)
+                    f"() => window.__sockets.length > {i} && window.__sockets[{i}].opened !== undefined", timeout=10_000)
             log = page.evaluate("window.__sockets")
             shown = page.locator("#connection-status").is_visible()
     codes = [entry["code"] for entry in log[:-1]]
