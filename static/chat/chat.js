@@ -56,6 +56,9 @@
   };
 
   // --- Rendering: at most once per animation frame ---------------------------------
+  // What a frame may spend on rendering answers; a view with more to do (a long answer
+  // shown in pieces) is rendered on in the next frame.
+  const FRAME_BUDGET_MS = 12;
   const dirty = new Set();
   let frameRequested = false;
   let pinnedToBottom = true;
@@ -70,8 +73,10 @@
 
   function renderFrame() {
     frameRequested = false;
-    for (const view of dirty) view.render();
+    const deadline = performance.now() + FRAME_BUDGET_MS;
+    const views = [...dirty];
     dirty.clear();
+    for (const view of views) if (view.render(deadline)) scheduleRender(view);
     if (pinnedToBottom) scrollToBottom();
   }
 

@@ -1,15 +1,16 @@
-// Markdown rendering of assistant answers: safe (DOMPurify over marked), highlighted
-// (highlight.js), and cheap to repeat while an answer streams.
+// Markdown of assistant answers turned into safe DOM: marked parses, DOMPurify keeps only
+// an allow-list, highlight.js colours code. How a streaming answer is rendered piece by
+// piece is in markdown_stream.js.
 //
-// A streamed answer grows token by token. Re-parsing the whole text on every animation
-// frame makes each frame cost more the longer the model talks, so the text is cut in
-// two at the last blank line outside a fenced code block whose next line starts a new
-// top-level block: everything before that cut is "settled" (Markdown blocks separated
-// like this cannot change meaning when more text arrives), rendered once, highlighted
-// once and kept; only the short unsettled tail is parsed again each frame. When the
-// answer ends the whole text is rendered once more in one piece, which also repairs
-// the few constructs a split renders slightly differently (a loose bullet list shown
-// as two lists, a reference-style link defined after its use).
+// Model output is untrusted: a prompt injection can make the model write anything. What
+// it writes must not run script (DOMPurify, and the page's Content-Security-Policy
+// behind it), must not make the browser fetch anything by being shown (a URL with the
+// conversation in it is an exfiltration channel: images, SVG <image>/<feImage>/<use>,
+// a table's background attribute, CSS url(), <link>, <object>, media posters, <a ping>,
+// meta refresh, <base>, forms), and must not look like the page's own controls or notices
+// (no class, id, style or role of its choosing). So the sanitiser allows a short list of
+// text elements with a short list of attributes, and nothing else: no SVG, no MathML, no
+// media, no forms.
 (function () {
   "use strict";
 
@@ -17,52 +18,161 @@
     return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   }
 
+  // Everything marked produces for Markdown, and the few text elements a model writes as
+  // HTML. Not here, so removed (their text kept): svg, math, img, picture, video, audio,
+  // source, track, iframe, object, embed, link, meta, base, style, form and its controls.
+  const ALLOWED_TAGS = [
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q",
+    "s", "samp", "small", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot",
+    "th", "thead", "tr", "u", "ul", "var",
+  ];
+  // `class` only as marked writes it, a fenced block's language on <code> (the hook below);
+  // no id, name, style, role, aria-*, data-*, event handlers, src, srcset, background, ping.
+  const ALLOWED_ATTR = ["href", "title", "class", "start", "align", "colspan", "rowspan", "open"];
+
+  // Raw HTML the model writes (marked's html tokens) is cut down to the allowed tags and
+  // attributes before any parser sees it; everything else shows as the text it is. So the
+  // browser never parses a <style>, an SVG or a style="" from model output at all: parsing
+  // one, even in DOMPurify's inert document, makes the page's policy report a violation.
+  // DOMPurify then checks the result like the rest. Attribute values and tags are bounded
+  // so that no input makes the expressions backtrack for long.
+  const ALLOWED_TAG_SET = new Set(ALLOWED_TAGS);
+  const ALLOWED_ATTR_SET = new Set(ALLOWED_ATTR);
+  const RAW_TAG =
+    /<(\/?)([A-Za-z][A-Za-z0-9-]{0,30})((?:\s+[^\s"'<>\/=]{1,60}(?:\s*=\s*(?:"[^"<]{0,2000}"|'[^'<]{0,2000}'|[^\s"'=<>`]{1,2000}))?){0,30})\s*\/?>/g;
+  const RAW_ATTRIBUTE = /([^\s"'<>\/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
+
+  function asText(html) {
+    return html.replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  function allowedHTML(html) {
+    let out = "";
+    let last = 0;
+    for (const tag of html.matchAll(RAW_TAG)) {
+      out += asText(html.slice(last, tag.index));
+      last = tag.index + tag[0].length;
+      const name = tag[2].toLowerCase();
+      if (!ALLOWED_TAG_SET.has(name)) {
+        out += asText(tag[0]);
+      } else if (tag[1]) {
+        out += `</${name}>`;
+      } else {
+        let attributes = "";
+        for (const attribute of tag[3].matchAll(RAW_ATTRIBUTE)) {
+          const attributeName = attribute[1].toLowerCase();
+          if (!ALLOWED_ATTR_SET.has(attributeName)) continue;
+          const value = attribute[2] ?? attribute[3] ?? attribute[4] ?? "";
+          attributes += ` ${attributeName}="${value.replace(/"/g, "&quot;")}"`;
+        }
+        out += `<${name}${attributes}>`;
+      }
+    }
+    return out + asText(html.slice(last));
+  }
+
   marked.use({
     gfm: true,
     breaks: true,
     renderer: {
+      html({ text }) {
+        return allowedHTML(text);
+      },
       // An image would load the moment it is shown, so a prompt-injected answer could
       // leak the conversation through an image URL. It becomes a link to open at will.
       image({ href, text }) {
         return `<a href="${escapeHTML(href)}">Image: ${escapeHTML(text || href)}</a>`;
       },
+      // A task list's box as a character, not an <input> (no form controls in answers).
+      checkbox({ checked }) {
+        return checked ? "☑ " : "☐ ";
+      },
     },
   });
 
-  // Model output is untrusted. Beyond scripts: no images or media (see above), no
-  // forms or styles that could pass for the page's own controls, and no id, name or
-  // data-* attributes that could collide with the page's (or a test's) selectors.
+  const LINK_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
+  const CODE_LANGUAGE = /^language-[\w+#.-]{1,40}$/;
+
   const SANITIZE = {
-    FORBID_TAGS: ["img", "picture", "video", "audio", "iframe", "style", "form", "input", "button", "textarea", "select"],
-    FORBID_ATTR: ["id", "name", "style"],
+    ALLOWED_TAGS,
+    ALLOWED_ATTR,
     ALLOW_DATA_ATTR: false,
+    ALLOW_ARIA_ATTR: false,
+    // Links: absolute http(s) and mailto only; no relative URL (a link into this app),
+    // no javascript:, data:, file:, tel: or any other scheme.
+    ALLOWED_URI_REGEXP: /^(?:https?|mailto):/i,
+    // Attributes that hold no URL, so the URL rule above must not judge them.
+    ADD_URI_SAFE_ATTR: ["align", "start", "colspan", "rowspan", "open"],
+    // A fragment, not a string: the sanitised tree goes into the page as it is, with no
+    // second parse of serialised HTML that could mutate into something else (mXSS).
+    RETURN_DOM_FRAGMENT: true,
   };
+
+  DOMPurify.addHook("uponSanitizeAttribute", function (node, data) {
+    if (data.attrName !== "class") return;
+    const kept = node.nodeName === "CODE" ? data.attrValue.split(/\s+/).filter((c) => CODE_LANGUAGE.test(c)) : [];
+    if (kept.length) data.attrValue = kept.join(" ");
+    else data.keepAttr = false;
+  });
 
   // Every link opens in a new tab without handing the page (window.opener) or the
   // conversation URL (Referer) to the site it points at.
   DOMPurify.addHook("afterSanitizeAttributes", function (node) {
-    if (node.tagName === "A" && node.hasAttribute("href")) {
-      node.setAttribute("target", "_blank");
-      node.setAttribute("rel", "noopener noreferrer");
+    if (node.nodeName !== "A") return;
+    if (node.hasAttribute("href")) {
+      let url = null;
+      try {
+        url = new URL(node.getAttribute("href"));
+      } catch (err) {
+        /* not an absolute URL */
+      }
+      if (!url || !LINK_PROTOCOLS.has(url.protocol)) node.removeAttribute("href");
     }
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+    node.setAttribute("referrerpolicy", "no-referrer");
   });
+
+  function sanitized(html, text) {
+    try {
+      return DOMPurify.sanitize(html, SANITIZE);
+    } catch (err) {
+      // Neither library throws on a string, but if one ever does the text still shows.
+      const fragment = document.createDocumentFragment();
+      fragment.append(text);
+      return fragment;
+    }
+  }
+
+  // Markdown blocks (paragraphs, lists, code...) as a DocumentFragment.
+  function blocks(text) {
+    let html;
+    try {
+      html = marked.parse(text);
+    } catch (err) {
+      html = `<p>${escapeHTML(text)}</p>`;
+    }
+    return sanitized(html, text);
+  }
+
+  // Markdown inline content (emphasis, code spans, links) as a DocumentFragment.
+  function inline(text) {
+    let html;
+    try {
+      html = marked.parseInline(text);
+    } catch (err) {
+      html = escapeHTML(text);
+    }
+    return sanitized(html, text);
+  }
 
   hljs.configure({ ignoreUnescapedHTML: true });
 
-  function renderHTML(text) {
-    try {
-      return DOMPurify.sanitize(marked.parse(text), SANITIZE);
-    } catch (err) {
-      // marked does not throw on strings, but if it ever does the text still shows.
-      return `<p>${escapeHTML(text)}</p>`;
-    }
-  }
-
-  function fragmentFrom(html) {
-    const template = document.createElement("template");
-    template.innerHTML = html;
-    return template.content;
-  }
+  // Highlighting costs about 1 ms per 1,000 characters in a named language and 15 ms with
+  // the language guessed: past these sizes a block is shown plain so as not to hold the page.
+  const HIGHLIGHT_MAX = 50000;
+  const GUESSED_HIGHLIGHT_MAX = 5000;
 
   // Highlights and adds a copy button to every code block in root that has neither.
   function decorateCode(root) {
@@ -72,11 +182,16 @@
       pre.dataset.decorated = "1";
       if (!code.classList.contains("hljs")) {
         const lang = /(?:^|\s)language-(\S+)/.exec(code.className);
-        if (lang && !hljs.getLanguage(lang[1])) code.classList.add("nohighlight");
-        try {
-          hljs.highlightElement(code);
-        } catch (err) {
-          /* an unhighlighted block is still readable */
+        const known = lang && hljs.getLanguage(lang[1]);
+        const size = code.textContent.length;
+        if ((lang && !known) || size > (known ? HIGHLIGHT_MAX : GUESSED_HIGHLIGHT_MAX)) {
+          code.classList.add("nohighlight");
+        } else {
+          try {
+            hljs.highlightElement(code);
+          } catch (err) {
+            /* an unhighlighted block is still readable */
+          }
         }
       }
       const button = document.createElement("button");
@@ -119,133 +234,5 @@
     });
   }
 
-  const FENCE_OPEN = /^\s*(`{3,}|~{3,})(.*)$/;
-  const FENCE_CLOSE = /^\s*(`{3,}|~{3,})\s*$/;
-  // Lines that may continue the block above them across a blank line: a list item (the
-  // list above may go on) and HTML (a <details> block spans blank lines).
-  const MAY_CONTINUE = /^([-*+]|\d{1,9}[.)])(\s|$)|^</;
-
-  // A list (or HTML) long enough to make the tail this long is split there anyway.
-  const DEFERRED_TAIL_LIMIT = 3000;
-
-  // Finds settled boundaries by reading each complete line once: the state (inside a
-  // fence or not, was the previous line blank) carries over between calls, so the cost
-  // per frame is the new text only.
-  class BoundaryScanner {
-    constructor() {
-      this.pos = 0;
-      this.fence = null;
-      this.previousBlank = false;
-      this.boundary = 0;
-      this.deferredBoundary = 0;
-    }
-
-    scan(text) {
-      let pos = this.pos;
-      for (;;) {
-        const end = text.indexOf("\n", pos);
-        if (end === -1) break;
-        this.line(text.slice(pos, end), pos);
-        pos = end + 1;
-      }
-      this.pos = pos;
-      if (text.length - this.boundary > DEFERRED_TAIL_LIMIT && this.deferredBoundary > this.boundary) {
-        this.boundary = this.deferredBoundary;
-      }
-      // The first character of the line being written is enough to settle what is
-      // above it; waiting for its newline would hold a finished block back a line.
-      // (Unless it may turn out to be a list item or HTML: see MAY_CONTINUE.)
-      if (!this.fence && this.previousBlank && pos < text.length && !/[ \t\r\n*+\-0-9<]/.test(text[pos])) {
-        this.boundary = pos;
-      }
-      return this.boundary;
-    }
-
-    line(line, start) {
-      if (this.fence) {
-        const close = FENCE_CLOSE.exec(line);
-        if (close && close[1][0] === this.fence[0] && close[1].length >= this.fence.length) this.fence = null;
-        this.previousBlank = false;
-        return;
-      }
-      const blank = line.trim() === "";
-      // After a blank line, an unindented line starts a block nothing before it can
-      // change (an indented one may belong to a list item or be indented code). A list
-      // item or HTML is the exception (MAY_CONTINUE): split there, a loose list would
-      // show as several tight ones until the final render, so a list stays in the tail
-      // unless it grows long.
-      if (!blank && this.previousBlank && !/^[ \t]/.test(line)) {
-        if (MAY_CONTINUE.test(line)) this.deferredBoundary = start;
-        else this.boundary = start;
-      }
-      const open = FENCE_OPEN.exec(line);
-      if (open && !(open[1][0] === "`" && open[2].includes("`"))) this.fence = open[1];
-      this.previousBlank = blank;
-    }
-  }
-
-  // Renders one growing answer into container. set()/append() only record text;
-  // render() does the work and is meant to run at most once per animation frame.
-  class StreamingMarkdown {
-    constructor(container) {
-      this.container = container;
-      this.text = "";
-      this.reset();
-    }
-
-    reset() {
-      this.scanner = new BoundaryScanner();
-      this.settledLength = 0;
-      this.renderedTail = null;
-      this.settled = document.createElement("div");
-      this.settled.className = "md-settled";
-      this.tail = document.createElement("div");
-      this.tail.className = "md-tail";
-      this.container.replaceChildren(this.settled, this.tail);
-    }
-
-    set(text) {
-      // A snapshot from the start may differ from what was shown; start over then.
-      // (Everything the scanner has read must be unchanged, not only the settled part.)
-      if (!text.startsWith(this.text.slice(0, this.scanner.pos)) || !this.tail.isConnected) {
-        this.text = text;
-        this.reset();
-      } else {
-        this.text = text;
-      }
-    }
-
-    append(text) {
-      this.text += text;
-    }
-
-    render() {
-      if (!this.tail.isConnected) this.reset();
-      const boundary = this.scanner.scan(this.text);
-      if (boundary > this.settledLength) {
-        const blocks = fragmentFrom(renderHTML(this.text.slice(this.settledLength, boundary)));
-        decorateCode(blocks);
-        this.settled.append(blocks);
-        this.settledLength = boundary;
-      }
-      const tail = this.text.slice(this.settledLength);
-      if (tail !== this.renderedTail) {
-        this.tail.innerHTML = renderHTML(tail);
-        this.renderedTail = tail;
-      }
-    }
-
-    // The answer ended: one full render of the final text, every code block highlighted.
-    finish(text) {
-      this.text = text;
-      renderFinal(this.container, text);
-    }
-  }
-
-  function renderFinal(container, text) {
-    container.innerHTML = renderHTML(text);
-    decorateCode(container);
-  }
-
-  window.YiMarkdown = { renderHTML, renderFinal, decorateCode, handleCopyButtons, StreamingMarkdown, BoundaryScanner };
+  window.YiMarkdown = { blocks, inline, decorateCode, handleCopyButtons };
 })();

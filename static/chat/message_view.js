@@ -128,11 +128,15 @@
       } else {
         if (typeof message.seq === "number") this.lastSeq = message.seq;
         this.lengthAt.clear();
-        this.markdown.finish(text);
+        // A long answer is shown over several frames (markdown_stream.js).
+        if (this.markdown.finish(text)) this.hooks.scheduleRender(this);
       }
       // Screen readers wait for the finished answer instead of reading every frame.
-      if (message.status === "streaming") this.el.setAttribute("aria-busy", "true");
-      else this.el.removeAttribute("aria-busy");
+      if (message.status === "streaming" || (this.markdown && this.markdown.pending)) {
+        this.el.setAttribute("aria-busy", "true");
+      } else {
+        this.el.removeAttribute("aria-busy");
+      }
       this.errorBox.hidden = message.status !== "error";
       if (message.status === "error") {
         this.errorBox.textContent =
@@ -256,8 +260,12 @@
       this.retryNotice.textContent = "";
     }
 
-    render() {
-      if (this.markdown && this.streaming) this.markdown.render();
+    // Renders what changed, within the frame's time budget; true while more is left.
+    render(deadline) {
+      if (!this.markdown || !(this.streaming || this.markdown.pending)) return false;
+      const more = this.markdown.render(deadline);
+      if (!more && !this.streaming) this.el.removeAttribute("aria-busy");
+      return more;
     }
   }
 
