@@ -166,6 +166,9 @@ def hostile_api() -> Iterator[HostileAPI]:
 # --- The app as deployed, and what the page reports -------------------------------------
 
 ADMIN = "root"
+# Larger than the default (100,000), so that the page is seen to read the configured limit
+# and so that a message under it can still be too big for one websocket frame.
+MESSAGE_MAX_CHARS = 300_000
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +189,7 @@ def deployed(model):
     model, with an administrator account."""
     with sqlite_database() as database_url, production_env(
         DATABASE_URL=database_url, YI_API_BASE=model.url, YI_API_KEY="sk-test",
+        MESSAGE_MAX_CHARS=str(MESSAGE_MAX_CHARS),
     ) as env:
         manage("migrate", "--noinput", env=env)
         manage("shell", "-c", "from django.contrib.auth import get_user_model; "
@@ -625,3 +629,28 @@ def test_a_200000_character_line_never_holds_the_page_for_100_ms(page, deployed,
     assert shown == LONG_LINE_SHOWN
     assert streaming_cpu < 100, f"a task held the page for {streaming_cpu:.0f} ms while the line streamed or ended"
     assert reloading_cpu < 100, f"a task held the page for {reloading_cpu:.0f} ms while a reload rendered the line"
+
+
+# --- A message too long to send -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, refusal", [
+    ("x" * (MESSAGE_MAX_CHARS + 1),
+     r"That message is too long \(300,001 characters; the limit is 300,000\)\. Shorten it or split it\."),
+    # Under the character limit, but 4 bytes a character: one frame would be over 1 MiB,
+    # which Daphne drops without a word.
+    ("😀" * 270_000,
+     r"That message is too long to send \(1,080,\d{3} bytes; the limit is 1,000,000\)\. Shorten it or split it\."),
+], ids=["over MESSAGE_MAX_CHARS", "over 1 MiB"])
+def test_a_message_too_long_is_refused_in_the_page_and_kept_in_the_box(page, deployed, text, refusal):
+    page.add_init_script(PROBE)
+    sign_up(page, deployed, f"max-{len(text)}")
+    page.wait_for_function("() => window.__open === 1")  # connected
+    page.fill("#message-input", text)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(2000)
+    assert re.fullmatch(refusal, page.locator("#send-error-text").inner_text())
+    assert page.input_value("#message-input") == text
+    assert [f for f in page.evaluate("window.__sent") if f["type"] == "send"] == []
+    assert page.evaluate("window.__sockets") == 1  # no reconnect
+    assert page.locator('[data-role="user"]').count() == 0

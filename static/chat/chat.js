@@ -17,6 +17,7 @@
   const initialConversation = readJSON("conversation-data");
   const initialMessages = readJSON("messages-data") || [];
   const defaultModel = readJSON("default-model") || "";
+  const messageMaxChars = readJSON("message-max-chars") || Infinity; // MESSAGE_MAX_CHARS
 
   const $ = (id) => document.getElementById(id);
   const app = $("chat-app");
@@ -478,6 +479,44 @@
     ui.input.style.height = `${Math.min(ui.input.scrollHeight, 240)}px`;
   }
 
+  // Daphne drops a websocket message over 1 MiB without a word: the text would be lost
+  // from the box, and the page would reconnect and send it again, 2-3 times a second.
+  const FRAME_MAX_BYTES = 1000000;
+
+  function thousands(n) {
+    return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  }
+
+  // Characters as the server counts them (Python's len: code points, not UTF-16 units).
+  function characterCount(text) {
+    let pairs = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff) {
+        const next = text.charCodeAt(i + 1);
+        if (next >= 0xdc00 && next <= 0xdfff) {
+          pairs++;
+          i++;
+        }
+      }
+    }
+    return text.length - pairs;
+  }
+
+  // Why a send cannot go, before it goes: too long for the server (its own sentence,
+  // docs/websocket.md `message_too_long`) or too big for one websocket frame.
+  function sendRefusal(frame) {
+    const characters = characterCount(frame.text);
+    if (characters > messageMaxChars) {
+      return `That message is too long (${thousands(characters)} characters; the limit is ${thousands(messageMaxChars)}). Shorten it or split it.`;
+    }
+    const bytes = new TextEncoder().encode(JSON.stringify(frame)).length;
+    if (bytes > FRAME_MAX_BYTES) {
+      return `That message is too long to send (${thousands(bytes)} bytes; the limit is ${thousands(FRAME_MAX_BYTES)}). Shorten it or split it.`;
+    }
+    return null;
+  }
+
   function sendMessage() {
     const text = ui.input.value;
     if (text.trim() === "") return;
@@ -487,6 +526,12 @@
       conversationId: state.conversationId,
       model: ui.model.value || defaultModel,
     };
+    // Refused here, the text stays in the box and nothing is sent.
+    const refusal = sendRefusal(sendFrame(pending));
+    if (refusal) {
+      showError(refusal);
+      return;
+    }
     if (state.pending.some((p) => p.waiting && p.text === text)) return;
     state.pending.push(pending);
     if (!socket.send(sendFrame(pending))) {
