@@ -492,3 +492,16 @@ def test_server_told_to_stop_closes_with_4012_and_the_page_is_back_at_once(page,
     assert statistics.mean(waits) < 250 and max(waits) < 300, waits
     assert max(back) < 500, back
     assert not shown
+
+
+def test_signing_out_in_another_tab_takes_this_tab_to_the_sign_in_page(page, app_url):
+    """Before: the socket stayed open after sign-out and went on sending and receiving."""
+    sign_up(page, app_url, "sam")
+    page.wait_for_selector("#connection-status", state="hidden")
+    other = page.context.new_page()
+    other.goto(f"{app_url}/")
+    other.click(".logout-form button[type=submit]")
+    other.wait_for_url(re.compile(r".*/accounts/login/"))
+    page.wait_for_selector("#send-error:not([hidden])", timeout=5_000)
+    assert "You were signed out" in page.inner_text("#send-error")
+    page.wait_for_url(re.compile(r".*/accounts/login/\?next=%2F$"), timeout=10_000)

@@ -44,6 +44,7 @@
   };
   const urls = {
     models: app.dataset.modelsUrl,
+    login: app.dataset.loginUrl,
     conversation: (id) =>
       app.dataset.conversationUrl.replace(app.dataset.conversationUrlPlaceholder, String(id)),
     socket: (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/chat/",
@@ -328,6 +329,11 @@
     onBadFrame: () =>
       showError("The server sent something this page did not understand. Reload the page if the chat stops updating."),
     onState: showConnection,
+    // Say why before the page moves to the sign-in page.
+    onSignedOut: () => {
+      showError("You were signed out. Sign in again to go on; this page will take you there.");
+      setTimeout(() => location.assign(`${urls.login}?next=${encodeURIComponent(location.pathname)}`), 1500);
+    },
   });
 
   // The server answers with what this page lacks (docs/websocket.md): the messages after

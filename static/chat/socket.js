@@ -14,6 +14,8 @@
   // away), and 4012, which yiweb sends for 1012 because a server may only send 1000 and
   // 3000-4999 (docs/websocket.md).
   const SERVER_STOPPING = new Set([1012, 1001, 4012]);
+  // The server's close when the session that opened the socket has ended (chat.accounts).
+  const SIGNED_OUT = 4401;
   // Spread over this window, the tabs of a stopping process do not all reach the next
   // process in the same instant.
   const STOPPING_JITTER_MS = 250;
@@ -24,7 +26,7 @@
   class ReconnectingSocket {
     constructor(url, handlers) {
       this.url = url;
-      this.handlers = handlers; // onOpen(), onFrame(frame), onBadFrame(raw), onState(state, attempt)
+      this.handlers = handlers; // onOpen(), onFrame(frame), onBadFrame(raw), onState(state, attempt), onSignedOut()
       this.ws = null;
       this.failures = 0;
       this.timer = null;
@@ -68,7 +70,12 @@
       ws.addEventListener("close", (event) => {
         if (this.ws !== ws) return;
         this.ws = null;
-        if (SERVER_STOPPING.has(event.code)) this.reconnectSoon();
+        if (event.code === SIGNED_OUT) {
+          // The session ended (signed out in another tab, expired, account deactivated):
+          // reconnecting would only be refused again.
+          this.stopped = true;
+          if (this.handlers.onSignedOut) this.handlers.onSignedOut();
+        } else if (SERVER_STOPPING.has(event.code)) this.reconnectSoon();
         else this.retryLater();
       });
     }
