@@ -641,6 +641,62 @@ def test_a_200000_character_line_never_holds_the_page_for_100_ms(page, deployed,
     assert reloading_cpu < 100, f"a task held the page for {reloading_cpu:.0f} ms while a reload rendered the line"
 
 
+def long_answer() -> str:
+    """About 100,000 characters of what a model writes, each kind of block long enough to
+    be cut: paragraphs, a long heading, a tight and a loose list, quotes, a table, code
+    blocks of many lines and of one long line, and a paragraph of many short lines."""
+    words = "alpha beta *gamma* delta `eps` zeta [eta](https://example.com/) theta iota **kappa** mu".split()
+    text = " ".join(words[(i * 7) % len(words)] for i in range(400))
+
+    def words_from(i: int, n: int) -> str:
+        return " ".join(words[(i + j * 5) % len(words)] for j in range(n))
+
+    return "\n\n".join([
+        "# " + words_from(1, 300),
+        "Then a paragraph right after it.",
+        text,
+        "\n".join(f"- item {i} " + words_from(i, 9) for i in range(150)),
+        "\n\n".join(f"{i + 1}. step " + words_from(i, 12) for i in range(60)),
+        "> " + words_from(3, 700) + "\n> and the quote goes on",
+        "\n".join("> " + words_from(i, 12) for i in range(150)) + "\n>\n> a second paragraph in the quote",
+        "| n | words |\n|---|---|\n" + "\n".join(f"| {i} | {words_from(i, 4)} |" for i in range(120)),
+        "```python\n" + "\n".join(f"value_{i} = {i}  # {words_from(i, 4)}" for i in range(700)) + "\n```",
+        "```\n" + "0123456789abcdef" * 1500 + "\n```",
+        "\n".join(words_from(i, 14) for i in range(150)),
+        "The end.",
+    ])
+
+
+SHAPE = """([text, body]) => {
+  const whole = document.createElement('div');
+  whole.append(YiMarkdown.blocks(text));
+  const shape = (root) => Object.fromEntries(['h1', 'p', 'ul', 'ol', 'li', 'blockquote', 'table', 'tr', 'pre', 'strong', 'a']
+    .map(t => [t, root.querySelectorAll(t).length]));
+  const letters = (root) => root.textContent.replace(/\\s+/g, '').replace(/Copy/g, '');
+  return { shown: shape(body), whole: shape(whole), sameText: letters(body) === letters(whole) };
+}"""
+
+
+def test_a_long_answer_in_pieces_shows_what_one_whole_render_shows(page, deployed, model):
+    """The pieces a long answer is cut into (markdown_stream.js) show the same text as one
+    render of the whole, with the same headings, lists, quotes, tables and code blocks:
+    while it streams into the page and when a reload renders it in one go."""
+    page.add_init_script(PROBE)
+    sign_up(page, deployed, "nell")
+    text = long_answer()
+    assert len(text) > 90_000
+    answered(page, model, "long answer", text, piece=300, interval=0.002)
+    for when in ("streamed", "reloaded"):
+        if when == "reloaded":
+            page.reload()
+            wait_answer_shown(page)
+        body = body_of_last_answer(page).element_handle()
+        found = page.evaluate(SHAPE, [text, body])
+        assert found["sameText"], when
+        assert found["shown"] == found["whole"], when
+    assert violations(page) == []
+
+
 # --- A message too long to send -------------------------------------------------------------
 
 

@@ -47,7 +47,8 @@
     return html.replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
-  function allowedHTML(html) {
+  function allowedHTML(raw) {
+    const html = raw.replace(/<!--[\s\S]*?-->/g, ""); // comments say nothing to the reader
     let out = "";
     let last = 0;
     for (const tag of html.matchAll(RAW_TAG)) {

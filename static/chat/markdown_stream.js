@@ -2,13 +2,14 @@
 //
 // A streamed answer grows token by token. Re-parsing the whole text every animation frame
 // makes each frame cost more the longer the model talks (a 200,000-character line held
-// the page for 0.2-0.4 s a frame, five seconds in all), so the text is cut into pieces:
-// each piece before the last cut is rendered once and kept, and only the short tail
-// after it is parsed again each frame. The cuts (BoundaryScanner) are:
+// the page for 0.2-0.3 s of CPU a frame, over four seconds in all), so the text is cut
+// into pieces: each piece before the last cut is rendered once and kept, and only the
+// short tail after it is parsed again each frame. The cuts (BoundaryScanner) are:
 //
 // - block: at the start of a line after a blank line, outside code (Markdown blocks cut
 //   there cannot change meaning when more text arrives); at a list item too, once the
-//   text since the last cut is long (the piece's list is then joined to the one before);
+//   text since the last cut is long (the piece's list is then joined to the one before,
+//   as a quote's is after an inline cut);
 // - inline: inside a paragraph (heading, list item) longer than TAIL_MAX characters, at a
 //   space, or at the start of its next line; the text after it is more of the same
 //   paragraph, parsed as inline Markdown and shown as a block inside it (a line break);
@@ -27,7 +28,7 @@
 
   // How the text after a cut is rendered.
   const BLOCK = "block";
-  const LIST = "list"; // blocks, starting with a list item that continues the list before
+  const JOIN = "join"; // blocks, the first going on with the list or quote before
   const INLINE = "inline";
   const CODE = "code";
   const SKIP = "skip"; // the closing fence of a code block cut in pieces: nothing to show
@@ -39,20 +40,31 @@
   const LOOSE_LIST_LIMIT = 3000; // a list item after a blank line is a cut past this
   const FULL_RENDER_MAX = 10000; // about 50 ms of parsing at the worst (dense markup)
   const BUDGET_MS = 10;
+  const LINE_START_KNOWN = 16; // characters of a line that tell a list item, a heading...
 
   const FENCE_OPEN = /^\s*(`{3,}|~{3,})(.*)$/;
   const FENCE_CLOSE = /^\s*(`{3,}|~{3,})\s*$/;
   const LIST_ITEM = /^([-*+]|\d{1,9}[.)])(\s|$)/;
+  const QUOTE = /^ {0,3}>/;
+  const QUOTE_MARKS = /^(?: {0,3}> ?)+/gm;
   const HEADING = /^ {0,3}#{1,6}(?:[ \t]|$)/;
   const RULE = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
   const INDENTED = /^(?: {4}|\t)/;
   const HTML_START = /^ {0,3}</;
-  // A line that can only go on with the paragraph above it (not a list, quote, heading,
-  // table or fence), so a cut before it is an inline one.
-  const CONTINUES_PARAGRAPH = /^(?!\d{1,9}[.)](?:\s|$))[\p{L}\p{N}(“‘"'¿¡][^|]*$/u;
+  const FENCE_START = /^ {0,3}(`{3,}|~{3,})/;
+  const BULLET_ITEM = /^ {0,3}[-*+][ \t]+\S/;
+  const FIRST_ORDERED_ITEM = /^ {0,3}1[.)][ \t]+\S/;
 
   function isTableDelimiter(line) {
     return line.includes("|") && line.includes("-") && /^[\s|:-]+$/.test(line);
+  }
+
+  // A line that ends the paragraph above it and starts a block (CommonMark's blocks that
+  // may interrupt a paragraph, and a table's delimiter row). Any other line after
+  // paragraph text goes on with that paragraph.
+  function startsBlock(line) {
+    return HEADING.test(line) || QUOTE.test(line) || FENCE_START.test(line) || RULE.test(line) ||
+      BULLET_ITEM.test(line) || FIRST_ORDERED_ITEM.test(line) || HTML_START.test(line) || isTableDelimiter(line);
   }
 
   // Where to cut a long paragraph line: the last space in [from + PART/2, from + PART)
@@ -97,15 +109,19 @@
       this.table = false;
       this.html = false;
       this.paragraph = false; // the last line read may be continued by the next
+      this.previousStart = 0;
+      this.previousHasPipe = false;
+      this.paragraphQuoted = false;
       this.cuts = []; // {at, mode}, `at` increasing
       this.last = 0;
       this.lastMode = BLOCK;
       this.read = 0; // the cuts depend on the text up to here and no further
     }
 
-    cut(at, mode) {
+    // `quoted`: an inline cut in a quote's paragraph, whose lines after it carry "> " marks.
+    cut(at, mode, quoted = false) {
       if (at <= this.last) return;
-      this.cuts.push({ at, mode });
+      this.cuts.push({ at, mode, quoted });
       this.last = at;
       this.lastMode = mode;
       if (at > this.read) this.read = at;
@@ -161,13 +177,17 @@
         return;
       }
       const blank = line.trim() === "";
-      if (whole && !blank) this.lineStart(line, start);
+      // A line being written is judged by its start once that shows what the line is.
+      if (!blank && (whole || end - start >= LINE_START_KNOWN)) this.lineStart(line, start);
+      // Does this line go on with a paragraph in a quote?
+      const continues = this.paragraph && !(this.last === start && this.lastMode !== INLINE);
+      const quoted = continues ? this.paragraphQuoted : QUOTE.test(line);
       if (!blank && !this.table && !this.html && !INDENTED.test(line) && !HTML_START.test(line) && !FENCE_OPEN.test(line)) {
         // A paragraph line too long to parse again every frame.
         while (end - this.last > TAIL_MAX) {
           const from = Math.max(this.last, start);
           if (end - from <= PART) break;
-          this.cut(inlineCut(text, from, end), INLINE);
+          this.cut(inlineCut(text, from, end), INLINE, quoted);
         }
       }
       if (!whole) return;
@@ -182,22 +202,49 @@
       if (open && !(open[1][0] === "`" && open[2].includes("`"))) this.fence = open[1];
       this.paragraph = !blank && !this.fence && !this.table && !this.html && !HEADING.test(line) &&
         !RULE.test(line) && !INDENTED.test(line);
+      this.paragraphQuoted = this.paragraph && quoted;
       this.previousBlank = blank;
+      this.previousStart = start;
+      this.previousHasPipe = line.includes("|");
     }
 
-    // A cut where a whole line starts.
+    // A cut where a line starts.
     lineStart(line, start) {
       const unindented = !/^[ \t]/.test(line);
+      if (this.lastMode === INLINE && start > this.last) {
+        // What follows an inline cut goes on with that paragraph: a line that does not
+        // (a heading, a list item, a fence, anything after a blank line) starts a piece
+        // of its own, and a table takes its header line along.
+        if (isTableDelimiter(line) && this.previousHasPipe && this.previousStart > this.last) {
+          this.cut(this.previousStart, BLOCK);
+          return;
+        }
+        if (!this.paragraph || this.endsParagraph(line)) {
+          // (A quote goes on only without a blank line between; a list, either way.)
+          const join = (unindented && LIST_ITEM.test(line)) || (QUOTE.test(line) && !this.previousBlank);
+          this.cut(start, join ? JOIN : BLOCK);
+          return;
+        }
+      }
       if (this.previousBlank && unindented) {
         // A list item or HTML after a blank line may still belong to the block above
         // (a loose list, a <details> spanning blank lines): cut there only when long.
         if (!LIST_ITEM.test(line) && !HTML_START.test(line)) this.cut(start, BLOCK);
-        else if (start - this.last > LOOSE_LIST_LIMIT) this.cut(start, LIST_ITEM.test(line) ? LIST : BLOCK);
+        else if (start - this.last > LOOSE_LIST_LIMIT) this.cut(start, LIST_ITEM.test(line) ? JOIN : BLOCK);
       } else if (unindented && !this.table && !this.html && LIST_ITEM.test(line) && !RULE.test(line)) {
-        if (start - this.last > TAIL_MAX) this.cut(start, LIST);
-      } else if (this.paragraph && start - this.last > TAIL_MAX && CONTINUES_PARAGRAPH.test(line)) {
-        this.cut(start, INLINE);
+        if (start - this.last > TAIL_MAX) this.cut(start, JOIN);
+      } else if (this.paragraph && start - this.last > TAIL_MAX && !this.endsParagraph(line) && !line.includes("|")) {
+        // A line of a long paragraph ("|": it may be a table's header).
+        this.cut(start, INLINE, this.paragraphQuoted);
       }
+    }
+
+    // True when `line` ends the paragraph being read: it starts a block. A line of a
+    // quote's paragraph is judged without its "> " marks (a mark alone ends it).
+    endsParagraph(line) {
+      if (!this.paragraphQuoted || !QUOTE.test(line)) return startsBlock(line);
+      const inner = line.replace(QUOTE_MARKS, "");
+      return !inner.trim() || startsBlock(inner);
     }
   }
 
@@ -231,14 +278,17 @@
     return code;
   }
 
-  // A piece that starts with a list item carries on the list the piece before ended with.
-  function joinList(settled, fragment) {
-    const list = fragment.firstElementChild;
+  // A piece that starts with a list item or a quote carries on the list or quote the
+  // piece before ended with.
+  function joinContainer(settled, fragment) {
+    const first = fragment.firstElementChild;
     const before = settled.lastElementChild;
-    if (!list || !before || list.tagName !== before.tagName || !["UL", "OL"].includes(list.tagName)) return;
-    if (list.previousSibling && list.previousSibling.textContent.trim()) return;
-    before.append(...list.children);
-    list.remove();
+    if (!first || !before || first.tagName !== before.tagName || !["UL", "OL", "BLOCKQUOTE"].includes(first.tagName)) {
+      return;
+    }
+    if (first.previousSibling && first.previousSibling.textContent.trim()) return;
+    before.append(...first.childNodes);
+    first.remove();
   }
 
   function part() {
@@ -263,6 +313,7 @@
       this.rendered = 0; // cuts rendered
       this.start = 0; // where the text after the last rendered cut starts
       this.mode = BLOCK; // and how it is rendered
+      this.quoted = false;
       this.leaf = null; // where INLINE and CODE pieces go
       this.final = false;
       this.pending = false;
@@ -312,26 +363,26 @@
       const cuts = this.scanner.cuts;
       const mode = this.mode;
       let cut = cuts[this.rendered];
-      if (mode === BLOCK || mode === LIST) {
+      if (mode === BLOCK || mode === JOIN) {
         // Blocks that follow each other go through the parser in one call (a list cut in
         // two is one list again), up to TAIL_MAX characters.
-        while (this.rendered + 1 < cuts.length && (cut.mode === BLOCK || cut.mode === LIST) &&
+        while (this.rendered + 1 < cuts.length && (cut.mode === BLOCK || cut.mode === JOIN) &&
                cuts[this.rendered + 1].at - this.start <= TAIL_MAX) {
           this.rendered++;
           cut = cuts[this.rendered];
         }
       }
       const source = this.text.slice(this.start, cut.at);
-      if (mode === BLOCK || mode === LIST) {
+      if (mode === BLOCK || mode === JOIN) {
         const fragment = blocks(source);
         if (cut.mode === CODE) this.leaf = codeLeaf(fragment, source[source.length - 1] !== "\n");
         else this.leaf = cut.mode === INLINE ? textLeaf(fragment) : null;
         decorateCode(fragment);
-        if (mode === LIST) joinList(this.settled, fragment);
+        if (mode === JOIN) joinContainer(this.settled, fragment);
         this.settled.append(fragment);
       } else if (mode === INLINE) {
         const span = part();
-        span.append(inline(source.replace(/\n$/, "")));
+        span.append(inline(this.inlineSource(source).replace(/\n$/, "")));
         (this.leaf || this.settled).append(span);
         if (cut.mode !== INLINE) this.leaf = null;
       } else if (mode === CODE) {
@@ -340,6 +391,7 @@
       }
       this.start = cut.at;
       this.mode = cut.mode;
+      this.quoted = cut.quoted;
       this.rendered++;
     }
 
@@ -352,11 +404,16 @@
           this.tailPart = this.mode === INLINE ? part() : document.createTextNode("");
           (this.leaf || this.settled).append(this.tailPart);
         }
-        if (this.mode === INLINE) this.tailPart.replaceChildren(inline(source));
+        if (this.mode === INLINE) this.tailPart.replaceChildren(inline(this.inlineSource(source)));
         else this.tailPart.data = source;
       } else if (this.mode !== SKIP) {
         this.tail.replaceChildren(blocks(source));
       }
+    }
+
+    // More of a paragraph: in a quote, its lines without their "> " marks.
+    inlineSource(source) {
+      return this.quoted ? source.replace(QUOTE_MARKS, "") : source;
     }
 
     clearTail() {
