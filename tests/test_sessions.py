@@ -52,9 +52,13 @@ async def test_deactivating_an_account_closes_all_its_sockets(user, other_user, 
     assert (await frames_until(bystander, is_done))[-1]["message"]["status"] == "complete"
 
 
-async def test_a_frame_after_the_session_expired_or_vanished_closes_the_socket_and_stores_nothing(user, connect):
+async def test_a_frame_after_the_session_expired_or_vanished_closes_the_socket_and_stores_nothing(
+    user, connect, monkeypatch
+):
+    from chat import consumers
     from chat.models import Message
 
+    monkeypatch.setattr(consumers, "SESSION_RECHECK_EVERY", 0.0)  # 30 s in the running app
     ws = await connect(user)
     await database_sync_to_async(Session.objects.all().delete)()  # expired and cleared, or flushed elsewhere
     await send(ws, "after the session ended")
