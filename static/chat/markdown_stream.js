@@ -112,7 +112,7 @@
       this.previousStart = 0;
       this.previousHasPipe = false;
       this.paragraphQuoted = false;
-      this.cuts = []; // {at, mode}, `at` increasing
+      this.cuts = []; // {at, mode, quoted}, `at` increasing
       this.last = 0;
       this.lastMode = BLOCK;
       this.read = 0; // the cuts depend on the text up to here and no further
@@ -178,7 +178,10 @@
       }
       const blank = line.trim() === "";
       // A line being written is judged by its start once that shows what the line is.
-      if (!blank && (whole || end - start >= LINE_START_KNOWN)) this.lineStart(line, start);
+      if (!blank && (whole || end - start >= LINE_START_KNOWN)) {
+        this.lineStart(line, start);
+        if (end > this.read) this.read = end; // what was decided rests on the line so far
+      }
       // Does this line go on with a paragraph in a quote?
       const continues = this.paragraph && !(this.last === start && this.lastMode !== INLINE);
       const quoted = continues ? this.paragraphQuoted : QUOTE.test(line);
