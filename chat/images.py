@@ -69,10 +69,7 @@ def image_prepare(raw: bytes, *, max_bytes: int, max_pixels: int) -> PreparedIma
     if not raw:
         raise ImageRefused("empty", "That file is empty.")
     if len(raw) > max_bytes:
-        raise ImageRefused(
-            "too_large", f"That image is too large ({_mb(len(raw))}; the limit is {_mb(max_bytes)}). "
-            "Attach a smaller one."
-        )
+        raise image_too_large(len(raw), max_bytes)
     if b"PK\x03\x04" in raw or b"PK\x05\x06" in raw:
         # A picture with an archive appended opens as either: re-encoding would drop the
         # archive, but a file made to be two things at once is not a photo someone took.
@@ -201,8 +198,14 @@ def _text(sample: bytes) -> bool:
     return True
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+def image_too_large(size: int, limit: int) -> ImageRefused:
+    return ImageRefused(
+        "too_large", f"That image is too large ({_bytes(size)}; the limit is {_bytes(limit)}). Attach a smaller one."
+    )
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{size / 1000:.0f} KB"
 
 
 def _mp(pixels: int) -> str:

@@ -101,6 +101,10 @@ class Attachment(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
     message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
     file = models.FileField(upload_to=attachment_path)
+    thumbnail = models.FileField(upload_to=attachment_path, blank=True)
+    # sha256 of the stored image: the same picture uploaded twice by one user is one file.
+    digest = models.CharField(max_length=64, blank=True)
+    original_format = models.CharField(max_length=10, blank=True)
     media_type = models.CharField(max_length=50)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
@@ -110,3 +114,4 @@ class Attachment(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["user", "digest"])]

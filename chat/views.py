@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 
+from asgiref.sync import sync_to_async
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
@@ -11,14 +13,16 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.db import IntegrityError
-from django.templatetags.static import static
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.views.decorators.http import require_POST
 
-from chat import accounts, conversations
+from chat import accounts, attachments, conversations
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
 from chat.generation import upstream_client
+from chat.images import ImageRefused, image_too_large
 from chat.upstream import UpstreamError
 
 MODELS_CACHE_SECONDS = 300
@@ -131,4 +135,42 @@ def _refused(response: HttpResponse, refusal: Refusal | None) -> HttpResponse:
     if refusal is not None:
         response.status_code = 429
         response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+# --- attachments --------------------------------------------------------------------
+
+
+@require_POST
+async def attachment_upload(request: HttpRequest) -> JsonResponse:
+    """One image per request (the page uploads each file as soon as it is chosen, to show
+    its progress): checked and normalised in a worker thread, never on the event loop
+    nor in the database thread."""
+    upload = request.FILES.get("file")
+    if upload is None:
+        return JsonResponse({"code": "no_file", "message": "Choose an image to attach."}, status=400)
+    if upload.size > settings.IMAGE_MAX_BYTES:  # before reading it
+        refused = image_too_large(upload.size, settings.IMAGE_MAX_BYTES)
+        return JsonResponse({"code": refused.code, "message": refused.message}, status=400)
+    try:
+        image = await sync_to_async(lambda: attachments.image_prepare_upload(upload.read()), thread_sensitive=False)()
+    except ImageRefused as refused:
+        return JsonResponse({"code": refused.code, "message": refused.message}, status=400)
+    user = await request.auser()
+    attachment = await sync_to_async(attachments.attachment_create)(
+        user=user, image=image, original_name=upload.name or ""
+    )
+    return JsonResponse(attachments.attachment_to_dict(attachment), status=201)
+
+
+def attachment_file(request: HttpRequest, attachment_id: int, thumbnail: bool = False) -> FileResponse:
+    """An image, to its owner only; `nosniff`, so a browser never takes it for anything else."""
+    attachment = attachments.attachment_get(user=request.user, attachment_id=attachment_id)
+    if attachment is None:
+        raise Http404("No such image")
+    stored = attachment.thumbnail if thumbnail and attachment.thumbnail else attachment.file
+    media_type = "image/png" if stored.name.endswith(".png") else "image/jpeg"
+    response = FileResponse(stored.open("rb"), content_type=media_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=31536000, immutable"  # the bytes behind an id never change
     return response

@@ -309,6 +309,10 @@ WEBSOCKET_BUFFER_MAX_BYTES = int(os.environ.get("WEBSOCKET_BUFFER_MAX_BYTES", st
 # (the process died); every process checks for such answers every half of this.
 GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
 
+# Uploaded images (chat/images.py): a larger file, or one declaring more pixels, is
+# refused with a sentence before it is decoded.
+IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(20_000_000)))
+IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", str(50_000_000)))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
