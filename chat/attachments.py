@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.urls import reverse
 
 from chat.images import PreparedImage, image_prepare
 from chat.models import Attachment
@@ -46,8 +47,6 @@ def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment 
 
 
 def attachment_to_dict(attachment: Attachment) -> dict:
-    from django.urls import reverse
-
     return {
         "id": attachment.pk,
         "media_type": attachment.media_type,

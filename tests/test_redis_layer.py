@@ -201,7 +201,7 @@ async def test_two_deployments_on_one_redis_neither_hears_nor_stops_the_other(si
             # Both deployments' first conversation and first answer get the same ids.
             await theirs.send({"type": "send", "conversation_id": None, "text": "[sim deltas=1 interval=0]",
                                "model": "yi-large"})
-            their_frames = await theirs.until(lambda f: f["type"] == "done")
+            await theirs.until(lambda f: f["type"] == "done")
             await mine.send({"type": "send", "conversation_id": None, "text": "[sim deltas=300 interval=5]",
                              "model": "yi-large"})
             my_frames = await mine.until(lambda f: f["type"] == "delta" and f["seq"] >= 3)
