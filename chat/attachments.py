@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from chat.images import PreparedImage, image_prepare
+from chat.images import PreparedImage, data_url, image_prepare
 from chat.models import Attachment
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
@@ -58,3 +58,9 @@ def attachment_to_dict(attachment: Attachment) -> dict:
         "url": reverse("chat:attachment", args=[attachment.pk]),
         "thumbnail_url": reverse("chat:attachment_thumbnail", args=[attachment.pk]),
     }
+
+
+def attachment_data_url(attachment: Attachment) -> str:
+    """The stored image as a `data:` URL (file IO: not on the event loop)."""
+    with attachment.file.open("rb") as fh:
+        return data_url(fh.read(), attachment.media_type)

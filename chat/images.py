@@ -12,9 +12,10 @@ comments), a colour profile converted to sRGB, CMYK and 16-bit images made RGB, 
 and transparency kept as such, animations cut to their first frame. The result is
 re-encoded, so nothing of the uploaded file but its pixels survives.
 
-At send time a stored image becomes a `data:<type>;base64,` URL inside the user message's
-`content` list, which is how yi-vision takes local images (reference, "Visual
-understanding", approach 3).
+It imports nothing from Django, so the offline simulator can describe the pixels it is
+sent with the same code (`image_describe`). At send time a stored image becomes a
+`data:<type>;base64,` URL (`data_url`) inside the user message's `content` list, which is
+how yi-vision takes local images (reference, "Visual understanding", approach 3).
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 
 import pillow_heif
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
-
-from chat.models import Attachment
 
 pillow_heif.register_heif_opener()
 
@@ -212,7 +211,41 @@ def _mp(pixels: int) -> str:
     return f"{pixels / 1_000_000:.1f} MP"
 
 
-def attachment_data_url(attachment: Attachment) -> str:
-    with attachment.file.open("rb") as fh:
-        encoded = base64.b64encode(fh.read()).decode("ascii")
-    return f"data:{attachment.media_type};base64,{encoded}"
+def data_url(data: bytes, media_type: str) -> str:
+    """`data:<type>;base64,...`: how the reference sends a local image."""
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+# Named colours a description can use; the nearest one (in RGB) names a dominant colour.
+_COLOUR_NAMES = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "red": (220, 30, 30),
+    "green": (30, 160, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40), "orange": (250, 140, 20),
+    "purple": (130, 50, 160), "pink": (240, 130, 180), "brown": (120, 70, 30), "cyan": (40, 200, 220),
+}
+
+
+@dataclass(frozen=True)
+class ImageDescription:
+    """What an image is, read from its pixels: for the simulator's stand-in for yi-vision."""
+
+    format: str  # Pillow's name: JPEG, PNG, ...
+    width: int
+    height: int
+    colour: str  # the name of its most common colour
+    exif: bool  # any EXIF block (orientation, GPS) left in the file
+
+
+def image_describe(data: bytes) -> ImageDescription:
+    """Decode `data` and describe it; raises ImageRefused when it is not an image."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image_format, (width, height) = image.format or "", image.size
+        exif = bool(image.getexif()) or "exif" in image.info
+        image.draft("RGB", (64, 64))  # JPEG: decode at 1/8 scale, enough for a colour
+        sample = image.convert("RGB")
+        sample.thumbnail((64, 64))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise ImageRefused("not_an_image", "That is not an image this app can read.") from None
+    count, (r, g, b) = max(sample.getcolors(64 * 64))
+    colour = min(_COLOUR_NAMES, key=lambda name: sum((x - y) ** 2 for x, y in zip(_COLOUR_NAMES[name], (r, g, b))))
+    return ImageDescription(format=image_format, width=width, height=height, colour=colour, exif=exif)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat.images import attachment_data_url
+from chat.attachments import attachment_data_url
 from chat.models import Conversation, Message
 
 CONTINUE_PROMPT = (
