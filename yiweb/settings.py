@@ -313,6 +313,8 @@ GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
 # refused with a sentence before it is decoded.
 IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(20_000_000)))
 IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", str(50_000_000)))
+# At most this many images in one message (the page says so before uploading a seventh).
+IMAGES_PER_MESSAGE = int(os.environ.get("IMAGES_PER_MESSAGE", "6"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
