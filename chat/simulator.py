@@ -11,6 +11,18 @@ It follows the upstream reference (GET /v1/models, POST /v1/chat/completions), q
 included: every stream chunk also carries the whole answer so far in a top-level
 `content`, and the last one says `lastOne: true`.
 
+yi-vision answers from the pixels it is sent. Every `data:image/...;base64,` URL of the
+history, earlier turns included, is decoded with chat.images (the one module that
+imports Pillow) and described in order, e.g. "I see 2 images: image 1 is a JPEG,
+640×480 pixels, mostly red, and it still carries EXIF metadata; image 2 is a PNG, 32×32
+pixels, mostly blue." So a test can tell which picture reached the model, whether it was
+turned upright and whether its metadata was stripped. Data that is not an image, or a
+data URL naming another type than the image's own, is a 400, as are images sent to a
+model that does not take them. Requests with images are read in a worker thread, so
+decoding them does not hold up other streams. As in the reference's vision examples, a
+yi-vision completion has no `id` or `object` and `created` is 0, and its stream's first
+and last deltas are an empty `content` (the other models' carry the role, and nothing).
+
 Faults are asked for per request, with no shared state, by a directive in the last user
 message, e.g. `[sim deltas=5 interval=0 cut=3]`. See DIRECTIVE_DEFAULTS for the keys.
 Environment: SIMULATOR_API_KEY (accept only this key), SIMULATOR_DELTA_MS (pace).
@@ -25,7 +37,10 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+from chat.images import ImageDescription, ImageRefused, image_describe
 
 # Context windows from the reference's model table ("32K" read as 32 * 1024).
 CONTEXT_WINDOWS = {
@@ -39,6 +54,20 @@ TOOL_MODELS = {"yi-large-fc"}
 MODEL_CREATED = 1708258504  # the reference's example timestamp
 TOKENS_PER_IMAGE = 1000
 DEFAULT_DELTA_MS = 20.0
+# A body this small without images parses in well under a millisecond; a bigger one, or
+# any with images (base64 and Pillow: tens of milliseconds for a photo), is read in a
+# worker thread so that the event loop keeps every other stream's deltas on time.
+PARSE_ON_LOOP_MAX = 64 * 1024
+BASE64_SLICE = 1 << 20  # characters, a multiple of 4
+
+# The media type a data URL should name for each format Pillow reads (others are
+# image/<format>), the other names a data URL may use for it, and what a person calls it.
+# Pillow reads a phone's multi-picture JPEG as MPO.
+MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png",
+               "WEBP": "image/webp", "GIF": "image/gif", "HEIF": "image/heic"}
+MEDIA_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg",
+                 "image/heif": "image/heic"}
+FORMAT_NAMES = {"MPO": "JPEG", "WEBP": "WebP", "HEIF": "HEIC"}
 
 # The reference lists status codes and their meaning but never shows an error body, so
 # errors use the OpenAI-like {"error": {"message", "type", "code"}} shape that the
@@ -75,6 +104,10 @@ DIRECTIVE_TYPES = {"interval": float, "stall_for": float, "retry_after": str}
 # retry of the very same request fails K times and then succeeds.
 _failures: dict[str, int] = {}
 _ids = 0
+# One thread reads them, one request at a time. A burst read by several threads at once
+# (asyncio.to_thread) took every core and kept taking the GIL from the event loop's
+# thread, and other streams' deltas came late by far more than with one.
+_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulator-reader")
 
 
 class SimulatedError(Exception):
@@ -99,7 +132,7 @@ class ChatRequest:
     tool_choice: object
     directives: dict
     question: str                                # last user text, directives removed
-    images: list = field(default_factory=list)   # (media type, byte count), in order
+    images: list[ImageDescription] = field(default_factory=list)  # in order
     prompt_tokens: int = 0
 
 
@@ -142,8 +175,9 @@ def directives_parse(text: str) -> dict:
     return found
 
 
-def image_decode(part: dict) -> tuple[str, int]:
-    """(media type, byte count) of an image_url part; only data: URLs, as we are offline."""
+def image_decode(part: dict, number: int) -> ImageDescription:
+    """What image `number` of the request is, read from the pixels of its image_url part;
+    only data: URLs, as we are offline."""
     url = part.get("image_url")
     url = url.get("url") if isinstance(url, dict) else url
     match = re.fullmatch(r"data:(image/[\w.+-]+);base64,(.*)", str(url or ""), re.DOTALL)
@@ -151,13 +185,42 @@ def image_decode(part: dict) -> tuple[str, int]:
         raise SimulatedError(400, "Input format error: image_url must be a "
                                   "data:image/...;base64 URL.")
     try:
-        data = base64.b64decode(match.group(2), validate=True)
+        data = base64_decode(match.group(2))
     except (binascii.Error, ValueError):
         raise SimulatedError(400, "Input format error: image data is not valid "
                                   "base64.") from None
     if not data:
         raise SimulatedError(400, "Input format error: image data is empty.")
-    return match.group(1), len(data)
+    try:
+        image = image_describe(data)
+    except ImageRefused:
+        raise SimulatedError(400, f"Input format error: image {number} cannot be decoded: "
+                                  "its data is not an image.") from None
+    declared = match.group(1).lower()
+    actual = MEDIA_TYPES.get(image.format, f"image/{image.format.lower()}")
+    if MEDIA_ALIASES.get(declared, declared) != actual:
+        raise SimulatedError(
+            400, f"Input format error: image {number} is sent as {match.group(1)}, but its "
+                 f"data is {article(format_name(image))} {format_name(image)} image "
+                 f"({actual}). The media type of a data URL must match the image.")
+    return image
+
+
+def base64_decode(text: str) -> bytes:
+    """base64.b64decode(text, validate=True), a slice at a time: one call holds the GIL
+    from start to end, and on a photo the event loop's thread would wait that long."""
+    if text.find("=", 0, len(text) - 2) != -1:  # padding anywhere but at the end
+        raise binascii.Error("Non-base64 digit found")
+    return b"".join(base64.b64decode(text[i:i + BASE64_SLICE], validate=True)
+                    for i in range(0, len(text), BASE64_SLICE))
+
+
+def format_name(image: ImageDescription) -> str:
+    return FORMAT_NAMES.get(image.format, image.format)
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in "AEIOU" else "a"
 
 
 def request_parse(body: bytes) -> ChatRequest:
@@ -211,7 +274,7 @@ def prompt_inspect(request: ChatRequest) -> None:
                 if request.model not in VISION_MODELS:
                     raise SimulatedError(400, f"Input format error: {request.model} does "
                                               "not accept images; use yi-vision.")
-                request.images.append(image_decode(part))
+                request.images.append(image_decode(part, len(request.images) + 1))
     request.prompt_tokens = math.ceil(characters / 4) + TOKENS_PER_IMAGE * len(request.images)
     window = CONTEXT_WINDOWS[request.model]
     needed = request.prompt_tokens + (request.max_tokens or 0)
@@ -271,12 +334,21 @@ def default_text(request: ChatRequest) -> str:
     )
 
 
-def vision_sentence(images: list) -> str:
+def vision_sentence(images: list[ImageDescription]) -> str:
+    """e.g. "I see 2 images: image 1 is a JPEG, 640×480 pixels, mostly red, and it still
+    carries EXIF metadata; image 2 is a PNG, 32×32 pixels, mostly blue." """
     if not images:
         return "I see no images."
-    listed = ", ".join(f"{media} ({size} bytes)" for media, size in images)
+    described = []
+    for number, image in enumerate(images, 1):
+        name = format_name(image)
+        text = (f"image {number} is {article(name)} {name}, {image.width}×{image.height} "
+                f"pixels, mostly {image.colour}")
+        if image.exif:
+            text += ", and it still carries EXIF metadata"
+        described.append(text)
     noun = "image" if len(images) == 1 else "images"
-    return f"I see {len(images)} {noun}: {listed}."
+    return f"I see {len(images)} {noun}: {'; '.join(described)}."
 
 
 def tool_result_text(messages: list) -> str:
@@ -409,8 +481,13 @@ async def completion_send(send, request: ChatRequest, answer: Answer) -> None:
             "id": answer.tool_call["id"], "type": "function",
             "function": {"name": answer.tool_call["name"],
                          "arguments": "".join(answer.pieces)}}]
-    completion = {"id": "cmpl-" + new_id(), "object": "chat.completion",
-                  "created": int(time.time()), "model": request.model}
+    if request.model in VISION_MODELS:
+        # As in the reference's vision example: no id, no object (the SDK shows both as
+        # None) and "created": 0.
+        completion = {"created": 0, "model": request.model}
+    else:
+        completion = {"id": "cmpl-" + new_id(), "object": "chat.completion",
+                      "created": int(time.time()), "model": request.model}
     if d["usage"]:
         completion["usage"] = usage_of(request, answer)
     completion["choices"] = [{"index": 0, "message": message,
@@ -467,7 +544,10 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/event-stream; charset=utf-8"),
         (b"cache-control", b"no-cache")]})
-    await event_send(chunk({"role": "assistant"}, b""))
+    # The reference's yi-vision stream opens and ends with an empty content delta where
+    # yi-large's carry only the role and nothing at all.
+    vision = request.model in VISION_MODELS
+    await event_send(chunk({"content": ""} if vision else {"role": "assistant"}, b""))
     so_far = b""
     pace = Pace(interval)
     for sent in range(total + 1):
@@ -493,7 +573,7 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
             marker = b'"delta":' + dumps(delta)
             payload = payload.replace(marker, marker + b"}", 1)
         await event_send(payload)
-    await event_send(chunk({}, so_far, answer.finish_reason))
+    await event_send(chunk({"content": ""} if vision else {}, so_far, answer.finish_reason))
     await event_send(b"[DONE]")
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -526,14 +606,23 @@ def auth_check(scope) -> None:
 
 
 async def body_read(receive) -> bytes | None:
-    body = b""
+    # Joined once at the end: Daphne hands the body over 8 KB at a time, and adding each
+    # piece to the rest copies the whole body so far, for a 20 MB image 2,500 times.
+    pieces = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        body += message.get("body", b"")
+        pieces.append(message.get("body", b""))
         if not message.get("more_body"):
-            return body
+            return b"".join(pieces)
+
+
+async def request_read(body: bytes) -> ChatRequest:
+    """request_parse, in the reader thread when the body is big or carries images."""
+    if len(body) > PARSE_ON_LOOP_MAX or b'"image_url"' in body:
+        return await asyncio.get_running_loop().run_in_executor(_reader, request_parse, body)
+    return request_parse(body)
 
 
 async def disconnect_wait(receive) -> None:
@@ -547,7 +636,7 @@ async def chat_respond(scope, receive, send) -> None:
         return
     try:
         auth_check(scope)
-        request = request_parse(body)
+        request = await request_read(body)
         fault_check(request.directives, body)
         answer = answer_compose(request)
     except SimulatedError as error:

@@ -1,6 +1,5 @@
 """The offline Yi API simulator, exercised over real HTTP against a Daphne subprocess."""
 
-import base64
 import json
 import re
 import time
@@ -88,10 +87,6 @@ def arrival_times(client: httpx.Client, payload: dict) -> list[float]:
 
 def error_body(status: int, message: str, type_: str) -> dict:
     return {"error": {"message": message, "type": type_, "code": status}}
-
-
-def data_url(media_type: str, data: bytes) -> str:
-    return f"data:{media_type};base64," + base64.b64encode(data).decode()
 
 
 # ---------------------------------------------------------------- shapes
@@ -400,49 +395,6 @@ def test_unknown_path_is_404(client):
     response = client.get("/engines")
 
     assert response.status_code == 404
-
-
-# ---------------------------------------------------------------- vision
-
-def image_message(text: str, *urls: str) -> dict:
-    parts = [{"type": "text", "text": text}]
-    parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
-    return {"role": "user", "content": parts}
-
-
-def test_vision_counts_images_from_earlier_user_messages(client):
-    messages = [
-        image_message("What is this?", data_url("image/png", b"p" * 1234)),
-        {"role": "assistant", "content": "A picture."},
-        image_message("And this one?", data_url("image/jpeg", b"j" * 56)),
-    ]
-    response = client.post("/chat/completions",
-                           json={"model": "yi-vision", "messages": messages})
-
-    answer = response.json()["choices"][0]["message"]["content"]
-    assert answer.startswith(
-        "I see 2 images: image/png (1234 bytes), image/jpeg (56 bytes).\n\n")
-    assert response.json()["usage"]["prompt_tokens"] == 2 * 1000 + 9  # ceil(36 characters / 4)
-
-
-def test_image_that_is_not_valid_base64_is_400(client):
-    messages = [image_message("Hi", "data:image/png;base64,not*base64")]
-    response = client.post("/chat/completions",
-                           json={"model": "yi-vision", "messages": messages})
-
-    assert response.status_code == 400
-    assert response.json()["error"]["message"] == (
-        "Input format error: image data is not valid base64.")
-
-
-def test_image_sent_to_a_non_vision_model_is_400(client):
-    messages = [image_message("Hi", data_url("image/png", b"png"))]
-    response = client.post("/chat/completions",
-                           json={"model": "yi-large", "messages": messages})
-
-    assert response.status_code == 400
-    assert response.json()["error"]["message"] == (
-        "Input format error: yi-large does not accept images; use yi-vision.")
 
 
 # ---------------------------------------------------------------- tools
