@@ -4,12 +4,22 @@ The checking and normalising is chat.images; this module decides where the bytes
 Files are named by their digest inside the owner's folder under MEDIA_ROOT, which no URL
 serves: the same picture uploaded twice is one file, and a picture is reached only
 through `attachment_get`, which asks who is asking.
+
+A file lives as long as a row names it: deleting attachments (a conversation's, by
+cascade; unsent uploads, by `attachments_sweep` once they are a day old) removes the
+files no other row names, once the deletion has committed (chat/signals.py).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
+from django.utils import timezone
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -17,7 +27,15 @@ from django.urls import reverse
 from chat.images import PreparedImage, data_url, image_prepare
 from chat.models import Attachment
 
+logger = logging.getLogger(__name__)
+
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+# Uploads never sent are removed once they are this old; a sweep runs at most this often
+# in each process (from the upload view: no uploads, nothing new to sweep).
+UNSENT_KEPT_FOR = timedelta(days=1)
+SWEEP_EVERY = 3600.0
+SWEEP_BATCH = 500
+_last_sweep = -SWEEP_EVERY
 PNG_SIGNATURE = b"\x89PNG"
 
 
@@ -31,14 +49,17 @@ def attachment_create(*, user: AbstractBaseUser, image: PreparedImage, original_
     folder = f"attachments/{user.pk}"
     name = f"{folder}/{image.digest}.{_EXTENSIONS[image.media_type]}"
     thumbnail = f"{folder}/{image.digest}.thumb.{'png' if image.thumbnail.startswith(PNG_SIGNATURE) else 'jpg'}"
-    for path, data in ((name, image.data), (thumbnail, image.thumbnail)):
-        if not default_storage.exists(path):
-            default_storage.save(path, ContentFile(data))
-    return Attachment.objects.create(
+    # The row first: a sweep removing the last other row of this digest meanwhile then
+    # sees this one and keeps the files.
+    attachment = Attachment.objects.create(
         user=user, file=name, thumbnail=thumbnail, digest=image.digest, original_format=image.original_format,
         media_type=image.media_type, width=image.width, height=image.height, size_bytes=len(image.data),
         original_name=original_name[:255],
     )
+    for path, data in ((name, image.data), (thumbnail, image.thumbnail)):
+        if not default_storage.exists(path):
+            default_storage.save(path, ContentFile(data))
+    return attachment
 
 
 def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment | None:
@@ -64,3 +85,32 @@ def attachment_data_url(attachment: Attachment) -> str:
     """The stored image as a `data:` URL (file IO: not on the event loop)."""
     with attachment.file.open("rb") as fh:
         return data_url(fh.read(), attachment.media_type)
+
+
+def attachment_files_release(names: list[str]) -> None:
+    """Remove the files among `names` that no attachment names any more."""
+    for name in names:
+        if name and not Attachment.objects.filter(Q(file=name) | Q(thumbnail=name)).exists():
+            default_storage.delete(name)
+
+
+def attachments_sweep(*, now=None) -> int:
+    """Delete uploads never sent that are older than UNSENT_KEPT_FOR (their files go with
+    them); at most SWEEP_BATCH at a time. Returns how many."""
+    cutoff = (now or timezone.now()) - UNSENT_KEPT_FOR
+    stale = list(
+        Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff).values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    if stale:
+        Attachment.objects.filter(pk__in=stale).delete()
+        logger.info("removed %s uploads never sent", len(stale))
+    return len(stale)
+
+
+def attachments_sweep_if_due() -> None:
+    """`attachments_sweep`, if this process has not run it for SWEEP_EVERY seconds."""
+    global _last_sweep
+    if time.monotonic() - _last_sweep < SWEEP_EVERY:
+        return
+    _last_sweep = time.monotonic()
+    attachments_sweep()

@@ -23,6 +23,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.sessions import InstanceSessionWrapper
+from django.conf import settings
 from django.db import DatabaseError
 
 from chat import conversations
@@ -224,8 +225,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.catch_up_send(catch_up, holding)
 
     async def on_send(self, content: dict[str, Any]) -> None:
+        attachment_ids = _attachment_ids(content.get("attachment_ids"))
         text, model, system_prompt = conversations.send_validate(
-            text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt", "")
+            text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt", ""),
+            images=len(attachment_ids),
         )
         params = conversations.params_validate(content)
         client_id = _client_id(content.get("client_id"))
@@ -241,6 +244,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             client_id=client_id,
             params=params,
             system_prompt=system_prompt,
+            attachment_ids=attachment_ids,
         )
         try:
             outcome = await _exchange_send(send)
@@ -286,7 +290,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             for _, frame in exchange.events:  # this tab is in both the user's and the conversation's group
                 await self.send_json(frame)
         finally:
-            generation_start(answer=exchange.answer, request=exchange.request)
+            generation_start(answer=exchange.answer, plan=exchange.plan)
 
     async def resend_answer(self, resent: Resent, client_id: str) -> None:
         """A send whose client_id is stored already: tell the tab how that send stands."""
@@ -467,6 +471,24 @@ def _int(value: Any) -> int | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if -_ID_MAX <= number <= _ID_MAX else None
+
+
+def _attachment_ids(value: Any) -> tuple[int, ...]:
+    """The uploads a send attaches, in order, each once; whether they are the sender's
+    own and unsent is checked when the send is stored."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+    limit = settings.IMAGES_PER_MESSAGE
+    if len(value) > limit:
+        raise SendRefused(
+            "too_many_images", f"A message can carry at most {limit} images. Remove {len(value) - limit} and send again."
+        )
+    ids = [_int(item) for item in value]
+    if any(i is None or i < 1 for i in ids):
+        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+    return tuple(dict.fromkeys(ids))
 
 
 def _holding(content: dict[str, Any]) -> dict[int, int]:

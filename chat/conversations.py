@@ -23,10 +23,12 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, prefetch_related_objects
 from django.utils import timezone
 
+from chat.attachments import attachment_to_dict
+from chat.catalog import model_for_images
 from chat.events import Event, conversation_group, user_group
+from chat.models import Attachment, Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
-from chat.requests import request_build
-from chat.models import Conversation, Message
+from chat.requests import RequestPlan, RequestTooLarge, request_plan
 
 logger = logging.getLogger(__name__)
 
@@ -148,12 +150,10 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
         "seq": message.seq,
-        "attachments": [
-            {"id": a.pk, "media_type": a.media_type, "width": a.width, "height": a.height}
-            for a in message.attachments.all()
-        ]
+        "attachments": [attachment_to_dict(a) for a in message.attachments.all()]
         if message.pk and message.role == Message.Role.USER
         else [],
+        "notes": message.notes,
         "tool_calls": message.tool_calls,
         "created_at": message.created_at.isoformat(),
     }
@@ -162,9 +162,12 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 # --- writes --------------------------------------------------------------------------
 
 
-def send_validate(*, text: Any, model: Any, system_prompt: Any = "") -> tuple[str, str, str]:
-    """Check a send before anything is stored; returns the cleaned (text, model, system prompt)."""
-    if not isinstance(text, str) or not text.strip():
+def send_validate(*, text: Any, model: Any, system_prompt: Any = "", images: int = 0) -> tuple[str, str, str]:
+    """Check a send before anything is stored; returns the cleaned (text, model, system
+    prompt). With `images` attached, the text may be empty."""
+    if images and (text is None or (isinstance(text, str) and not text.strip())):
+        text = ""
+    elif not isinstance(text, str) or not text.strip():
         raise SendRefused("empty_message", "Type a message before sending.")
     text_check(text, what="That message")
     limit = settings.MESSAGE_MAX_CHARS
@@ -224,12 +227,13 @@ def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Exchange:
-    """A stored send (or retry, or continue): the answer to generate, its upstream request,
-    and the frames to broadcast once the caller has committed and joined the group."""
+    """A stored send (or retry, or continue): the answer to generate, the plan of its
+    upstream request (its images are read when the generation starts), and the frames to
+    broadcast once the caller has committed and joined the group."""
 
     conversation_id: int
     answer: Message
-    request: dict[str, Any]
+    plan: RequestPlan
     events: list[Event] = field(default_factory=list)
 
 
@@ -245,6 +249,7 @@ class Send:
     client_id: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     system_prompt: str = ""
+    attachment_ids: tuple[int, ...] = ()  # the sender's unsent uploads, in order
 
 
 @dataclass(frozen=True)
@@ -380,10 +385,14 @@ def _client_ids_stored(sends: list[Send]) -> dict[tuple[int, str], Resent]:
 
 
 def _conversations_start(sends: list[Send]) -> list[Exchange]:
-    """New conversations, their questions and their empty answers: three INSERTs for all."""
+    """New conversations, their questions and their empty answers: three INSERTs for all
+    (and one UPDATE per send that attaches images)."""
     conversations = Conversation.objects.bulk_create(
         [
-            Conversation(user=s.user, model=s.model, title=title_from(s.text), system_prompt=s.system_prompt)
+            Conversation(
+                user=s.user, model=s.model, title=title_from(s.text, images=len(s.attachment_ids)),
+                system_prompt=s.system_prompt,
+            )
             for s in sends
         ]
     )
@@ -393,20 +402,21 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
             for s, c in zip(sends, conversations)
         ]
     )
+    for send, question in zip(sends, questions):
+        _attachments_bind(send, question)
     prefetch_related_objects(questions, "attachments")  # for the frames and the requests
-    answers = Message.objects.bulk_create(
-        [
-            _answer_unsaved(conversation=c, parent_id=q.pk, model=s.model, params=s.params)
-            for s, c, q in zip(sends, conversations, questions)
-        ]
-    )
+    answers, plans = [], []
+    for send, conversation, question in zip(sends, conversations, questions):
+        answer, plan = _answer_planned(conversation=conversation, thread=[question], model=send.model, params=send.params)
+        answers.append(answer)
+        plans.append(plan)
+    Message.objects.bulk_create(answers)
     exchanges = []
-    for send, conversation, question, answer in zip(sends, conversations, questions, answers):
+    for send, conversation, question, answer, plan in zip(sends, conversations, questions, answers, plans):
         frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
         events = [(user_group(send.user.pk), {**frame, "client_id": send.client_id} if send.client_id else frame)]
         events += _message_events(conversation, question, answer)
-        request = request_build(conversation=conversation, thread=[question], answer=answer)
-        exchanges.append(Exchange(conversation.pk, answer, request, events))
+        exchanges.append(Exchange(conversation.pk, answer, plan, events))
     return exchanges
 
 
@@ -424,13 +434,61 @@ def _exchange_append(send: Send) -> Exchange:
         content=send.text,
         client_id=send.client_id,
     )
+    _attachments_bind(send, question)
     prefetch_related_objects([question], "attachments")  # read once, for the frame and the request
-    answer = _answer_unsaved(conversation=conversation, parent_id=question.pk, model=send.model, params=send.params)
+    answer, plan = _answer_planned(
+        conversation=conversation, thread=[*thread, question], model=send.model, params=send.params
+    )
     answer.save()
     conversation.model = send.model
     conversation.save(update_fields=["model", "updated_at"])
-    request = request_build(conversation=conversation, thread=[*thread, question], answer=answer)
-    return Exchange(conversation.pk, answer, request, _message_events(conversation, question, answer))
+    return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
+
+
+def _attachments_bind(send: Send, question: Message) -> None:
+    """Give the send's uploads to its question: only the sender's own, not sent before."""
+    if not send.attachment_ids:
+        return
+    bound = Attachment.objects.filter(pk__in=send.attachment_ids, user=send.user, message__isnull=True).update(
+        message=question
+    )
+    if bound != len(send.attachment_ids):
+        raise SendRefused(
+            "attachment_not_found",
+            "An image of this message is no longer there (it was removed or sent already). "
+            "Remove it, attach it again and send.",
+        )
+
+
+def _answer_planned(
+    *, conversation: Conversation, thread: list[Message], model: str, params: dict, parent_id: int | None = None
+) -> tuple[Message, RequestPlan]:
+    """The empty answer to the end of `thread` (not saved yet), on a model that sees the
+    thread's images, and the plan of its request; raises SendRefused when it cannot be sent."""
+    notes = []
+    if any(m.pk and m.role == Message.Role.USER and m.attachments.all() for m in thread):
+        vision = model_for_images(model)
+        if vision is None:
+            raise SendRefused(
+                "model_takes_no_images", f"{model} does not take images. Pick a model that does, or remove the images."
+            )
+        if vision != model:
+            notes.append(f"{model} does not take images, so {vision} answered.")
+            model = vision
+    answer = _answer_unsaved(
+        conversation=conversation, parent_id=parent_id if parent_id is not None else thread[-1].pk, model=model,
+        params=params,
+    )
+    plan = _plan(conversation=conversation, thread=thread, answer=answer)
+    answer.notes = notes + plan.notes
+    return answer, plan
+
+
+def _plan(*, conversation: Conversation, thread: list[Message], answer: Message) -> RequestPlan:
+    try:
+        return request_plan(conversation=conversation, thread=thread, answer=answer)
+    except RequestTooLarge as error:
+        raise SendRefused("images_do_not_fit", str(error)) from None
 
 
 def _answer_unsaved(*, conversation: Conversation, parent_id: int | None, model: str, params: dict) -> Message:
@@ -483,14 +541,19 @@ def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
     """Ask the same question again: a new answer beside the old one (kept as a branch)."""
     with transaction.atomic():
         old = _answer_for_rerun(user=user, message_id=message_id)
-        answer = _answer_unsaved(
-            conversation=old.conversation, parent_id=old.parent_id, model=old.model, params=old.params
+        conversation = old.conversation
+        thread = message_thread(conversation=conversation, leaf=old)[:-1]  # up to the question
+        # The same model again; an answer routed to a vision model is routed again from
+        # the conversation's pick, so its note says why once more.
+        routed = model_for_images(conversation.model) == old.model != conversation.model
+        answer, plan = _answer_planned(
+            conversation=conversation, thread=thread, model=conversation.model if routed else old.model,
+            params=old.params,
+            parent_id=old.parent_id,
         )
         answer.save()
-        thread = message_thread(conversation=old.conversation, leaf=answer)
         frame = {"type": "message", "message": message_to_dict(answer), "replaces": old.pk}
-        request = request_build(conversation=old.conversation, thread=thread, answer=answer)
-    return Exchange(old.conversation_id, answer, request, [(conversation_group(old.conversation_id), frame)])
+    return Exchange(old.conversation_id, answer, plan, [(conversation_group(old.conversation_id), frame)])
 
 
 def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
@@ -499,18 +562,23 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
         answer = _answer_for_rerun(user=user, message_id=message_id)
         if not answer.content:
             raise SendRefused("nothing_to_continue", "This answer has no text to continue from. Use Retry instead.")
+        thread = message_thread(conversation=answer.conversation, leaf=answer)
+        plan = _plan(conversation=answer.conversation, thread=thread, answer=answer)
         answer.status = Message.Status.STREAMING
         answer.error_code = answer.error_message = answer.finish_reason = ""
         answer.heartbeat_at = timezone.now()
-        answer.save(update_fields=["status", "error_code", "error_message", "finish_reason", "heartbeat_at", "updated_at"])
-        thread = message_thread(conversation=answer.conversation, leaf=answer)
+        answer.notes = [note for note in answer.notes if note not in plan.notes] + plan.notes
+        answer.save(update_fields=[
+            "status", "error_code", "error_message", "finish_reason", "heartbeat_at", "notes", "updated_at"
+        ])
         frame = {"type": "message", "message": message_to_dict(answer)}
-        request = request_build(conversation=answer.conversation, thread=thread, answer=answer)
-    return Exchange(answer.conversation_id, answer, request, [(conversation_group(answer.conversation_id), frame)])
+    return Exchange(answer.conversation_id, answer, plan, [(conversation_group(answer.conversation_id), frame)])
 
 
-def title_from(text: str) -> str:
+def title_from(text: str, *, images: int = 0) -> str:
     line = " ".join(text.split())
+    if not line and images:
+        return "Image" if images == 1 else f"{images} images"
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 

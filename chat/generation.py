@@ -52,6 +52,7 @@ from chat.events import (
     layer_message,
 )
 from chat.models import Message
+from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
 
@@ -124,9 +125,9 @@ _unsaved_event = database_sync_to_async(answer_unsaved_event)
 
 
 class Generation:
-    def __init__(self, answer: Message, request: dict[str, Any]):
+    def __init__(self, answer: Message, plan: RequestPlan):
         self.message_id = answer.pk
-        self.request = request
+        self.plan = plan
         self.conversation_id: int | None = None
         self.parts: list[str] = []  # parts[i] is the text of delta seq i+1, as sent
         self.pending: list[str] = []  # received from upstream, not sent yet
@@ -166,7 +167,10 @@ class Generation:
         tool_calls: dict[int, dict[str, Any]] = {}
         try:
             sender = asyncio.create_task(self._send_loop())
-            async for event in upstream_client().stream(self.request):
+            # Images are read and encoded in a worker thread: a burst of them must not
+            # stall the event loop that relays every other answer.
+            request = await asyncio.to_thread(request_body, self.plan) if self.plan.images else request_body(self.plan)
+            async for event in upstream_client().stream(request):
                 if isinstance(event, TextDelta):
                     if ttft_ms is None:
                         ttft_ms = int((time.monotonic() - started) * 1000)
@@ -185,6 +189,9 @@ class Generation:
             fields["status"] = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
             if not self.stop_requested:
                 fields.update(error_code="interrupted", error_message="The server stopped while answering.")
+        except ImageUnreadable as error:
+            fields.update(status=Message.Status.ERROR, error_code="image_unreadable", error_message=error.message)
+            logger.error("generation %s: %s", self.message_id, error)
         except UpstreamError as error:
             fields.update(status=Message.Status.ERROR, error_code=error.code, error_message=error.message)
             logger.info("generation %s failed: %s (%s)", self.message_id, error.code, error.detail or error)
@@ -370,9 +377,9 @@ def frame_pause(running: int) -> float:
     return pause if pause >= 0.001 else 0.0
 
 
-def generation_start(*, answer: Message, request: dict[str, Any]) -> Generation:
+def generation_start(*, answer: Message, plan: RequestPlan) -> Generation:
     """Stream `answer` (stored streaming by `exchange_send`, `answer_retry` or `answer_continue`)."""
-    generation = Generation(answer, request)
+    generation = Generation(answer, plan)
     generation.task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{answer.pk}")
     _running[answer.pk] = generation
     upkeep_ensure()

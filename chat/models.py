@@ -70,6 +70,10 @@ class Message(models.Model):
     tool_call_id = models.CharField(max_length=100, blank=True)
     name = models.CharField(max_length=100, blank=True)
 
+    # The app's own notices about an answer, shown apart from its text (which model
+    # answered and why, what was left out to fit the window): never model output.
+    notes = models.JSONField(default=list, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -160,6 +160,7 @@ async def attachment_upload(request: HttpRequest) -> JsonResponse:
     attachment = await sync_to_async(attachments.attachment_create)(
         user=user, image=image, original_name=upload.name or ""
     )
+    await sync_to_async(attachments.attachments_sweep_if_due)()
     return JsonResponse(attachments.attachment_to_dict(attachment), status=201)
 
 

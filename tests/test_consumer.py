@@ -17,6 +17,7 @@ from chat import consumers as consumers_module
 from chat import generation as generation_module
 from chat.conversations import Send, exchanges_send
 from chat.generation import CHECKPOINT_SLICES, FRAME_PAUSE_MAX, Generation, frame_pause
+from chat.requests import RequestPlan
 from chat.models import Conversation, Message
 from tests.simulator_server import canned_api
 from yiweb.asgi import application
@@ -440,7 +441,7 @@ async def test_a_checkpoint_the_database_refused_is_written_at_the_next_tick(use
     answer = await database_sync_to_async(Message.objects.create)(
         conversation=conversation, role="assistant", status="streaming"
     )
-    generation = Generation(answer, request={})
+    generation = Generation(answer, RequestPlan(body={}))
     generation.parts = ["all ", "of ", "it"]
     generation_module._running[answer.pk] = generation
     try:
@@ -535,7 +536,7 @@ async def test_answers_running_together_are_checkpointed_a_slice_at_a_time(user,
     settings.CHECKPOINT_INTERVAL = 1.0
     exchanges = await database_sync_to_async(exchanges_send)([
         Send(user=user, conversation_id=None, text=f"q{i}", model="yi-large") for i in range(20)])
-    started = [Generation(e.answer, e.request) for e in exchanges]
+    started = [Generation(e.answer, e.plan) for e in exchanges]
     for i, generation in enumerate(started):
         generation.parts = [f"answer {i}"]
         generation.last_write -= settings.CHECKPOINT_INTERVAL  # all due on the same tick

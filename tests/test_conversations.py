@@ -35,7 +35,7 @@ def test_a_burst_of_new_conversations_is_stored_in_a_fixed_number_of_queries(use
             "user", send.text, send.client_id, None)
         assert (answer.role, answer.status, answer.parent, answer.pk) == ("assistant", "streaming", question, exchange.answer.pk)
         assert answer.heartbeat_at is not None
-        assert exchange.request == {"model": "yi-large", "messages": [{"role": "user", "content": send.text}]}
+        assert exchange.plan.body == {"model": "yi-large", "messages": [{"role": "user", "content": send.text}]}
         (user_group, conversation_frame), (_, question_frame), (_, answer_frame) = exchange.events
         assert user_group == f"user.{send.user.pk}"
         assert conversation_frame["client_id"] == send.client_id
@@ -67,8 +67,8 @@ def test_each_send_of_a_mixed_batch_gets_its_own_outcome_in_order(user, other_us
     assert isinstance(busy, SendRefused) and busy.code == "busy" and busy.message_id == first.answer.pk
     assert isinstance(missing, SendRefused) and missing.code == "not_found"
     assert follow_up.conversation_id == ended.conversation_id
-    assert follow_up.request["model"] == "yi-vision"
-    assert [m["content"] for m in follow_up.request["messages"]] == ["second", "an answer", "follow-up"]
+    assert follow_up.plan.body["model"] == "yi-vision"
+    assert [m["content"] for m in follow_up.plan.body["messages"]] == ["second", "an answer", "follow-up"]
     assert Conversation.objects.get(pk=ended.conversation_id).model == "yi-vision"
     assert once.conversation_id not in {streaming, ended.conversation_id}
     # The refused sends stored nothing; the resends stored nothing twice.
@@ -114,8 +114,8 @@ def test_a_send_that_cannot_be_stored_fails_alone_not_its_whole_batch(user, othe
     ])
     fine, broken, broken_too, fine_too = outcomes
     assert isinstance(broken, UnicodeEncodeError) and isinstance(broken_too, UnicodeEncodeError)
-    assert fine.request["messages"] == [{"role": "user", "content": "fine"}]
-    assert fine_too.request["messages"][-1] == {"role": "user", "content": "fine too"}
+    assert fine.plan.body["messages"] == [{"role": "user", "content": "fine"}]
+    assert fine_too.plan.body["messages"][-1] == {"role": "user", "content": "fine too"}
     assert set(Message.objects.filter(role="user").values_list("content", flat=True)) == {"first", "fine", "fine too"}
     assert Conversation.objects.count() == 2
 

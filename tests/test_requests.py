@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 
 from chat.conversations import message_thread
 from chat.models import Attachment, Conversation, Message
-from chat.requests import CONTINUE_PROMPT, request_build
+from chat.requests import CONTINUE_PROMPT, request_build, request_plan, tokens_estimate
 
 pytestmark = pytest.mark.django_db
 
@@ -103,3 +103,41 @@ def test_continuing_an_answer_sends_its_text_and_asks_to_go_on(conversation):
         {"role": "assistant", "content": "1 2 3"},
         {"role": "user", "content": CONTINUE_PROMPT},
     ]
+
+
+def test_a_thread_over_its_models_window_leaves_out_its_oldest_turns_never_the_current_one(conversation, settings):
+    settings.ANSWER_TOKENS_RESERVED = 1024
+    parent, long_text = None, "word " * 1500  # about 1,875 tokens each: yi-large-turbo's 4K takes one
+    for i in range(3):
+        parent = add(conversation, "user", f"question {i} {long_text}", parent)
+        parent = add(conversation, "assistant", f"answer {i}", parent)
+    question = add(conversation, "user", f"last {long_text}", parent)
+    answer = add(conversation, "assistant", "", question, status="streaming", model="yi-large-turbo")
+    plan = request_plan(conversation=conversation, thread=message_thread(conversation=conversation, leaf=answer),
+                        answer=answer)
+    sent = [m["content"][:10] for m in plan.body["messages"]]
+    assert sent == ["You are te", "last word "]
+    assert plan.notes == ["6 earlier messages were not sent: this conversation is over yi-large-turbo's 4K window."]
+
+
+def test_a_model_whose_window_is_unknown_is_sent_the_whole_thread(conversation):
+    question = add(conversation, "user", "word " * 50_000)
+    answer = add(conversation, "assistant", "", question, status="streaming", model="my-local-model")
+    plan = request_plan(conversation=conversation, thread=[question], answer=answer)
+    assert len(plan.body["messages"]) == 2 and plan.notes == []
+
+
+def test_a_window_named_in_the_settings_is_used_for_another_providers_model(conversation, settings):
+    settings.MODEL_CONTEXT_WINDOWS = {"my-local-model": 2048}
+    q1 = add(conversation, "user", "word " * 2000)
+    a1 = add(conversation, "assistant", "ok", q1)
+    question = add(conversation, "user", "and now?", a1)
+    answer = add(conversation, "assistant", "", question, status="streaming", model="my-local-model")
+    plan = request_plan(conversation=conversation, thread=[q1, a1, question], answer=answer)
+    assert [m["content"] for m in plan.body["messages"]] == ["You are terse.", "and now?"]
+
+
+def test_chinese_text_is_estimated_at_about_a_token_a_character_english_at_a_quarter():
+    assert tokens_estimate("北京天气怎么样") == 7
+    assert tokens_estimate("What is the weather in Beijing") == 8
+    assert tokens_estimate("") == 0

@@ -227,3 +227,18 @@ def test_no_mail_is_sent_without_a_mail_server():
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
     assert settings_values("EMAIL_BACKEND", "EMAIL_HOST", EMAIL_HOST="smtp.example.com") == {
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "smtp.example.com"}
+
+
+def test_other_providers_models_windows_and_vision_come_from_the_environment():
+    values = settings_values(
+        "MODEL_CONTEXT_WINDOWS", "VISION_MODELS", "VISION_MODEL",
+        MODEL_CONTEXT_WINDOWS="llama3=8192, qwen2-vl=32768", VISION_MODELS="qwen2-vl", VISION_MODEL="qwen2-vl",
+    )
+    assert values["MODEL_CONTEXT_WINDOWS"] == {"llama3": 8192, "qwen2-vl": 32768}
+    assert values["VISION_MODEL"] == "qwen2-vl" and "qwen2-vl" in values["VISION_MODELS"]
+
+
+def test_a_window_that_is_not_name_equals_tokens_stops_the_start_with_a_sentence():
+    result = settings_with(MODEL_CONTEXT_WINDOWS="llama3=8k")
+    assert result.returncode != 0
+    assert "MODEL_CONTEXT_WINDOWS: 'llama3=8k' is not name=tokens (e.g. llama3=8192)." in result.stderr

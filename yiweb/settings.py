@@ -315,6 +315,32 @@ IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(20_000_000)))
 IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", str(50_000_000)))
 # At most this many images in one message (the page says so before uploading a seventh).
 IMAGES_PER_MESSAGE = int(os.environ.get("IMAGES_PER_MESSAGE", "6"))
+
+# Models and their windows (chat/catalog.py knows the reference's Yi models). A thread
+# holding images is answered by VISION_MODEL when the picked model does not take images
+# ("" refuses such sends instead); VISION_MODELS names more models that take images, and
+# MODEL_CONTEXT_WINDOWS more windows ("name=tokens,name=tokens"), for other providers.
+VISION_MODEL = os.environ.get("VISION_MODEL", "yi-vision").strip()
+VISION_MODELS = frozenset(m.strip() for m in os.environ.get("VISION_MODELS", "").split(",") if m.strip())
+
+
+def _windows(value: str) -> dict[str, int]:
+    windows = {}
+    for item in filter(str.strip, value.split(",")):
+        name, _, tokens = item.partition("=")
+        if not name.strip() or not tokens.strip().isdigit():
+            raise ImproperlyConfigured(
+                f"MODEL_CONTEXT_WINDOWS: {item.strip()!r} is not name=tokens (e.g. llama3=8192)."
+            )
+        windows[name.strip()] = int(tokens)
+    return windows
+
+
+MODEL_CONTEXT_WINDOWS = _windows(os.environ.get("MODEL_CONTEXT_WINDOWS", ""))
+# Fitting a thread into its model's window (chat/requests.py): what one image is counted
+# as, and the room kept for the answer when the send names no max_tokens.
+IMAGE_TOKEN_COST = int(os.environ.get("IMAGE_TOKEN_COST", "1000"))
+ANSWER_TOKENS_RESERVED = int(os.environ.get("ANSWER_TOKENS_RESERVED", "1024"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
