@@ -41,7 +41,10 @@ PNG_SIGNATURE = b"\x89PNG"
 
 def image_prepare_upload(raw: bytes) -> PreparedImage:
     """chat.images.image_prepare with this deployment's limits; raises ImageRefused."""
-    return image_prepare(raw, max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
+    return image_prepare(
+        raw, max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS,
+        max_side=settings.IMAGE_SEND_MAX_SIDE, max_side_sharp=settings.IMAGE_SEND_MAX_SIDE_SHARP,
+    )
 
 
 def attachment_create(*, user: AbstractBaseUser, image: PreparedImage, original_name: str) -> Attachment:

@@ -1,4 +1,4 @@
-"""Images people attach: checked, normalised once, and what the model is sent derived from it.
+"""Images people attach: checked, then normalised once into what the model is sent.
 
 The only module that imports Pillow (and pillow-heif, the maintained HEIC/HEIF plugin:
 iPhones send HEIC by default). Everything here is CPU work on bytes; callers run it off
@@ -9,8 +9,16 @@ the header (never the file name or the browser's type), then the pixel count the
 declares, so that a decompression bomb is refused before a single pixel is decoded.
 Normalising: EXIF orientation applied, every metadata block dropped (EXIF with GPS, XMP,
 comments), a colour profile converted to sRGB, CMYK and 16-bit images made RGB, palettes
-and transparency kept as such, animations cut to their first frame. The result is
-re-encoded, so nothing of the uploaded file but its pixels survives.
+and transparency kept as such, animations cut to their first frame, and the picture scaled
+to what the model is sent. The result is re-encoded, so nothing of the uploaded file but
+its pixels survives.
+
+What is stored is what is sent: the viewer shows exactly the picture the model got, and a
+send is a base64 of the stored file, not a decode and re-encode of every earlier picture.
+Photos are stored as JPEG at most `max_side` on their longer side; screenshots, drawings
+and pictures with transparency as PNG at most `max_side_sharp`, which is large enough that
+a 4K screen's small text is kept pixel for pixel: shrinking screenshots is how other chat
+apps make text unreadable to the model.
 
 It imports nothing from Django, so the offline simulator can describe the pixels it is
 sent with the same code (`image_describe`). At send time a stored image becomes a
@@ -23,6 +31,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pillow_heif
@@ -33,10 +43,35 @@ pillow_heif.register_heif_opener()
 # Pillow's format name -> what it is called to a person.
 ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "HEIF": "HEIC"}
 FORMATS_SENTENCE = "JPEG, PNG, WebP, GIF or HEIC"
+# What cameras write: lossy already, so never sharp-edged; a JPEG is sized before it is
+# decoded, which is what lets it decode straight at 1/2, 1/4 or 1/8 scale.
+PHOTO_FORMATS = ("JPEG", "HEIF")
+
+# The longer side of a stored (and sent) photo. A phone photo of a receipt or a page keeps
+# its small print readable at 2048 px, while the file is a small part of the phone's, whose
+# pixels are mostly sensor noise at full size. Settings: IMAGE_SEND_MAX_SIDE.
+SEND_MAX_SIDE = 2048
+# The same for screenshots and drawings: a 4K screen (3840 px) is kept whole, because its
+# 12-pixel text loses words at half size (tests/test_legibility.py reads it).
+# Settings: IMAGE_SEND_MAX_SIDE_SHARP.
+SEND_MAX_SIDE_SHARP = 4096
+# A scale by a whole factor that lands at most this much under a limit is taken instead of
+# the limit itself: JPEG decodes at 1/2, 1/4 and 1/8 scale for a fraction of a full decode,
+# and `reduce` averages whole blocks, far cheaper than resampling. A phone's 4032 px
+# become 2016, not 2048.
+NEAR_LIMIT = 0.95
+
 THUMBNAIL_SIDE = 256
-JPEG_QUALITY = 90
-# An image with at most this many colours is a drawing or a screenshot: PNG keeps it sharp.
+# A photo's quality: its small print stays crisp while the file is a fraction of what the
+# phone wrote (92 to 95).
+JPEG_QUALITY = 85
+# A screenshot or a drawing repeats its colours (flat backgrounds, text in a few colours
+# with their antialiasing), where nearly every pixel of a photo has a colour of its own
+# (light, noise). Counted on a sample taken without blending: at most FEW_COLOURS, or at
+# most one distinct colour per DRAWN_PIXELS_PER_COLOUR pixels, is drawn: PNG keeps it sharp.
 FEW_COLOURS = 256
+DRAWN_PIXELS_PER_COLOUR = 8
+COLOUR_SAMPLE_SIDE = 256
 
 _SRGB = ImageCms.createProfile("sRGB")
 
@@ -52,9 +87,9 @@ class ImageRefused(Exception):
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An accepted image, normalised: what is stored and what the page shows."""
+    """An accepted image, normalised: what is stored, shown, and sent to the model."""
 
-    data: bytes  # upright, no metadata, sRGB; PNG or JPEG
+    data: bytes  # upright, no metadata, sRGB, scaled to its limit; PNG or JPEG
     media_type: str
     width: int
     height: int
@@ -63,8 +98,13 @@ class PreparedImage:
     thumbnail: bytes  # JPEG or PNG, at most THUMBNAIL_SIDE on its longer side
 
 
-def image_prepare(raw: bytes, *, max_bytes: int, max_pixels: int) -> PreparedImage:
-    """Check an uploaded file and normalise it; raises ImageRefused with the reason."""
+def image_prepare(
+    raw: bytes, *, max_bytes: int, max_pixels: int, max_side: int = SEND_MAX_SIDE,
+    max_side_sharp: int = SEND_MAX_SIDE_SHARP,
+) -> PreparedImage:
+    """Check an uploaded file and normalise it into what the model is sent: a photo at most
+    `max_side` on its longer side, a screenshot or drawing at most `max_side_sharp`;
+    raises ImageRefused with the reason."""
     if not raw:
         raise ImageRefused("empty", "That file is empty.")
     if len(raw) > max_bytes:
@@ -88,84 +128,140 @@ def image_prepare(raw: bytes, *, max_bytes: int, max_pixels: int) -> PreparedIma
     original_format = ALLOWED_FORMATS[image.format]
     try:
         image.seek(0)  # the first frame of an animation
-        image.load()
-        image = _normalised(image)
+        image, sharp = _normalised(image, max_side=max_side, max_side_sharp=max_side_sharp)
     except Image.DecompressionBombError:
         raise _too_many_pixels(max_pixels) from None
     except (OSError, SyntaxError, ValueError):
         raise ImageRefused("truncated", "That image is damaged or cut short. Save it again and attach the new file.") from None
-    data, media_type = _encode(image)
+    data, media_type = _encode(image, sharp=sharp)
+    thumbnail = _fitted(image, THUMBNAIL_SIDE)
     return PreparedImage(
         data=data, media_type=media_type, width=image.width, height=image.height,
         original_format=original_format, digest=hashlib.sha256(data).hexdigest(),
-        thumbnail=_encode(_scaled(image, THUMBNAIL_SIDE))[0],
+        thumbnail=_encode(thumbnail, sharp=_transparent(thumbnail))[0],
     )
 
 
-def image_for_model(data: bytes, *, max_side: int) -> tuple[bytes, str]:
-    """What the model is sent of a stored image: scaled so that its longer side is at most
-    `max_side` (never enlarged), as JPEG or PNG, whichever keeps it sharper for its size."""
+def image_for_model(
+    data: bytes, *, max_side: int = SEND_MAX_SIDE, max_side_sharp: int = SEND_MAX_SIDE_SHARP
+) -> tuple[bytes, str]:
+    """What the model is sent of a stored image: the stored bytes themselves when they fit,
+    else scaled down (never enlarged) to the limit of their kind, in the same format: for
+    when the limits were lowered after the image was stored."""
     image = Image.open(io.BytesIO(data))
-    if max(image.size) <= max_side:
-        return data, Image.MIME[image.format]
-    return _encode(_scaled(image, max_side))
-
-
-def _normalised(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)
-    profile = image.info.get("icc_profile")
-    if image.mode in ("I;16", "I;16B", "I", "F"):
-        image = image.convert("RGB")
-    if image.mode == "CMYK" or (profile and image.mode not in ("RGB", "RGBA")):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    if profile:
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-            image = ImageCms.profileToProfile(image, source, _SRGB, outputMode=image.mode)
-        except (ImageCms.PyCMSError, OSError):
-            pass  # a profile that cannot be read: the pixels as they are
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    elif image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
-        image = image.convert("RGB")
-    # A new image holds the pixels only: no EXIF, XMP, comments or profile come along.
-    clean = Image.new(image.mode, image.size)
-    if image.mode == "P":
-        clean.putpalette(image.getpalette())
-    clean.paste(image)
-    return clean
-
-
-def _scaled(image: Image.Image, side: int) -> Image.Image:
+    sharp = image.format == "PNG"
+    side = max_side_sharp if sharp else max_side
     if max(image.size) <= side:
+        return data, Image.MIME[image.format]
+    _draft(image, side)
+    image.load()
+    return _encode(_fitted(image, side), sharp=sharp)
+
+
+def _normalised(image: Image.Image, *, max_side: int, max_side_sharp: int) -> tuple[Image.Image, bool]:
+    """Upright, sRGB, scaled to its limit; and whether it is sharp-edged (a screenshot, a
+    drawing, transparency: stored as PNG) rather than a photo (JPEG)."""
+    profile = image.info.get("icc_profile")
+    photo = image.format in PHOTO_FORMATS and not _transparent(image)
+    if photo:
+        _draft(image, max_side)
+    image.load()
+    image = _workable(image)
+    sharp = not photo and (_transparent(image) or _drawn(image))
+    image = _fitted(image, max_side_sharp if sharp else max_side)
+    ImageOps.exif_transpose(image, in_place=True)
+    if profile:
+        image = _in_srgb(image, profile)
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+        image = image.convert("RGB")
+    return image, sharp
+
+
+def _draft(image: Image.Image, side: int) -> None:
+    """Have a JPEG decode at the smallest of its 1/2, 1/4, 1/8 scales that still reaches
+    (nearly) `side` on its longer side. The longer side is the same whichever way up the
+    picture is meant, so EXIF orientation does not change the choice."""
+    if image.format == "JPEG" and max(image.size) > side:
+        factor = _factor(max(image.size), side, (2, 4, 8))
+        if factor > 1:
+            image.draft(None, (image.width // factor, image.height // factor))
+
+
+def _workable(image: Image.Image) -> Image.Image:
+    """In a mode that can be scaled, colour-managed and saved as JPEG or PNG."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return image.convert("RGB")
+    if "transparency" in image.info:
+        return image.convert("LA" if image.mode in ("L", "LA") else "RGBA")
+    if image.mode in ("RGB", "RGBA", "L", "LA", "P", "CMYK"):
         return image
-    # A palette cannot be resampled smoothly: scale its colours instead.
-    scaled = image.convert("RGBA" if "transparency" in image.info else "RGB") if image.mode == "P" else image.copy()
-    scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return scaled
+    return image.convert("RGBA" if "A" in image.getbands() else "RGB")
 
 
-def _encode(image: Image.Image) -> tuple[bytes, str]:
-    """PNG for transparency, palettes and few colours (screenshots, drawings: sharp
-    edges); JPEG for photos, unless the PNG is smaller."""
-    if image.mode in ("RGBA", "LA", "P") or _few_colours(image):
-        return _save(image, "PNG"), "image/png"
-    jpeg = _save(image.convert("RGB") if image.mode != "L" else image, "JPEG")
-    return jpeg, "image/jpeg"
+def _transparent(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
-def _few_colours(image: Image.Image) -> bool:
-    sample = image if max(image.size) <= 512 else _scaled(image, 512)
-    return sample.getcolors(FEW_COLOURS) is not None
+def _drawn(image: Image.Image) -> bool:
+    sample = image
+    if max(image.size) > COLOUR_SAMPLE_SIDE:
+        sample = image.resize(_fit(image.size, COLOUR_SAMPLE_SIDE), Image.Resampling.NEAREST)
+    pixels = sample.width * sample.height
+    return sample.getcolors(max(FEW_COLOURS, pixels // DRAWN_PIXELS_PER_COLOUR)) is not None
 
 
-def _save(image: Image.Image, image_format: str) -> bytes:
+def _fitted(image: Image.Image, side: int) -> Image.Image:
+    """Scaled so that its longer side is at most `side`, never enlarged."""
+    longer = max(image.size)
+    if longer <= side:
+        return image
+    if image.mode == "P":  # a palette cannot be resampled smoothly: scale its colours instead
+        image = image.convert("RGB")
+    factor = _factor(longer, side, range(2, 9))
+    if factor > 1 and math.ceil(longer / factor) <= side:
+        return image.reduce(factor)
+    # Pillow reduces by whole blocks first, then resamples at least 3× the target: as good
+    # as resampling all the way, for a fraction of the time.
+    return image.resize(_fit(image.size, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _factor(longer: int, side: int, factors: Iterable[int]) -> int:
+    """The largest of `factors` that leaves the longer side at least NEAR_LIMIT × `side`."""
+    return max((f for f in factors if math.ceil(longer / f) >= side * NEAR_LIMIT), default=1)
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    scale = side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _in_srgb(image: Image.Image, profile: bytes) -> Image.Image:
+    """`image` converted from its colour profile to sRGB; as it is when the profile cannot
+    be read or does not fit its mode (CMYK is then made RGB plainly)."""
+    output = "RGBA" if image.mode in ("RGBA", "LA") else "RGB"
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        if image.mode == output:
+            ImageCms.profileToProfile(image, source, _SRGB, outputMode=output, inPlace=True)
+            return image
+        return ImageCms.profileToProfile(image, source, _SRGB, outputMode=output)
+    except (ImageCms.PyCMSError, OSError):
+        return image
+
+
+def _encode(image: Image.Image, *, sharp: bool) -> tuple[bytes, str]:
+    """PNG for a sharp-edged image (and any with transparency), JPEG for a photo."""
+    # Pillow writes some blocks it finds in `info` (a JPEG's comment, a PNG's colour
+    # profile): the encoder is given the pixels alone.
+    image.info = {}
     out = io.BytesIO()
-    if image_format == "JPEG":
-        image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    else:
-        image.save(out, "PNG", optimize=True)
-    return out.getvalue()
+    if sharp or image.mode in ("RGBA", "LA"):
+        # The default compression: `optimize` takes four times as long to save a few percent.
+        image.save(out, "PNG")
+        return out.getvalue(), "image/png"
+    image = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue(), "image/jpeg"
 
 
 def _not_an_image(raw: bytes) -> ImageRefused:

@@ -1,4 +1,4 @@
-"""chat.images: uploads checked before decoding, normalised once, scaled for the model."""
+"""chat.images: uploads checked before decoding, normalised once into what the model is sent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 import zlib
 
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFont
 
 from chat.images import ImageRefused, image_for_model, image_prepare
 
@@ -139,7 +139,8 @@ def test_a_truncated_image_and_an_image_zip_polyglot_are_refused():
 
 def test_the_model_gets_the_image_scaled_to_its_limit_never_enlarged():
     prepared = image_prepare(encoded(photo(3000, 2000), "JPEG"), **LIMITS)
-    data, media_type = image_for_model(prepared.data, max_side=1536)
+    assert (prepared.width, prepared.height) == opened(prepared.data).size == (2048, 1365)  # stored as sent
+    data, media_type = image_for_model(prepared.data, max_side=1536)  # a limit lowered since
     assert opened(data).size == (1536, 1024) and media_type == "image/jpeg"
     small = image_prepare(encoded(photo(300, 200), "JPEG"), **LIMITS)
     assert image_for_model(small.data, max_side=1536) == (small.data, "image/jpeg")
@@ -149,3 +150,140 @@ def test_the_model_gets_the_image_scaled_to_its_limit_never_enlarged():
 def test_the_same_picture_uploaded_twice_has_the_same_digest():
     data = encoded(photo(200, 100), "PNG")
     assert image_prepare(data, **LIMITS).digest == image_prepare(data, **LIMITS).digest
+
+
+# --- what is stored is what is sent: photos at the photo limit, screenshots whole ---------
+
+
+def red(pixel) -> bool:
+    r, g, b = pixel[:3]
+    return r > 200 and g < 70 and b < 70
+
+
+@pytest.fixture(scope="module")
+def phone_photo() -> bytes:
+    """12 MP as a phone stores a portrait shot: landscape pixels with EXIF orientation 6,
+    GPS, XMP, a comment and a colour profile. A red square marks the stored top left,
+    which the phone shows at the top right."""
+    image = photo(4032, 3024)
+    image.paste((255, 0, 0), (0, 0, 300, 300))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}  # GPS
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b"<rdf:Description>SecretPlace</rdf:Description></rdf:RDF></x:xmpmeta>")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return encoded(image, "JPEG", quality=92, exif=exif.tobytes(), xmp=xmp, comment=b"secret comment", icc_profile=srgb)
+
+
+def test_a_12_mp_phone_photo_is_stored_upright_at_the_photo_limit_with_no_metadata_left(phone_photo):
+    assert {"exif", "xmp", "icc_profile", "comment"} <= set(opened(phone_photo).info)  # all there before
+    prepared = image_prepare(phone_photo, **LIMITS)
+    image = opened(prepared.data)
+    # Upright, and half of 4032 on the longer side: JPEG decodes at 1/2 scale, just under 2048.
+    assert (prepared.width, prepared.height) == image.size == (1512, 2016)
+    assert red(image.getpixel((1512 - 40, 40))) and not red(image.getpixel((40, 40)))
+    assert (prepared.media_type, image.format) == ("image/jpeg", "JPEG")
+    assert not image.getexif() and not {"exif", "xmp", "icc_profile", "comment"} & set(image.info)
+    for trace in (b"Exif", b"PhoneMaker", b"SecretPlace", b"xmpmeta", b"ICC_PROFILE", b"secret comment"):
+        assert trace not in prepared.data
+    assert len(prepared.data) < len(phone_photo) / 5
+
+
+def test_what_is_stored_is_sent_as_it_is(phone_photo):
+    prepared = image_prepare(phone_photo, **LIMITS)
+    assert image_for_model(prepared.data) == (prepared.data, "image/jpeg")
+
+
+def test_a_phone_photo_cut_short_is_refused_though_decoded_at_a_smaller_scale(phone_photo):
+    with pytest.raises(ImageRefused) as refused:
+        image_prepare(phone_photo[: len(phone_photo) * 2 // 3], **LIMITS)
+    assert refused.value.code == "truncated"
+
+
+def test_a_photo_just_under_the_pixel_limit_is_taken_at_the_photo_limit():
+    data = encoded(Image.linear_gradient("L").resize((8192, 6100)), "JPEG")  # 49.97 MP
+    prepared = image_prepare(data, **LIMITS)
+    assert (prepared.width, prepared.height) == opened(prepared.data).size == (2048, 1525)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_real_10000_by_10000_image_is_refused_by_its_header():
+    data = encoded(Image.new("1", (10_000, 10_000)), "PNG")
+    with pytest.raises(ImageRefused) as refused:
+        image_prepare(data, **LIMITS)
+    assert refused.value.message == (
+        "That image is too big (10000×10000 pixels, 100.0 MP; the limit is 50.0 MP). Scale it down and attach it again."
+    )
+
+
+def screen(width: int = 3840, height: int = 2160) -> Image.Image:
+    """A desktop: a title bar, a shaded side bar, and lines of small antialiased text in
+    four colours, as an editor shows code."""
+    image = Image.new("RGB", (width, height), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, width, 40), fill=(40, 44, 52))
+    shade = Image.linear_gradient("L").resize((480, height - 40)).point(lambda v: 200 + v // 6)
+    image.paste(shade.convert("RGB"), (0, 40))
+    font = ImageFont.load_default(size=12)
+    colours = [(20, 20, 20), (20, 90, 200), (160, 40, 120), (30, 130, 60)]
+    for i, y in enumerate(range(60, height - 20, 16)):
+        draw.text((500 + (i % 7) * 40, y), f"line {i}: the quarterly figures, revenue and window sizes " * 3,
+                  font=font, fill=colours[i % 4])
+    return image
+
+
+def test_a_4k_screenshot_is_stored_whole_as_png_pixel_for_pixel():
+    original = screen()
+    assert original.getcolors(800) is None  # antialiased text and shading: far more than a palette's colours
+    prepared = image_prepare(encoded(original, "PNG"), **LIMITS)
+    stored = opened(prepared.data)
+    assert (prepared.width, prepared.height, prepared.media_type) == (3840, 2160, "image/png")
+    assert ImageChops.difference(stored.convert("RGB"), original).getbbox() is None
+    assert image_for_model(prepared.data) == (prepared.data, "image/png")
+
+
+def test_a_photo_saved_as_png_is_stored_as_jpeg_at_the_photo_limit():
+    prepared = image_prepare(encoded(photo(3000, 2000), "PNG"), **LIMITS)
+    assert (prepared.width, prepared.height, prepared.media_type) == (2048, 1365, "image/jpeg")
+
+
+def test_a_picture_with_transparency_larger_than_the_sharp_limit_is_scaled_to_it_and_stays_png():
+    drawing = Image.new("RGBA", (5000, 1000), (0, 0, 0, 0))
+    ImageDraw.Draw(drawing).ellipse((100, 100, 4900, 900), fill=(255, 0, 0, 255))
+    prepared = image_prepare(encoded(drawing, "PNG"), **LIMITS)
+    stored = opened(prepared.data)
+    assert (stored.size, stored.mode, prepared.media_type) == ((4096, 819), "RGBA", "image/png")
+    assert stored.getpixel((0, 0))[3] == 0 and red(stored.getpixel((2048, 410)))
+
+
+def test_a_heic_photo_is_turned_upright_scaled_and_stripped():
+    image = photo(800, 600)
+    image.paste((255, 0, 0), (0, 0, 80, 80))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}
+    exif[0x010F] = "PhoneMaker"
+    prepared = image_prepare(encoded(image, "HEIF", exif=exif.tobytes()), **LIMITS, max_side=400)
+    stored = opened(prepared.data)
+    assert (prepared.original_format, stored.format, stored.size) == ("HEIC", "JPEG", (300, 400))
+    assert red(stored.getpixel((300 - 10, 10))) and not red(stored.getpixel((10, 10)))
+    assert not stored.getexif() and b"PhoneMaker" not in prepared.data
+
+
+def profile_with_red_and_blue_swapped() -> bytes:
+    """sRGB, but saying that the first channel is blue and the third red."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (count,) = struct.unpack(">I", profile[128:132])
+    entries = {bytes(profile[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red_at, blue_at = entries[b"rXYZ"], entries[b"bXYZ"]
+    profile[red_at + 4 : red_at + 12], profile[blue_at + 4 : blue_at + 12] = (
+        profile[blue_at + 4 : blue_at + 12], profile[red_at + 4 : red_at + 12])
+    return bytes(profile)
+
+
+def test_colours_are_converted_from_the_pictures_profile_to_srgb():
+    data = encoded(Image.new("RGB", (64, 48), (220, 20, 20)), "JPEG", icc_profile=profile_with_red_and_blue_swapped())
+    r, g, b = opened(image_prepare(data, **LIMITS).data).getpixel((32, 24))
+    assert b > 150 and r < 80  # what the profile says the numbers mean: blue

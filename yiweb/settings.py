@@ -313,6 +313,12 @@ GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
 # refused with a sentence before it is decoded.
 IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(20_000_000)))
 IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", str(50_000_000)))
+# What is stored is what the model is sent (chat/images.py): a photo scaled to at most
+# IMAGE_SEND_MAX_SIDE pixels on its longer side, stored as JPEG; a screenshot, a drawing or
+# a picture with transparency to at most IMAGE_SEND_MAX_SIDE_SHARP, as PNG, so that a 4K
+# screen's small text reaches the model whole.
+IMAGE_SEND_MAX_SIDE = int(os.environ.get("IMAGE_SEND_MAX_SIDE", "2048"))
+IMAGE_SEND_MAX_SIDE_SHARP = int(os.environ.get("IMAGE_SEND_MAX_SIDE_SHARP", "4096"))
 # At most this many images in one message (the page says so before uploading a seventh).
 IMAGES_PER_MESSAGE = int(os.environ.get("IMAGES_PER_MESSAGE", "6"))
 
