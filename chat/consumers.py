@@ -26,10 +26,12 @@ from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 from django.db import DatabaseError
 
-from chat import conversations
+from chat import conversations, history
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
-from chat.conversations import CatchUp, Exchange, Resent, SendRefused
+from chat.conversations import Exchange, Resent
+from chat.history import CatchUp
+from chat.refusals import SendRefused, conversation_missing
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
 from chat.generation import (
     generation_ending_wait,
@@ -235,7 +237,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         raw_id = content.get("conversation_id")
         conversation_id = _int(raw_id)
         if conversation_id is None and raw_id is not None:
-            raise conversations.conversation_missing()  # not an id: never a new conversation
+            raise conversation_missing()  # not an id: never a new conversation
         send = conversations.Send(
             user=self.user,
             conversation_id=conversation_id,
@@ -506,7 +508,7 @@ def _holding(content: dict[str, Any]) -> dict[int, int]:
     return holding
 
 
-_catch_up = database_sync_to_async(conversations.conversation_catch_up)
+_catch_up = database_sync_to_async(history.conversation_catch_up)
 _signed_in = database_sync_to_async(user_signed_in)
 
 
@@ -520,4 +522,4 @@ def _message_streaming_owned(user, message_id: int | None) -> bool:
 @database_sync_to_async
 def _message_dict(user, message_id: int) -> dict[str, Any] | None:
     message = Message.objects.filter(pk=message_id, conversation__user=user).first()
-    return conversations.message_to_dict(message) if message else None
+    return history.message_to_dict(message) if message else None

@@ -18,11 +18,12 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
-from chat import accounts, attachments, conversations
+from chat import accounts, attachments, history
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
 from chat.generation import upstream_client
 from chat.images import ImageRefused, image_too_large
+from chat.refusals import SendRefused
 from chat.upstream import UpstreamError
 
 MODELS_CACHE_SECONDS = 300
@@ -35,19 +36,19 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
     messages_data: list[dict] = []
     if conversation_id is not None:
         try:
-            conversation = conversations.conversation_get(user=request.user, conversation_id=conversation_id)
-        except conversations.SendRefused:
+            conversation = history.conversation_get(user=request.user, conversation_id=conversation_id)
+        except SendRefused:
             raise Http404("No such conversation") from None
         messages_data = [
-            conversations.message_to_dict(m) for m in conversations.message_thread(conversation=conversation)
+            history.message_to_dict(m) for m in history.message_thread(conversation=conversation)
         ]
     return render(
         request,
         "chat/chat.html",
         {
-            "conversations": conversations.conversation_list(user=request.user),
+            "conversations": history.conversation_list(user=request.user),
             "conversation": conversation,
-            "conversation_data": conversations.conversation_to_dict(conversation) if conversation else None,
+            "conversation_data": history.conversation_to_dict(conversation) if conversation else None,
             "messages_data": messages_data,
             "default_model": conversation.model if conversation else settings.YI_DEFAULT_MODEL,
             "simulator": settings.YI_SIMULATOR,

@@ -20,7 +20,7 @@ from PIL import Image
 from chat import attachments as attachments_module
 from chat.attachments import attachment_create, attachments_sweep, image_prepare_upload
 from chat.models import Attachment, Conversation, Message
-from tests.test_consumer import answer_of, conversation_id_of, first, frames_until, is_done, send
+from tests.test_consumer import answer_of, conversation_id_of, first, frames_until, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

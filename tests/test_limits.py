@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.conversations import Send, SendRefused, exchanges_send
+from chat.conversations import Send, exchanges_send
+from chat.refusals import SendRefused
 from chat.models import Message
 from tests.test_consumer import answer_of, frames_until, is_done, send
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 from django.core.files.base import ContentFile
 
-from chat.conversations import message_thread
+from chat.history import message_thread
 from chat.models import Attachment, Conversation, Message
 from chat.requests import CONTINUE_PROMPT, request_build, request_plan, tokens_estimate
 

@@ -192,7 +192,7 @@ def test_a_failing_page_sends_the_policy(client, user, monkeypatch):
     def fail(**kwargs):
         raise RuntimeError("the database is on fire")
 
-    monkeypatch.setattr(views.conversations, "conversation_list", fail)
+    monkeypatch.setattr(views.history, "conversation_list", fail)
     client.raise_request_exception = False
     client.force_login(user)
     response = client.get("/")

@@ -1,0 +1,17 @@
+"""Why a frame's request is not carried out: the code and the sentence the page shows."""
+
+from __future__ import annotations
+
+
+class SendRefused(Exception):
+    """A send that must not start: nothing was stored. `code` and `message` go to the page."""
+
+    def __init__(self, code: str, message: str, *, message_id: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.message_id = message_id  # for `busy`: the answer still streaming
+
+
+def conversation_missing() -> SendRefused:
+    return SendRefused("not_found", "That conversation does not exist or is not yours.")
