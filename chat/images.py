@@ -41,11 +41,15 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 pillow_heif.register_heif_opener()
 
 # Pillow's format name -> what it is called to a person.
-ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "HEIF": "HEIC"}
+# MPO is how Pillow names a JPEG holding more than one picture (many phone cameras write
+# one: the photo and a depth map or a preview); its first picture is the photo. Pillow's
+# JPEG opener makes it, so it is not a format to ask `Image.open` for.
+ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "HEIF": "HEIC"}
+_OPENERS = [name for name in ALLOWED_FORMATS if name != "MPO"]
 FORMATS_SENTENCE = "JPEG, PNG, WebP, GIF or HEIC"
 # What cameras write: lossy already, so never sharp-edged; a JPEG is sized before it is
 # decoded, which is what lets it decode straight at 1/2, 1/4 or 1/8 scale.
-PHOTO_FORMATS = ("JPEG", "HEIF")
+PHOTO_FORMATS = ("JPEG", "MPO", "HEIF")
 
 # The longer side of a stored (and sent) photo. A phone photo of a receipt or a page keeps
 # its small print readable at 2048 px, while the file is a small part of the phone's, whose
@@ -114,7 +118,7 @@ def image_prepare(
         # archive, but a file made to be two things at once is not a photo someone took.
         raise ImageRefused("polyglot", "That file holds something besides an image (an archive). Attach the picture alone.")
     try:
-        image = Image.open(io.BytesIO(raw), formats=list(ALLOWED_FORMATS))
+        image = Image.open(io.BytesIO(raw), formats=_OPENERS)
     except UnidentifiedImageError:
         raise _not_an_image(raw) from None
     except Image.DecompressionBombError:  # Pillow's own header check, for sizes far past ours
@@ -181,7 +185,7 @@ def _draft(image: Image.Image, side: int) -> None:
     """Have a JPEG decode at the smallest of its 1/2, 1/4, 1/8 scales that still reaches
     (nearly) `side` on its longer side. The longer side is the same whichever way up the
     picture is meant, so EXIF orientation does not change the choice."""
-    if image.format == "JPEG" and max(image.size) > side:
+    if image.format in ("JPEG", "MPO") and max(image.size) > side:
         factor = _factor(max(image.size), side, (2, 4, 8))
         if factor > 1:
             image.draft(None, (image.width // factor, image.height // factor))

@@ -88,6 +88,15 @@ def test_webp_is_taken():
     assert image_prepare(encoded(photo(100, 80), "WEBP"), **LIMITS).original_format == "WebP"
 
 
+def test_a_jpeg_holding_two_pictures_as_phone_cameras_write_is_taken_as_its_first():
+    first, second = photo(320, 240), Image.new("RGB", (320, 240), (0, 0, 255))
+    raw = encoded(first, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(raw)).format == "MPO"
+    prepared = image_prepare(raw, **LIMITS)
+    assert (prepared.original_format, prepared.media_type, prepared.width) == ("JPEG", "image/jpeg", 320)
+    assert opened(prepared.data).getpixel((0, 0))[2] < 200  # the photo, not the blue second picture
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge size: a decompression bomb's shape."""
     def chunk(kind: bytes, body: bytes) -> bytes:
