@@ -45,3 +45,12 @@ def model_for_images(requested: str) -> str | None:
     if model_info(requested).vision:
         return requested
     return settings.VISION_MODEL or None
+
+
+def tokens_cost(model: str, prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:
+    """US dollars for so many tokens in and out on `model`, by the reference's prices;
+    None where the price or the count is unknown."""
+    info = model_info(model)
+    if info.price_in is None or info.price_out is None or (prompt_tokens is None and completion_tokens is None):
+        return None
+    return (info.price_in * (prompt_tokens or 0) + info.price_out * (completion_tokens or 0)) / 1_000_000

@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from chat.attachments import attachment_to_dict
+from chat.catalog import tokens_cost
 from chat.models import Conversation, Message
 from chat.refusals import conversation_missing
 
@@ -117,6 +118,15 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         if message.pk and message.role == Message.Role.USER
         else [],
         "notes": message.notes,
+        "cost_usd": _cost(message),
         "tool_calls": message.tool_calls,
         "created_at": message.created_at.isoformat(),
     }
+
+
+def _cost(message: Message) -> str | None:
+    """The answer's price in US dollars, as a string (exact: JSON numbers are floats)."""
+    if message.role != Message.Role.ASSISTANT:
+        return None
+    cost = tokens_cost(message.model, message.prompt_tokens, message.completion_tokens)
+    return None if cost is None else f"{cost:.6f}"

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.chat_page, name="home"),
     path("c/<int:conversation_id>/", views.chat_page, name="conversation"),
     path("api/models", views.models_json, name="models"),
+    path("usage/", views.usage_page, name="usage"),
     path("attachments/", views.attachment_upload, name="attachment_upload"),
     path("attachments/<int:attachment_id>/", views.attachment_file, name="attachment"),
     path("attachments/<int:attachment_id>/thumbnail/", views.attachment_file, {"thumbnail": True},

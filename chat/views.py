@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
-from chat import accounts, attachments, history
+from chat import accounts, attachments, history, usage
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
 from chat.generation import upstream_client
@@ -137,6 +137,14 @@ def _refused(response: HttpResponse, refusal: Refusal | None) -> HttpResponse:
         response.status_code = 429
         response["Retry-After"] = str(refusal.retry_after)
     return response
+
+
+def usage_page(request: HttpRequest) -> HttpResponse:
+    """Tokens and cost per day over the last 30 days, and per model: the person's own."""
+    read = usage.usage_read(user=request.user)
+    return render(request, "chat/usage.html", {
+        "usage": read, "last_day": read.days[-1].day, "chart_width": usage.DAYS, "chart_height": usage.CHART_HEIGHT,
+    })
 
 
 # --- attachments --------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""The usage page: a person's own tokens and cost per day and per model, drawn as SVG."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from chat.usage import DAYS, usage_read
+
+pytestmark = pytest.mark.django_db
+
+
+def answer(user, model, prompt, completion, days_ago=0):
+    conversation = Conversation.objects.create(user=user, model=model)
+    message = Message.objects.create(conversation=conversation, role="assistant", model=model, content="x",
+                                     prompt_tokens=prompt, completion_tokens=completion,
+                                     total_tokens=prompt + completion)
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
+
+
+def test_tokens_and_cost_per_day_and_per_model_at_the_reference_prices(user, other_user):
+    answer(user, "yi-large", 1_000_000, 500_000)  # $3 + $1.50
+    answer(user, "yi-vision", 200_000, 100_000, days_ago=3)  # $0.057
+    answer(user, "my-local-model", 10, 20, days_ago=3)  # no known price
+    answer(user, "yi-large", 5, 5, days_ago=40)  # too old
+    answer(other_user, "yi-large", 999, 999)  # someone else's
+    usage = usage_read(user=user)
+    assert len(usage.days) == DAYS and usage.days[-1].day == timezone.localdate()
+    assert (usage.days[-1].total_tokens, usage.days[-1].cost) == (1_500_000, Decimal("4.5"))
+    assert usage.days[-4].total_tokens == 300_030 and usage.days[-4].cost == Decimal("0.057")
+    assert usage.days[-1].bar_height == 100 and usage.days[0].bar_height == 0
+    assert list(usage.models) == ["yi-large", "yi-vision", "my-local-model"]
+    assert usage.models["my-local-model"].unpriced_tokens == 30
+    assert usage.total.cost == Decimal("4.557") and usage.total.answers == 3
+
+
+def test_the_page_shows_the_chart_and_figures_to_its_owner_only(user, other_user):
+    answer(user, "yi-large", 1_000_000, 500_000)
+    client = Client()
+    client.force_login(user)
+    page = client.get("/usage/").content.decode()
+    assert "<svg" in page and page.count('class="usage-bar"') == DAYS
+    assert "$4.5000" in page and "yi-large" in page
+    client.force_login(other_user)
+    other = client.get("/usage/").content.decode()
+    assert "yi-large" not in other and "No answers in the last 30 days." in other
+    assert Client().get("/usage/").status_code == 302  # to the sign-in page
+
+
+def test_an_answer_carries_its_cost_where_the_price_is_known(user):
+    from chat.history import message_to_dict
+
+    answer(user, "yi-vision", 1000, 2000)
+    answer(user, "my-local-model", 1000, 2000)
+    priced, unknown = Message.objects.order_by("pk")
+    assert message_to_dict(priced)["cost_usd"] == "0.000570"
+    assert message_to_dict(unknown)["cost_usd"] is None
