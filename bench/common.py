@@ -314,7 +314,7 @@ def cores(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
 
 
-def parser_create(description: str, *, streams: str, interval_ms: float) -> argparse.ArgumentParser:
+def parser_create(description: str, *, streams: str, interval_ms: float, deltas: int = 500) -> argparse.ArgumentParser:
     """The options every benchmark takes: how many streams, how long, how fast."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
@@ -323,7 +323,7 @@ def parser_create(description: str, *, streams: str, interval_ms: float) -> argp
         type=lambda v: sorted({int(n) for n in v.split(",")}),
         help=f"concurrent streams per level, comma-separated (default {streams})",
     )
-    parser.add_argument("--deltas", type=int, default=500, help="deltas per stream (default 500)")
+    parser.add_argument("--deltas", type=int, default=deltas, help=f"deltas per stream (default {deltas})")
     parser.add_argument(
         "--interval-ms", type=float, default=interval_ms, help=f"ms between deltas (default {interval_ms:g})"
     )
