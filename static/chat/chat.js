@@ -1,6 +1,7 @@
 // The chat page: the conversation list, the messages, the composer and the one
 // websocket of this tab. The protocol is docs/websocket.md; message rendering is in
-// message_view.js and markdown.js, the reconnecting socket in socket.js.
+// message_view.js and markdown.js, the reconnecting socket in socket.js, the composer's
+// images in attachments.js and their viewer in image_viewer.js.
 (function () {
   "use strict";
 
@@ -18,6 +19,7 @@
   const initialMessages = readJSON("messages-data") || [];
   const defaultModel = readJSON("default-model") || "";
   const messageMaxChars = readJSON("message-max-chars") || Infinity; // MESSAGE_MAX_CHARS
+  const imageLimits = readJSON("image-limits") || {}; // IMAGES_PER_MESSAGE, IMAGE_MAX_BYTES
 
   const $ = (id) => document.getElementById(id);
   const app = $("chat-app");
@@ -54,7 +56,9 @@
     conversation: initialConversation,
     conversationId: initialConversation ? initialConversation.id : null,
     views: new Map(), // message id -> MessageView
-    pending: [], // sends not yet confirmed by the server: {clientId, text, conversationId, model}
+    // Sends not yet confirmed by the server: {clientId, text, conversationId, model,
+    // attachmentIds, chips (attachments.js: kept until the server stores the send)}
+    pending: [],
   };
 
   // --- Rendering: at most once per animation frame ---------------------------------
@@ -103,7 +107,13 @@
 
   // --- Messages ---------------------------------------------------------------------
   // A resync for one answer asks about all of them: one subscribe names every answer held.
-  const viewHooks = { scheduleRender, requestResync: () => subscribe() };
+  const viewer = new ImageViewer($("image-viewer"));
+  const viewHooks = {
+    scheduleRender,
+    requestResync: () => subscribe(),
+    openImage: (attachment, name, opener) => viewer.open(attachment, name, opener),
+    pickedModel: () => ui.model.value,
+  };
 
   function addOrUpdateMessage(message, replaces) {
     let view = state.views.get(message.id);
@@ -371,13 +381,27 @@
   }
 
   function sendFrame(pending) {
-    return {
+    const frame = {
       type: "send",
       conversation_id: pending.conversationId,
       text: pending.text,
       model: pending.model,
       client_id: pending.clientId,
     };
+    if (pending.attachmentIds.length) frame.attachment_ids = pending.attachmentIds;
+    return frame;
+  }
+
+  // Our own send, stored: by its client_id when the message carries one; else by its text
+  // and its images, in the order sent. Two sends of images alone never match each other:
+  // an upload goes with one send only.
+  function pendingIndexOf(message) {
+    if (message.client_id) return state.pending.findIndex((p) => p.clientId === message.client_id);
+    const text = (message.content || "").trim();
+    const images = (message.attachments || []).map((a) => a.id).sort((a, b) => a - b).join();
+    return state.pending.findIndex(
+      (p) => p.text.trim() === text && [...p.attachmentIds].sort((a, b) => a - b).join() === images,
+    );
   }
 
   // A send from the home page made a conversation: this tab now shows it.
@@ -411,14 +435,10 @@
     message(frame) {
       const message = frame.message;
       if (message.conversation_id !== undefined && message.conversation_id !== state.conversationId) return;
-      if (message.role === "user") {
-        // Message objects carry no client_id today; the text is what the server stored.
-        const index = state.pending.findIndex(
-          (p) =>
-            (message.client_id !== undefined && p.clientId === message.client_id) ||
-            p.text.trim() === (message.content || "").trim(),
-        );
-        if (index !== -1) state.pending.splice(index, 1);
+      const index = message.role === "user" ? pendingIndexOf(message) : -1;
+      if (index !== -1) {
+        tray.discard(state.pending[index].chips);
+        state.pending.splice(index, 1);
       }
       addOrUpdateMessage(message, frame.replaces);
     },
@@ -449,6 +469,7 @@
       const index = frame.client_id ? state.pending.findIndex((p) => p.clientId === frame.client_id) : -1;
       if (index !== -1) {
         restoreDraft(state.pending[index].text);
+        tray.unlock(state.pending[index].chips);
         state.pending.splice(index, 1);
       }
       showError(frame.message || `The server refused the request (${frame.code}).`);
@@ -474,15 +495,26 @@
   // Text the server refused goes back into the box, in front of anything typed since.
   function restoreDraft(text) {
     const current = ui.input.value;
-    if (current === text) return;
+    if (current === text || !text.trim()) return;
     ui.input.value = current.trim() ? `${text}\n${current}` : text;
     composerChanged();
   }
 
   function composerChanged() {
-    ui.send.disabled = ui.input.value.trim() === "";
+    ui.send.disabled = ui.input.value.trim() === "" && !tray.hasImages();
     ui.input.style.height = "auto";
     ui.input.style.height = `${Math.min(ui.input.scrollHeight, 240)}px`;
+  }
+
+  // Send pressed while images are still uploading: the send goes once they are all up
+  // (or refused, or removed), with whatever the composer holds then.
+  let waitingForUploads = false;
+  function uploadsChanged() {
+    composerChanged();
+    if (!waitingForUploads || tray.uploading()) return;
+    waitingForUploads = false;
+    hideError();
+    sendMessage();
   }
 
   // Daphne drops a websocket message over 1 MiB without a word: the text would be lost
@@ -525,12 +557,20 @@
 
   function sendMessage() {
     const text = ui.input.value;
-    if (text.trim() === "") return;
+    if (text.trim() === "" && !tray.hasImages()) return;
+    if (tray.uploading()) {
+      waitingForUploads = true;
+      showError("Waiting for uploads…", true);
+      return;
+    }
+    const attachmentIds = tray.ready().map((chip) => chip.attachment.id);
+    if (text.trim() === "" && !attachmentIds.length) return;
     const pending = {
       clientId: newClientId(),
       text,
       conversationId: state.conversationId,
       model: ui.model.value || defaultModel,
+      attachmentIds,
     };
     // Refused here, the text stays in the box and nothing is sent.
     const refusal = sendRefusal(sendFrame(pending));
@@ -538,7 +578,8 @@
       showError(refusal);
       return;
     }
-    if (state.pending.some((p) => p.waiting && p.text === text)) return;
+    if (!attachmentIds.length && state.pending.some((p) => p.waiting && p.text === text)) return;
+    pending.chips = tray.take();
     state.pending.push(pending);
     if (!socket.send(sendFrame(pending))) {
       // Connecting (the page just opened) or reconnecting: the message goes out when the
@@ -562,6 +603,19 @@
     pinnedToBottom = true;
     scrollToBottom();
   }
+
+  const tray = new AttachmentTray({
+    list: $("attachment-list"),
+    input: $("attach-input"),
+    button: $("attach-button"),
+    overlay: $("drop-overlay"),
+    composerInput: ui.input,
+    uploadUrl: app.dataset.uploadUrl,
+    csrfToken: app.dataset.csrfToken,
+    loginPath: urls.login,
+    limits: imageLimits,
+    onChange: uploadsChanged,
+  });
 
   ui.input.addEventListener("input", composerChanged);
   ui.input.addEventListener("keydown", (event) => {

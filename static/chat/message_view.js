@@ -20,9 +20,11 @@
     return node;
   }
 
-  function metaText(message) {
+  // picked: the model the conversation asked for; an answer from another one (a message
+  // with images goes to a model that takes them) says so.
+  function metaText(message, picked) {
     const parts = [];
-    if (message.model) parts.push(message.model);
+    if (message.model) parts.push(picked && message.model !== picked ? `Answered by ${message.model}` : message.model);
     const usage = message.usage || {};
     if (usage.completion_tokens) parts.push(`${usage.completion_tokens} tokens`);
     if (message.duration_ms) parts.push(`${(message.duration_ms / 1000).toFixed(1)} s`);
@@ -39,6 +41,7 @@
       message.error_message || "",
       message.finish_reason || "",
       message.model || "",
+      message.notes || [],
       message.usage || null,
       message.duration_ms || 0,
     ]);
@@ -48,7 +51,9 @@
     constructor(message, hooks) {
       this.id = message.id;
       this.role = message.role;
-      this.hooks = hooks; // scheduleRender(view), requestResync(view)
+      // scheduleRender(view), requestResync(view), openImage(attachment, name, opener),
+      // pickedModel()
+      this.hooks = hooks;
       this.lastSeq = 0;
       this.ahead = new Map(); // seq -> text of deltas that arrived after a gap
       // seq -> length of the text once that seq was applied: a snapshot that starts at a
@@ -73,6 +78,13 @@
       const author = element("h3", "visually-hidden");
       author.textContent = this.role === "user" ? "You said:" : "Yi said:";
       this.body = element("div", this.role === "assistant" ? "message-body markdown" : "message-body");
+      // The app's own notices about an answer ("… so yi-vision answered"): plain text
+      // outside the rendered Markdown, so that no model output can pass for one.
+      this.notes = element("ul", "message-notes", { "aria-label": "Notes from yiweb" });
+      this.notes.hidden = true;
+      this.images = element("div", "message-images");
+      this.images.hidden = true;
+      this.imagesKey = "[]";
       this.typing = element("div", "typing-indicator", { "aria-hidden": "true" });
       this.typing.append(element("span"), element("span"), element("span"));
       this.retryNotice = element("p", "retry-notice", { role: "status" });
@@ -82,7 +94,7 @@
       this.statusLabel = element("p", "message-status-label");
       this.statusLabel.hidden = true;
       this.meta = element("p", "message-meta");
-      inner.append(author, this.body, this.typing, this.retryNotice, this.errorBox, this.statusLabel, this.meta);
+      inner.append(author, this.images, this.notes, this.body, this.typing, this.retryNotice, this.errorBox, this.statusLabel, this.meta);
       if (this.role === "assistant") {
         // Shown under the last answer once it has ended; chat.js handles the clicks.
         this.actions = element("div", "message-actions");
@@ -118,8 +130,11 @@
       this.message = message;
       const text = message.content || "";
       this.ending = message.status === "streaming" ? null : endingKey(message);
+      this.showImages(message.attachments || []);
+      this.showNotes(message.notes || []);
       if (this.role !== "assistant") {
         this.body.textContent = text;
+        this.body.hidden = !text.trim(); // images alone
       } else if (message.status === "streaming") {
         if (typeof message.seq === "number" && message.seq > this.lastSeq) this.lastSeq = message.seq;
         this.markdown.set(text);
@@ -144,7 +159,8 @@
       }
       this.statusLabel.hidden = !STATUS_LABELS[message.status];
       this.statusLabel.textContent = STATUS_LABELS[message.status] || "";
-      this.meta.textContent = this.role === "assistant" && message.status !== "streaming" ? metaText(message) : "";
+      this.meta.textContent =
+        this.role === "assistant" && message.status !== "streaming" ? metaText(message, this.hooks.pickedModel()) : "";
       if (message.status !== "streaming") this.clearRetry();
       if (this.actions) {
         this.actions.hidden = message.status === "streaming";
@@ -156,6 +172,42 @@
       }
       // Last, so that a test waiting for data-status="complete" finds the final text.
       this.el.dataset.status = message.status;
+    }
+
+    // A question's images, as thumbnails that open the viewer.
+    showImages(attachments) {
+      const key = JSON.stringify(attachments.map((a) => a.id));
+      if (key === this.imagesKey) return;
+      this.imagesKey = key;
+      this.images.replaceChildren(
+        ...attachments.map((attachment, index) => {
+          const name = attachment.original_name || `Attached image ${index + 1}`;
+          const button = element("button", "message-image", { type: "button", title: `${name}: open full size` });
+          const image = element("img", "", { alt: name, src: attachment.thumbnail_url, decoding: "async" });
+          // Its proportions before it loads, so the conversation does not jump.
+          if (attachment.width && attachment.height) {
+            image.width = attachment.width;
+            image.height = attachment.height;
+          }
+          button.append(image);
+          button.addEventListener("click", () => this.hooks.openImage(attachment, name, button));
+          return button;
+        }),
+      );
+      this.images.hidden = attachments.length === 0;
+    }
+
+    showNotes(notes) {
+      const texts = notes.filter((note) => typeof note === "string" && note);
+      if (JSON.stringify(texts) === JSON.stringify([...this.notes.children].map((li) => li.textContent))) return;
+      this.notes.replaceChildren(
+        ...texts.map((note) => {
+          const item = element("li", "message-note");
+          item.textContent = note;
+          return item;
+        }),
+      );
+      this.notes.hidden = texts.length === 0;
     }
 
     delta(frame) {
