@@ -1,0 +1,374 @@
+"""Search over titles and message text: the same behaviour on SQLite (FTS5 trigram) and on
+PostgreSQL (pg_trgm), each for real. Tests take `database`, the alias their data and search
+go to (search follows the user's database)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connections
+from django.db.migrations.executor import MigrationExecutor
+
+from chat import search as search_module
+from chat.models import Conversation, Message
+from chat.search import search, search_hit_to_dict, snippet_cut
+
+
+def on_each_database(**django_db):
+    """Parameters for `database`: the default database (SQLite unless DATABASE_URL says
+    otherwise) and PostgreSQL (tests/settings.py's "postgres", when one answers)."""
+    default = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    params = [pytest.param("default", marks=pytest.mark.django_db(databases=["default"], **django_db), id=default)]
+    if "postgres" in settings.DATABASES:
+        params.append(
+            pytest.param("postgres", marks=pytest.mark.django_db(databases=["postgres"], **django_db), id="postgresql")
+        )
+    elif default != "postgresql":
+        params.append(pytest.param(
+            "postgres", marks=pytest.mark.skip(reason="no PostgreSQL answers at POSTGRES_ADMIN_URL"), id="postgresql"
+        ))
+    return params
+
+
+each_database = pytest.mark.parametrize("database", on_each_database())
+
+
+# No passwords: hashing one takes a quarter of a second on purpose, and search needs none.
+@pytest.fixture
+def alice(database):
+    return get_user_model().objects.db_manager(database).create_user("alice")
+
+
+@pytest.fixture
+def bob(database):
+    return get_user_model().objects.db_manager(database).create_user("bob")
+
+
+def conversation(owner, *texts: str, title: str = "", roles: tuple[str, ...] = ("user", "assistant")) -> Conversation:
+    """A conversation of `owner` whose messages are `texts`, alternating question and answer."""
+    database = owner._state.db
+    made = Conversation.objects.using(database).create(user=owner, title=title, model="yi-large")
+    parent = None
+    for i, text in enumerate(texts):
+        parent = Message.objects.using(database).create(
+            conversation=made, parent=parent, role=roles[i % len(roles)], content=text
+        )
+    return made
+
+
+def found(user, query, **options) -> list[tuple[int, int | None]]:
+    return [(hit.conversation_id, hit.message_id) for hit in search(user=user, query=query, **options)]
+
+
+def message_ids(made: Conversation) -> list[int]:
+    return list(made.messages.order_by("id").values_list("pk", flat=True))
+
+
+@each_database
+def test_an_english_word_is_found_inside_longer_text(alice):
+    made = conversation(alice, "Why does this fail?", "It runs raise ValueError('x') when the list is empty.")
+
+    [hit] = search(user=alice, query="ValueError")
+
+    assert (hit.conversation_id, hit.message_id, hit.role) == (made.pk, message_ids(made)[1], "assistant")
+    assert hit.snippet == (("It runs raise ", False), ("ValueError", True), ("('x') when the list is empty.", False))
+
+
+@each_database
+def test_a_chinese_substring_is_found_in_text_without_spaces(alice):
+    made = conversation(alice, "今天北京天气很好，我们去公园吧")
+    conversation(alice, "上海天气也不错")
+
+    [hit] = search(user=alice, query="北京天气")
+
+    assert (hit.message_id, hit.role) == (message_ids(made)[0], "user")
+    assert hit.snippet == (("今天", False), ("北京天气", True), ("很好，我们去公园吧", False))
+
+
+@each_database
+def test_a_two_character_chinese_word_is_found_and_nothing_else(alice):
+    beijing = conversation(alice, "我下周去北京出差")
+    conversation(alice, "我下周去南京出差", "北方的天气很冷")  # 北 and 京 apart, not 北京
+
+    [hit] = search(user=alice, query="北京")
+
+    assert hit.message_id == message_ids(beijing)[0]
+    assert hit.snippet == (("我下周去", False), ("北京", True), ("出差", False))
+
+
+@each_database
+@pytest.mark.parametrize("query", ["valueerror", "VALUEERROR", "vALUEeRROR", "va", "VA"])
+def test_english_is_found_in_any_case_and_the_snippet_keeps_the_texts_own(alice, query):
+    made = conversation(alice, "A ValueError again")
+
+    [hit] = search(user=alice, query=query)
+
+    assert hit.message_id == message_ids(made)[0]
+    assert [text for text, is_match in hit.snippet if is_match] == ["ValueError"[: len(query)]]
+
+
+@each_database
+def test_a_title_alone_matching_gives_a_hit_without_a_message(alice):
+    made = conversation(alice, "Where should we stay?", "Near the lake.", title="Trip to Hangzhou in May")
+
+    [hit] = search(user=alice, query="hangzhou")
+
+    assert (hit.conversation_id, hit.message_id, hit.role) == (made.pk, None, None)
+    assert hit.conversation_title == "Trip to Hangzhou in May"
+    assert hit.snippet == (("Trip to ", False), ("Hangzhou", True), (" in May", False))
+
+
+@each_database
+def test_a_conversation_found_by_its_messages_gets_no_hit_for_its_title(alice):
+    made = conversation(alice, "Tell me about Hangzhou", "Hangzhou is by West Lake.", title="Tell me about Hangzhou")
+    question, answer = message_ids(made)
+
+    assert found(alice, "Hangzhou") == [(made.pk, answer), (made.pk, question)]
+
+
+# Each query must find exactly the message named, whatever its characters mean to LIKE or FTS5.
+LITERAL_TEXTS = {
+    "percent": "We are 100% sure",
+    "percent_like": "We are 100 percent sure, 1000 times",
+    "underscore": "set max_tokens to 10",
+    "underscore_like": "set maxxtokens to 10",
+    "quote": 'He said "hi" and left',
+    "star": "glob the files with src/*.py today",
+    "near": "NEAR(cats dogs) is FTS5 syntax",
+    "and": "salt AND pepper",
+    "backslash": r"the path C:\temp\new is odd",
+    "apostrophe": "it's Bob's",
+    "dash": "run it with -v now",
+}
+LITERAL_QUERIES = [
+    ("100%", "percent"),
+    ("0%", "percent"),
+    ("%", "percent"),
+    ("x_t", "underscore"),
+    ("_", "underscore"),
+    ('"hi"', "quote"),
+    ('"', "quote"),
+    ("*.py", "star"),
+    ("NEAR(cats", "near"),
+    ("salt AND pepper", "and"),
+    ("\\temp", "backslash"),
+    ("\\", "backslash"),
+    ("'s B", "apostrophe"),
+    ("-v", "dash"),
+    ("with -v", "dash"),
+]
+
+
+@each_database
+@pytest.mark.parametrize("query, expected", LITERAL_QUERIES)
+def test_the_querys_characters_are_literal(alice, query, expected):
+    made = conversation(alice, *LITERAL_TEXTS.values(), roles=("user",))
+    ids = dict(zip(LITERAL_TEXTS, message_ids(made)))
+
+    assert found(alice, query) == [(made.pk, ids[expected])]
+
+
+@each_database
+@pytest.mark.parametrize("query", ["AND", "OR", "NOT", "NEAR", "a*", "(", ")", "^", ":", "{}", "' OR 1=1 --"])
+def test_fts5_syntax_alone_searches_for_itself(alice, query):
+    conversation(alice, "hello there", title="hello there")
+
+    assert found(alice, query) == []
+
+
+@each_database
+def test_another_users_matching_conversation_is_never_returned(alice, bob):
+    conversation(bob, "bob's secret: ValueError in 北京天气", title="ValueError 北京天气")
+    mine = conversation(alice, "alice's ValueError")
+
+    assert found(alice, "ValueError") == [(mine.pk, message_ids(mine)[0])]
+    assert found(alice, "北京天气") == []
+    assert found(alice, "北京") == []
+
+
+@each_database
+def test_tool_and_system_messages_are_not_searched(alice):
+    conversation(alice, "system: zebra", "tool output: zebra", roles=("system", "tool"))
+
+    assert found(alice, "zebra") == []
+    assert found(alice, "ze") == []
+
+
+@each_database
+def test_an_answer_checkpointed_then_ended_is_found_by_its_last_text_only(alice):
+    made = conversation(alice, "Tell me about airships")
+    answer = Message.objects.using(alice._state.db).create(
+        conversation=made, parent_id=message_ids(made)[0], role="assistant", status="streaming", content=""
+    )
+    answers = Message.objects.using(alice._state.db).filter(pk=answer.pk)
+
+    answers.update(content="A first draft about the Zeppelin", seq=5)  # a checkpoint, as generation writes it
+    assert found(alice, "zeppelin") == [(made.pk, answer.pk)]
+
+    answers.update(content="The Hindenburg was the largest airship.", status="complete", seq=9)  # the ending
+    assert found(alice, "zeppelin") == []
+    assert found(alice, "hindenburg") == [(made.pk, answer.pk)]
+    assert found(alice, "argest") == [(made.pk, answer.pk)]
+
+
+@each_database
+def test_a_deleted_conversation_is_no_longer_found(alice):
+    gone = conversation(alice, "ValueError here", "and 北京天气 there", title="ValueError")
+    kept = conversation(alice, "another ValueError")
+
+    gone.delete()
+
+    assert found(alice, "ValueError") == [(kept.pk, message_ids(kept)[0])]
+    assert found(alice, "北京天气") == []
+    assert found(alice, "北京") == []
+
+
+@each_database
+def test_hits_are_newest_first_and_at_most_limit(alice):
+    made = [conversation(alice, f"question {i} about ValueError") for i in range(5)]
+    newest_first = [(c.pk, message_ids(c)[0]) for c in reversed(made)]
+
+    assert found(alice, "ValueError") == newest_first
+    assert found(alice, "ValueError", limit=2) == newest_first[:2]
+    assert found(alice, "Va", limit=2) == newest_first[:2]
+
+
+@each_database
+@pytest.mark.parametrize("query", ["", "   ", "\n\t", "\x00", "a\x00b", "\ud800", "x\udfffy"])
+def test_an_empty_query_or_one_no_text_can_hold_finds_nothing(alice, query):
+    conversation(alice, "some text a b x y", title="some title")
+
+    assert search(user=alice, query=query) == []
+
+
+@each_database
+@pytest.mark.parametrize("query, queries", [("ValueError", 2), ("Va", 2), ("北京天气", 2), ("北京", 2)])
+def test_a_search_runs_the_same_number_of_queries_whatever_the_size(
+    alice, database, django_assert_num_queries, query, queries
+):
+    conversation(alice, "ValueError in 北京天气")
+    conversation(alice, title="ValueError 北京天气")
+    with django_assert_num_queries(queries, connection=connections[database]):
+        assert len(search(user=alice, query=query)) == 2
+
+    for i in range(40):
+        conversation(alice, f"ValueError {i} in 北京天气", f"answer {i}: ValueError in 北京天气", title=f"ValueError {i} 北京天气")
+    with django_assert_num_queries(queries, connection=connections[database]):
+        assert len(search(user=alice, query=query)) == 20
+
+
+@each_database
+def test_the_snippet_is_plain_text_around_the_first_match(alice):
+    before = "word " * 100
+    after = " more" * 100
+    conversation(alice, f"{before}<b>ValueError</b>\n\n  in <script>x</script>{after}")
+
+    [hit] = search(user=alice, query="valueerror")
+
+    text = "".join(part for part, _ in hit.snippet)
+    assert [part for part, is_match in hit.snippet if is_match] == ["ValueError"]
+    assert "<b>ValueError</b> in <script>x</script>" in text  # the message's own characters, not markup
+    assert text.startswith("…word ") and text.endswith("more…")
+    assert 140 <= len(text) <= 170
+    assert search_hit_to_dict(hit)["snippet"] == [list(part) for part in hit.snippet]
+
+
+def test_a_snippet_marks_every_match_in_it_and_cuts_between_words():
+    text = "Alpha beta gamma. " * 20 + "The ValueError came twice: valueerror. " + "Delta epsilon zeta. " * 20
+
+    parts = snippet_cut(text, "ValueError")
+
+    assert [part for part, is_match in parts if is_match] == ["ValueError", "valueerror"]
+    joined = "".join(part for part, _ in parts)
+    assert joined.startswith("…") and joined.endswith("…")
+    first_word, last_word = joined[1:].split(" ")[0], joined[:-1].split(" ")[-1]
+    assert f" {first_word} " in f" {text} " and f" {last_word} " in f" {text} "
+
+
+def test_a_snippet_of_a_query_longer_than_the_snippet_is_the_match():
+    text = "start " + "x" * 300 + " end"
+
+    assert snippet_cut(text, "x" * 300) == (("…", False), ("x" * 300, True), ("…", False))
+
+
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3", reason="SQLite only")
+@pytest.mark.parametrize("database", [pytest.param("default", marks=pytest.mark.django_db)])
+def test_without_the_trigram_tokenizer_sqlite_scans_and_finds_the_same(alice, monkeypatch):
+    made = conversation(alice, "今天北京天气很好", "raise ValueError('x')", title="100% 北京")
+    queries = ("北京天气", "valueerror", "100%", "北京", "100% 北")
+    with_index = [found(alice, query) for query in queries]
+
+    # This machine's SQLite has the tokenizer; the scan is what an older one gets.
+    monkeypatch.setattr(search_module, "fts5_trigram_available", lambda: False)
+
+    assert [found(alice, query) for query in queries] == with_index
+    assert with_index[:2] == [[(made.pk, message_ids(made)[0])], [(made.pk, message_ids(made)[1])]]
+
+
+def search_schema(connection) -> set[str]:
+    """The tables, indexes and triggers of migration 0004 in this database."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ["%_trgm"])
+        else:
+            cursor.execute("SELECT name FROM sqlite_master WHERE name LIKE %s", ["chat_message_search%"])
+        return {name for (name,) in cursor.fetchall()}
+
+
+SQLITE_TRIGGERS = {"chat_message_search_insert", "chat_message_search_update", "chat_message_search_delete"}
+
+
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3", reason="SQLite only")
+@pytest.mark.django_db
+def test_the_search_triggers_outlive_every_later_migration():
+    """On SQLite Django alters most columns by rebuilding the table (create, copy, drop,
+    rename), and dropping chat_message drops these triggers with it: the index would stop
+    following the text without an error. A migration that rebuilds chat_message must run
+    0004's SQLITE_FORWARD triggers again."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'chat_message'")
+        assert {name for (name,) in cursor.fetchall()} == SQLITE_TRIGGERS
+
+
+@pytest.mark.parametrize("database", on_each_database(transaction=True))
+def test_the_migration_indexes_existing_messages_and_goes_back(alice, database):
+    connection = connections[database]
+    indexed = search_schema(connection)
+    executor = MigrationExecutor(connection)
+    before = [("chat", "0003_message_notes")]
+    executor.migrate(before)
+    try:
+        assert search_schema(connection) == set()
+        # The models as they were then: later migrations add columns the current ones write.
+        old = executor.loader.project_state(before).apps
+        made = old.get_model("chat", "Conversation").objects.using(database).create(user_id=alice.pk, model="yi-large")
+        message = old.get_model("chat", "Message").objects.using(database).create(
+            conversation=made, role="user", content="written before the index: 北京天气 and ValueError"
+        )
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("chat"))
+
+    assert search_schema(connection) == indexed != set()
+    assert found(alice, "北京天气") == [(made.pk, message.pk)]
+    assert found(alice, "valueerror") == [(made.pk, message.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_answer_is_found_by_its_last_words_once_its_done_frame_arrives(user, connect):
+    ws = await connect(user)
+    await ws.send_json_to(
+        {"type": "send", "conversation_id": None, "text": "[sim deltas=30 interval=5] 北京天气?", "model": "yi-large"}
+    )
+    async with asyncio.timeout(10):
+        while (frame := await ws.receive_json_from(timeout=10))["type"] != "done":
+            pass
+
+    hits = await database_sync_to_async(search)(user=user, query="t29")
+
+    assert [(hit.message_id, hit.role) for hit in hits] == [(frame["message_id"], "assistant")]
+    assert [text for text, is_match in hits[0].snippet if is_match] == ["t29"]
