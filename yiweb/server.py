@@ -4,7 +4,8 @@ Daphne runs Twisted on an asyncio loop that it creates when `daphne.server` is f
 imported, so the loop policy has to be set before that import. uvloop's loop is written
 in C: on two cores it read a socket event in 9 µs against asyncio's 29 µs (docs/benchmarks.md).
 Once started, the process freezes its start-up objects out of the garbage collector,
-and websocket frames are written to their socket at once (`websocket_writes_immediate`).
+websocket frames are written to their socket at once (`websocket_writes_immediate`), and
+POST bodies are left for Django to parse (`post_bodies_unparsed`).
 When it is told to stop, its running answers end as interrupted with all their text
 (`stopping`).
 """
@@ -84,6 +85,32 @@ def websocket_writes_immediate() -> None:
     WebSocketProtocol.connectionMade = connectionMade
 
 
+def post_bodies_unparsed() -> None:
+    """Leave a POST body to Django, which reads it in a worker thread, instead of Twisted
+    parsing it again on the event loop.
+
+    Twisted's Request parses every form and multipart POST into `request.args`, with the
+    standard library's email parser, in the reactor's thread, before Daphne sees the
+    request; Daphne never reads `args` (Django parses the body itself). One 5.8 MB image
+    upload held every websocket on the process for 0.36-0.48 s (docs/benchmarks.md).
+    Twisted 26.10 lets a Request skip it (`parsePOSTFormSubmission=False`); Daphne makes
+    its requests itself, so this sets that choice on each. It reads a private attribute
+    of Twisted's (Twisted is pinned); tests/test_server.py fails if it changes.
+    """
+    from daphne.http_protocol import WebRequest
+
+    if getattr(WebRequest, "post_bodies_unparsed", False):
+        return  # already in place
+    made = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs) -> None:
+        made(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+    WebRequest.__init__ = __init__
+    WebRequest.post_bodies_unparsed = True
+
+
 def _websocket_buffer_max() -> int:
     from django.conf import settings
 
@@ -129,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     reactor.callWhenRunning(gc.freeze)
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     websocket_writes_immediate()
+    post_bodies_unparsed()
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
     if _left_unstored:
         # Their writes still wait in the database thread (a lock, a dead connection), and
