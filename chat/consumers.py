@@ -26,7 +26,7 @@ from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 from django.db import DatabaseError
 
-from chat import conversations, history
+from chat import conversations, history, organise
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
 from chat.conversations import Exchange, Resent
@@ -167,6 +167,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         handler = None if not isinstance(kind, str) else {
             "subscribe": self.on_subscribe,
             "send": self.on_send,
+            "edit": self.on_send,
+            "branch": self.on_branch,
+            "change_conversations": self.on_change_conversations,
+            "delete_conversations": self.on_delete_conversations,
             "stop": self.on_stop,
             "retry": self.on_retry,
             "continue": self.on_continue,
@@ -222,6 +226,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             conversation_id=_int(content.get("conversation_id")),
             held=list(holding),
             after_id=_int(content.get("after_id")),
+            shown=_shown(content.get("shown")),
         )
         await self.subscribed(catch_up.conversation["id"])
         await self.catch_up_send(catch_up, holding)
@@ -238,6 +243,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation_id = _int(raw_id)
         if conversation_id is None and raw_id is not None:
             raise conversation_missing()  # not an id: never a new conversation
+        edit_of = None
+        if content["type"] == "edit":  # a new version of an earlier question, `message_id`
+            edit_of = _int(content.get("message_id"))
+            if edit_of is None or conversation_id is None:
+                raise SendRefused("not_found", "That message does not exist or is not yours.")
         send = conversations.Send(
             user=self.user,
             conversation_id=conversation_id,
@@ -247,6 +257,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             params=params,
             system_prompt=system_prompt,
             attachment_ids=attachment_ids,
+            edit_of=edit_of,
         )
         try:
             outcome = await _exchange_send(send)
@@ -262,6 +273,43 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.resend_answer(outcome, client_id)
         elif outcome is not None:
             await self.exchange_run(outcome)
+
+    async def on_branch(self, content: dict[str, Any]) -> None:
+        """Show another version of a message (`message_id`), and the branch below it."""
+        events = await database_sync_to_async(conversations.branch_switch)(
+            user=self.user, message_id=_int(content.get("message_id"))
+        )
+        await self.events_tell(events)
+
+    async def on_change_conversations(self, content: dict[str, Any]) -> None:
+        """Rename (`title`), pin (`pinned`) or archive (`archived`) `conversation_ids`."""
+        events = await database_sync_to_async(organise.conversations_change)(
+            user=self.user, conversation_ids=_ids(content.get("conversation_ids")), title=content.get("title"),
+            pinned=content.get("pinned"), archived=content.get("archived"),
+        )
+        await self.events_tell(events)
+
+    async def on_delete_conversations(self, content: dict[str, Any]) -> None:
+        """Delete `conversation_ids`, their running answers stopped first."""
+        ids = _ids(content.get("conversation_ids"))
+        for message_id in await database_sync_to_async(organise.conversations_streaming)(
+            user=self.user, conversation_ids=ids
+        ):
+            await generation_stop(message_id=message_id)
+        stopped, events = await database_sync_to_async(organise.conversations_delete)(
+            user=self.user, conversation_ids=ids
+        )
+        for message_id in stopped:  # one that started meanwhile
+            await generation_stop(message_id=message_id)
+        await self.events_tell(events)
+
+    async def events_tell(self, events: list) -> None:
+        """Broadcast; if the layer fails, this tab at least hears it (the others catch up)."""
+        try:
+            await events_send(events)
+        except BroadcastFailed:
+            for _, frame in events:
+                await self.send_json(frame)
 
     async def on_stop(self, content: dict[str, Any]) -> None:
         message_id = _int(content.get("message_id"))
@@ -305,7 +353,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def catch_up_send(self, catch_up: CatchUp, holding: dict[int, int]) -> None:
         """Newer messages, the ending of each answer the tab holds that has ended, and a
-        snapshot of each answer still streaming (from where the tab stands, if it holds it)."""
+        snapshot of each answer still streaming (from where the tab stands, if it holds it).
+        A tab that shows another thread than the conversation's gets the whole thread first."""
+        if catch_up.thread is not None:
+            conversation_id = catch_up.conversation["id"]
+            await self.send_json({"type": "thread", "conversation_id": conversation_id, "messages": catch_up.thread})
         for message in catch_up.new:
             await self.send_json({"type": "message", "message": message})
         for message in catch_up.held.values():
@@ -491,6 +543,26 @@ def _attachment_ids(value: Any) -> tuple[int, ...]:
     if any(i is None or i < 1 for i in ids):
         raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
     return tuple(dict.fromkeys(ids))
+
+
+# At most this many message ids in a `subscribe`'s `shown` (a longer thread is cut to its end).
+SHOWN_MAX = 5000
+
+
+def _shown(value: Any) -> list[int] | None:
+    """The ids of the messages a tab shows, if it says; anything else is not a list of ids."""
+    if not isinstance(value, list):
+        return None
+    ids = [_int(item) for item in value[-SHOWN_MAX:]]
+    return [i for i in ids if i is not None]
+
+
+def _ids(value: Any) -> list[int]:
+    """A list of ids, each a whole number that fits one; anything else is refused."""
+    ids = [_int(item) for item in value] if isinstance(value, list) else [None]
+    if not ids or len(ids) > organise.CHANGE_MAX or any(i is None for i in ids):
+        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+    return ids
 
 
 def _holding(content: dict[str, Any]) -> dict[int, int]:

@@ -20,12 +20,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Count, prefetch_related_objects
+from django.db.models import Case, Count, Value, When, prefetch_related_objects
 from django.utils import timezone
 
 from chat.catalog import model_for_images
 from chat.events import Event, conversation_group, user_group
-from chat.history import conversation_get, conversation_to_dict, message_thread, message_to_dict
+from chat.history import branch_leaf, conversation_get, conversation_to_dict, message_thread, message_to_dict
 from chat.models import Attachment, Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
 from chat.refusals import SendRefused
@@ -124,6 +124,9 @@ class Send:
     params: dict[str, Any] = field(default_factory=dict)
     system_prompt: str = ""
     attachment_ids: tuple[int, ...] = ()  # the sender's unsent uploads, in order
+    # An earlier question this one is a new version of: it goes beside it (a branch),
+    # with its images, and the conversation shows the new branch.
+    edit_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -295,12 +298,20 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
 
 
 def _exchange_append(send: Send) -> Exchange:
-    """A question and its empty answer at the end of an existing conversation."""
+    """A question and its empty answer at the end of the branch the conversation shows,
+    or, for an edit, beside the question edited."""
     conversation = conversation_get(user=send.user, conversation_id=send.conversation_id, lock=True)
     streaming = Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).first()
     if streaming is not None:
         raise conversation_busy(streaming.pk)
-    thread = message_thread(conversation=conversation)
+    edited = None
+    if send.edit_of is not None:
+        edited = Message.objects.filter(pk=send.edit_of, conversation=conversation, role=Message.Role.USER).first()
+        if edited is None:
+            raise SendRefused("not_found", "That message does not exist or is not yours.")
+        thread = message_thread(conversation=conversation, leaf=edited)[:-1]
+    else:
+        thread = message_thread(conversation=conversation)
     question = Message.objects.create(
         conversation=conversation,
         parent=thread[-1] if thread else None,
@@ -309,14 +320,62 @@ def _exchange_append(send: Send) -> Exchange:
         client_id=send.client_id,
     )
     _attachments_bind(send, question)
+    if edited is not None:
+        _attachments_copy(edited, question)
     prefetch_related_objects([question], "attachments")  # read once, for the frame and the request
     answer, plan = _answer_planned(
         conversation=conversation, thread=[*thread, question], model=send.model, params=send.params
     )
     answer.save()
     conversation.model = send.model
-    conversation.save(update_fields=["model", "updated_at"])
-    return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
+    conversation.leaf = answer
+    conversation.save(update_fields=["model", "leaf", "updated_at"])
+    if edited is None:
+        return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
+    question.sibling_ids = _versions(question)
+    return Exchange(conversation.pk, answer, plan, [thread_event(conversation, [*thread, question, answer])])
+
+
+def _attachments_copy(source: Message, question: Message) -> None:
+    """The images of an edited question, on its new version too (the files are shared)."""
+    Attachment.objects.bulk_create([
+        Attachment(
+            user_id=a.user_id, message=question, file=a.file.name, thumbnail=a.thumbnail.name, digest=a.digest,
+            original_format=a.original_format, media_type=a.media_type, width=a.width, height=a.height,
+            size_bytes=a.size_bytes, original_name=a.original_name, position=a.position,
+        )
+        for a in source.attachments.all()
+    ])
+
+
+def _versions(message: Message) -> list[int]:
+    """The ids of `message`'s versions (same parent, same role), oldest first."""
+    return list(
+        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id, role=message.role)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def thread_event(conversation: Conversation, thread: list[Message]) -> Event:
+    """The whole thread the conversation shows now, for every tab: it replaces theirs."""
+    return (
+        conversation_group(conversation.pk),
+        {"type": "thread", "conversation_id": conversation.pk, "messages": [message_to_dict(m) for m in thread]},
+    )
+
+
+def branch_switch(*, user: AbstractBaseUser, message_id: int | None) -> list[Event]:
+    """Show the branch through `message_id` (a version of a question or an answer), down
+    to its newest message; every tab of the conversation gets the thread."""
+    message = Message.objects.filter(pk=message_id, conversation__user=user).select_related("conversation").first()
+    if message is None:
+        raise SendRefused("not_found", "That message does not exist or is not yours.")
+    conversation = message.conversation
+    leaf = branch_leaf(conversation=conversation, message_id=message.pk)
+    Conversation.objects.filter(pk=conversation.pk).update(leaf=leaf)  # not a change of date
+    conversation.leaf_id = leaf.pk
+    return [thread_event(conversation, message_thread(conversation=conversation))]
 
 
 def _attachments_bind(send: Send, question: Message) -> None:
@@ -324,7 +383,8 @@ def _attachments_bind(send: Send, question: Message) -> None:
     if not send.attachment_ids:
         return
     bound = Attachment.objects.filter(pk__in=send.attachment_ids, user=send.user, message__isnull=True).update(
-        message=question
+        message=question,
+        position=Case(*[When(pk=pk, then=Value(place)) for place, pk in enumerate(send.attachment_ids)]),
     )
     if bound != len(send.attachment_ids):
         raise SendRefused(
@@ -426,6 +486,13 @@ def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
             parent_id=old.parent_id,
         )
         answer.save()
+        Conversation.objects.filter(pk=conversation.pk).update(leaf=answer)
+        answer.sibling_ids = _versions(answer)
+        if old.children.exists():
+            # An earlier answer: what followed it is on the old branch, so every tab gets
+            # the new, shorter thread.
+            conversation.leaf_id = answer.pk
+            return Exchange(old.conversation_id, answer, plan, [thread_event(conversation, [*thread, answer])])
         frame = {"type": "message", "message": message_to_dict(answer), "replaces": old.pk}
     return Exchange(old.conversation_id, answer, plan, [(conversation_group(old.conversation_id), frame)])
 

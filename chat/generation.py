@@ -53,6 +53,7 @@ from chat.events import (
 )
 from chat.models import Message
 from chat.requests import ImageUnreadable, RequestPlan, request_body
+from chat.titles import title_improve_start
 from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
 
@@ -253,7 +254,22 @@ class Generation:
                 await asyncio.sleep(delay)
             else:
                 await _tabs_tell(events)
+                if events and fields.get("status") == Message.Status.COMPLETE:
+                    self._title_improve(fields.get("content", ""))
                 return
+
+    def _title_improve(self, answer: str) -> None:
+        """After a conversation's first answer, ask for a better title (chat/titles.py)."""
+        asked = [m for m in self.plan.body["messages"] if m["role"] == "user"]
+        if len(asked) != 1 or not answer:
+            return
+        content = asked[0]["content"]
+        question = content if isinstance(content, str) else " ".join(
+            part.get("text", "") for part in content if part.get("type") == "text"
+        )
+        title_improve_start(
+            conversation_id=self.conversation_id, model=self.plan.body["model"], question=question, answer=answer
+        )
 
     async def _send_loop(self) -> None:
         """Send pending text as numbered deltas, one layer message in flight at a time."""

@@ -6,18 +6,67 @@ change conversations are in chat/conversations.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Q
 
 from chat.attachments import attachment_to_dict
 from chat.catalog import tokens_cost
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
 from chat.refusals import conversation_missing
 
 
-def conversation_list(*, user: AbstractBaseUser) -> list[Conversation]:
-    return list(Conversation.objects.filter(user=user).only("id", "title", "model", "updated_at"))
+# Conversations per page of the list; the page asks for the next as it scrolls.
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Where a page of the list ends, in its order (pinned first, then newest first)."""
+
+    pinned: bool
+    updated_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        return f"{int(self.pinned)}_{self.updated_at.isoformat()}_{self.id}"
+
+    @classmethod
+    def decode(cls, value: str) -> ListCursor | None:
+        """None for anything that is not a cursor this app wrote."""
+        try:
+            pinned, updated_at, pk = value.split("_")
+            cursor = cls(pinned == "1", datetime.fromisoformat(updated_at), int(pk))
+        except (ValueError, TypeError, AttributeError):
+            return None
+        return cursor if pinned in ("0", "1") and cursor.updated_at.tzinfo is not None and cursor.id > 0 else None
+
+
+def conversation_list(
+    *, user: AbstractBaseUser, archived: bool = False, after: ListCursor | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[Conversation], ListCursor | None]:
+    """One page of the user's conversations (archived ones apart), pinned ones first, then
+    newest first, each marked if it holds images; and the cursor of the next page. One
+    query whatever the number of conversations (index: user, archived, pinned, updated_at)."""
+    rows = Conversation.objects.filter(user=user, archived=archived)
+    if after is not None:
+        rows = rows.filter(
+            Q(pinned__lt=after.pinned)
+            | Q(pinned=after.pinned, updated_at__lt=after.updated_at)
+            | Q(pinned=after.pinned, updated_at=after.updated_at, id__lt=after.id)
+        )
+    rows = (
+        rows.annotate(has_images=Exists(Attachment.objects.filter(message__conversation=OuterRef("pk"))))
+        .only("id", "title", "model", "pinned", "archived", "updated_at", "created_at")
+        .order_by("-pinned", "-updated_at", "-id")[: limit + 1]
+    )
+    page = list(rows)
+    if len(page) <= limit:
+        return page, None
+    last = page[limit - 1]
+    return page[:limit], ListCursor(last.pinned, last.updated_at, last.pk)
 
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int | None, lock: bool = False) -> Conversation:
@@ -29,20 +78,46 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int | None, loc
 
 
 def message_thread(*, conversation: Conversation, leaf: Message | None = None) -> list[Message]:
-    """The chain of messages ending at `leaf` (default: the newest), oldest first.
+    """The chain of messages ending at `leaf` (default: the conversation's own leaf, the
+    branch it shows; else the newest), oldest first. Each message gets `sibling_ids`: the
+    versions of it (itself included, oldest first) the page can step between.
 
-    One query: a conversation's messages are few enough to walk their parent links in memory.
+    Two queries (the messages, their attachments): a conversation's messages are few enough
+    to walk their parent links in memory.
     """
     messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).prefetch_related("attachments")}
     if not messages:
         return []
-    node = messages.get(leaf.pk) if leaf is not None else messages[max(messages)]
+    leaf_id = leaf.pk if leaf is not None else conversation.leaf_id
+    node = messages.get(leaf_id) if leaf_id is not None else None
+    if node is None:
+        node = messages[max(messages)]
+    children: dict[int | None, list[int]] = {}
+    for message in messages.values():  # in id order: oldest version first
+        children.setdefault(message.parent_id, []).append(message.pk)
     chain = []
     while node is not None:
+        node.sibling_ids = [pk for pk in children[node.parent_id] if messages[pk].role == node.role]
         chain.append(node)
         node = messages.get(node.parent_id)
     chain.reverse()
     return chain
+
+
+def branch_leaf(*, conversation: Conversation, message_id: int | None) -> Message | None:
+    """The leaf of the branch through `message_id` (one of the conversation's messages):
+    from it, the newest child at each step. None if it is not the conversation's."""
+    messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).only("id", "parent_id")}
+    node = messages.get(message_id)
+    if node is None:
+        return None
+    newest_child: dict[int, int] = {}
+    for message in messages.values():
+        if message.parent_id is not None:
+            newest_child[message.parent_id] = max(newest_child.get(message.parent_id, 0), message.pk)
+    while node.pk in newest_child:
+        node = messages[newest_child[node.pk]]
+    return node
 
 
 # How many newer messages one `subscribe` sends at most; a tab further behind reloads.
@@ -59,25 +134,57 @@ class CatchUp:
     new: list[dict[str, Any]]
     held: dict[int, dict[str, Any]]
     streaming: list[int]
+    # The whole thread, when the tab shows another one than the conversation's (its
+    # branch was switched, or messages deleted, while the tab was away): it replaces all.
+    thread: list[dict[str, Any]] | None = None
 
 
 def conversation_catch_up(
-    *, user: AbstractBaseUser, conversation_id: int | None, held: list[int], after_id: int | None
+    *,
+    user: AbstractBaseUser,
+    conversation_id: int | None,
+    held: list[int],
+    after_id: int | None,
+    shown: list[int] | None = None,
 ) -> CatchUp:
+    """`shown`: the ids of the messages the tab shows, oldest first, if it says."""
     conversation = conversation_get(user=user, conversation_id=conversation_id)
-    messages = Message.objects.filter(conversation=conversation).prefetch_related("attachments")
-    new = list(messages.filter(pk__gt=after_id)[:CATCH_UP_MAX]) if after_id is not None else []
-    named = [pk for pk in held if pk not in {m.pk for m in new}]
-    known = {m.pk: m for m in new} | (messages.in_bulk(named) if named else {})
+    thread = message_thread(conversation=conversation)
+    on_thread = {m.pk: m for m in thread}
+    new = [m for m in thread if m.pk > after_id][:CATCH_UP_MAX] if after_id is not None else []
+    named = [pk for pk in held if pk not in on_thread]
+    known = on_thread | (
+        Message.objects.filter(conversation=conversation).prefetch_related("attachments").in_bulk(named) if named else {}
+    )
     streaming = list(
         Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).values_list("pk", flat=True)
     )
+    changed = shown is not None and [pk for pk in shown if pk not in on_thread]
     return CatchUp(
         conversation=conversation_to_dict(conversation),
-        new=[message_to_dict(m) for m in new],
+        new=[] if changed else [message_to_dict(m) for m in new],
         held={pk: message_to_dict(known[pk]) for pk in held if pk in known},
         streaming=streaming,
+        thread=[message_to_dict(m) for m in thread] if changed else None,
     )
+
+
+def conversation_updated_frame(conversation: Conversation) -> dict[str, Any]:
+    """What every tab of the user hears when a conversation is renamed, pinned or archived."""
+    return {"type": "conversation_updated", "conversation": conversation_to_dict(conversation)}
+
+
+def conversation_row_to_dict(conversation: Conversation) -> dict[str, Any]:
+    """A conversation as a row of the list shows it (from `conversation_list`)."""
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "model": conversation.model,
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+        "has_images": conversation.has_images,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
 
 
 def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
@@ -86,6 +193,9 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+        "has_images": getattr(conversation, "has_images", None),
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
@@ -103,6 +213,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "id": message.pk,
         "conversation_id": message.conversation_id,
         "parent_id": message.parent_id,
+        "client_id": message.client_id,
         "role": message.role,
         "content": message.content,
         "status": message.status,
@@ -119,6 +230,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         else [],
         "notes": message.notes,
         "cost_usd": _cost(message),
+        "sibling_ids": getattr(message, "sibling_ids", [message.pk]),
         "tool_calls": message.tool_calls,
         "created_at": message.created_at.isoformat(),
     }

@@ -10,16 +10,29 @@ from django.db import models
 
 
 class Conversation(models.Model):
+    class TitleSource(models.TextChoices):
+        MESSAGE = "message"  # the first message's first line, set at once
+        MODEL = "model"  # improved by the conversation's model after the first answer
+        USER = "user"  # renamed: never overwritten
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    title_source = models.CharField(max_length=10, choices=TitleSource.choices, default=TitleSource.MESSAGE)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    # The branch shown, and the one sends, edits and regenerations go to: the thread is
+    # the chain of parents ending here (None: the newest message, for rows older than this).
+    leaf = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Moves when a message is added, not when the conversation is renamed, pinned or archived
+    # (those are saved with `update`, which leaves it be).
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        indexes = [models.Index(fields=["user", "-updated_at"])]
+        indexes = [models.Index(fields=["user", "archived", "-pinned", "-updated_at", "-id"])]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
@@ -114,8 +127,11 @@ class Attachment(models.Model):
     height = models.PositiveIntegerField()
     size_bytes = models.PositiveIntegerField()
     original_name = models.CharField(max_length=255, blank=True)
+    # Its place among its message's images, as the person ordered them (uploads finish in
+    # any order); the model reads them in this order.
+    position = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["id"]
+        ordering = ["position", "id"]
         indexes = [models.Index(fields=["user", "digest"])]

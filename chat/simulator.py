@@ -393,6 +393,23 @@ def tool_arguments(function: dict) -> dict:
     return arguments
 
 
+# How yiweb asks for a conversation's title (chat/titles.py's TITLE_PROMPT begins so): a
+# model would answer with a few words, so the stand-in does too.
+TITLE_REQUEST = "Write a title for this conversation"
+
+
+def title_asked(request: ChatRequest) -> bool:
+    first = request.messages[0]
+    return first["role"] == "system" and message_text(first.get("content")).startswith(TITLE_REQUEST)
+
+
+def title_for(request: ChatRequest) -> str:
+    """The question's first five words, as a model's title might be."""
+    text = message_text(request.messages[-1].get("content")).removeprefix("Question:")
+    words = DIRECTIVE_RE.sub(" ", text.split("\n\nAnswer:")[0]).split()
+    return "Simulated: " + " ".join(words[:5]) if words else "Simulated title"
+
+
 def answer_compose(request: ChatRequest) -> Answer:
     function = tool_choose(request)
     if function is not None:
@@ -401,7 +418,9 @@ def answer_compose(request: ChatRequest) -> Answer:
         return Answer(pieces, "tool_calls",
                       {"id": "call_" + new_id(), "name": function.get("name", "")})
     deltas = request.directives["deltas"]
-    if deltas is not None:
+    if title_asked(request):
+        pieces = text_split(title_for(request))
+    elif deltas is not None:
         pieces = [f"t{i} " for i in range(deltas)]
     elif request.messages[-1]["role"] == "tool":
         pieces = text_split(tool_result_text(request.messages))

@@ -16,9 +16,11 @@ from django.db import IntegrityError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from chat import accounts, attachments, history, usage
+from chat import accounts, attachments, catalog, exports, history, imports, organise, search, usage
+from chat.conversations import text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
 from chat.generation import upstream_client
@@ -28,7 +30,7 @@ from chat.upstream import UpstreamError
 
 MODELS_CACHE_SECONDS = 300
 # Shown when the upstream cannot list its models, so the picker still offers something.
-REFERENCE_MODELS = ["yi-large", "yi-large-turbo", "yi-large-fc", "yi-vision"]
+REFERENCE_MODELS = list(catalog.REFERENCE_MODELS)
 
 
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
@@ -42,11 +44,13 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         messages_data = [
             history.message_to_dict(m) for m in history.message_thread(conversation=conversation)
         ]
+    listed, after = history.conversation_list(user=request.user)
     return render(
         request,
         "chat/chat.html",
         {
-            "conversations": history.conversation_list(user=request.user),
+            "conversations": listed,
+            "conversations_next": after.encode() if after else None,
             "conversation": conversation,
             "conversation_data": history.conversation_to_dict(conversation) if conversation else None,
             "messages_data": messages_data,
@@ -54,6 +58,24 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
             "simulator": settings.YI_SIMULATOR,
         },
     )
+
+
+def conversations_json(request: HttpRequest) -> JsonResponse:
+    """A page of the list: `?archived=1` for the archived ones, `?after=<cursor>` for the
+    page after the one that gave that cursor as its `next`."""
+    after = None
+    if request.GET.get("after"):
+        after = history.ListCursor.decode(request.GET["after"])
+        if after is None:
+            return JsonResponse({"code": "bad_cursor", "message": "That page of the list does not exist. Reload the page."},
+                                status=400)
+    listed, following = history.conversation_list(
+        user=request.user, archived=request.GET.get("archived") == "1", after=after
+    )
+    return JsonResponse({
+        "conversations": [history.conversation_row_to_dict(c) for c in listed],
+        "next": following.encode() if following else None,
+    })
 
 
 async def models_json(request: HttpRequest) -> JsonResponse:
@@ -137,6 +159,64 @@ def _refused(response: HttpResponse, refusal: Refusal | None) -> HttpResponse:
         response.status_code = 429
         response["Retry-After"] = str(refusal.retry_after)
     return response
+
+
+# A query longer than this is not something typed to find a conversation.
+SEARCH_MAX_CHARS = 200
+
+
+def search_json(request: HttpRequest) -> JsonResponse:
+    """`?q=`: the user's messages and titles holding that text, newest first, each with a
+    snippet whose matching parts are marked (plain text: the page shows it as text)."""
+    query = request.GET.get("q", "")
+    if len(query) > SEARCH_MAX_CHARS:
+        return JsonResponse({"code": "query_too_long", "message": f"Search for at most {SEARCH_MAX_CHARS} characters."},
+                            status=400)
+    if not text_storable(query):
+        return JsonResponse({"code": "bad_query", "message": "That search holds a character that cannot be searched."},
+                            status=400)
+    archived = {"1": True, "0": False}.get(request.GET.get("archived", ""))
+    hits = search.search(user=request.user, query=query, archived=archived)
+    return JsonResponse({"query": query.strip(), "results": [search.search_hit_to_dict(h) for h in hits]})
+
+
+def export_download(request: HttpRequest) -> HttpResponse:
+    """The user's conversations as a file: `?ids=1,2` (a selection; one id for one
+    conversation) or all of them, `?format=json` (every branch and image, what import
+    takes back) or `md` (the branches shown, for reading)."""
+    ids = None
+    if request.GET.get("ids"):
+        try:
+            ids = [int(i) for i in request.GET["ids"].split(",")][: organise.CHANGE_MAX]
+        except ValueError:
+            raise Http404("No such conversation") from None
+    chosen = exports.conversations_owned(user=request.user, conversation_ids=ids)
+    if not chosen:
+        raise Http404("No such conversation")
+    name = f"yiweb-{chosen[0].pk}" if ids and len(chosen) == 1 else f"yiweb-{timezone.localdate():%Y-%m-%d}"
+    if request.GET.get("format") == "md":
+        response = HttpResponse(exports.export_markdown(chosen), content_type="text/markdown; charset=utf-8")
+        name += ".md"
+    else:
+        response = JsonResponse(exports.export_json(chosen), json_dumps_params={"ensure_ascii": False})
+        name += ".json"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@require_POST
+def import_upload(request: HttpRequest) -> JsonResponse:
+    """An export file back as new conversations: 201 with their ids, or 400 with why."""
+    upload = request.FILES.get("file")
+    if upload is None:
+        return JsonResponse({"code": "no_file", "message": "Choose an exported .json file to import."}, status=400)
+    if upload.size > imports.IMPORT_MAX_BYTES:
+        return JsonResponse({"code": "bad_import", "message": "That file is too large to import."}, status=400)
+    try:
+        ids = imports.import_file(user=request.user, raw=upload.read())
+    except imports.ImportRefused as refused:
+        return JsonResponse({"code": "bad_import", "message": refused.message}, status=400)
+    return JsonResponse({"conversation_ids": ids}, status=201)
 
 
 def usage_page(request: HttpRequest) -> HttpResponse:

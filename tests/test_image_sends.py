@@ -227,3 +227,14 @@ async def test_an_image_whose_file_is_gone_ends_the_answer_with_a_sentence_and_k
     assert (done["status"], done["error_code"]) == ("error", "image_unreadable")
     assert "could not be read" in done["error_message"]
     assert [m.content for m in await rows(Message, role="user")] == ["Still there?"]
+
+
+async def test_images_keep_the_order_the_person_gave_not_the_order_uploads_finished(user, connect):
+    ws = await connect(user)
+    red, blue = await uploaded(user, photo(), "first-done.jpg"), await uploaded(user, drawing(), "second-done.png")
+    frames = await ask(ws, "In my order", attachment_ids=[blue, red], model="yi-vision", client_id="order-1")
+    question = first(frames, "message")["message"]
+    assert [a["id"] for a in question["attachments"]] == [blue, red]
+    assert question["client_id"] == "order-1"  # the page matches its pending send by it
+    text = first(frames, "done")["message"]["content"]
+    assert text.index("image 1 is a PNG") < text.index("image 2 is a JPEG")

@@ -346,6 +346,9 @@ MODEL_CONTEXT_WINDOWS = _windows(os.environ.get("MODEL_CONTEXT_WINDOWS", ""))
 # Fitting a thread into its model's window (chat/requests.py): what one image is counted
 # as, and the room kept for the answer when the send names no max_tokens.
 IMAGE_TOKEN_COST = int(os.environ.get("IMAGE_TOKEN_COST", "1000"))
+# The model asked for a conversation's title after its first answer ("": the model that
+# answered; a cheap one saves tokens), chat/titles.py.
+TITLE_MODEL = os.environ.get("TITLE_MODEL", "").strip()
 ANSWER_TOKENS_RESERVED = int(os.environ.get("ANSWER_TOKENS_RESERVED", "1024"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))

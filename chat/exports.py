@@ -1,0 +1,114 @@
+"""Exporting conversations: as JSON with every branch and every image (what
+chat/imports.py takes back), and as Markdown of the branch shown, for reading.
+
+Reads only. The JSON names its messages by their place in the export, not by database
+ids, so an import makes new rows that continue exactly like the originals.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from chat.history import message_thread
+from chat.models import Conversation, Message
+
+FORMAT = "yiweb-export"
+VERSION = 1
+
+# The fields of a message that travel as they are (the rest are mapped: parent, images).
+MESSAGE_FIELDS = (
+    "role", "content", "status", "model", "params", "finish_reason", "prompt_tokens", "completion_tokens",
+    "total_tokens", "ttft_ms", "duration_ms", "error_code", "error_message", "notes", "tool_calls",
+    "tool_call_id", "name",
+)
+CONVERSATION_FIELDS = ("title", "title_source", "model", "system_prompt", "pinned", "archived")
+
+
+def conversations_owned(*, user: AbstractBaseUser, conversation_ids: list[int] | None) -> list[Conversation]:
+    """The user's own conversations among `conversation_ids` (None: all of them), newest first."""
+    rows = Conversation.objects.filter(user=user)
+    if conversation_ids is not None:
+        rows = rows.filter(pk__in=conversation_ids)
+    return list(rows.order_by("-updated_at", "-id"))
+
+
+def export_json(conversations: list[Conversation]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "conversations": [_conversation_json(c) for c in conversations],
+    }
+
+
+def _conversation_json(conversation: Conversation) -> dict[str, Any]:
+    messages = list(Message.objects.filter(conversation=conversation).prefetch_related("attachments").order_by("pk"))
+    place = {m.pk: i for i, m in enumerate(messages)}
+    shown = message_thread(conversation=conversation)
+    return {
+        **{name: getattr(conversation, name) for name in CONVERSATION_FIELDS},
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+        "leaf": place[shown[-1].pk] if shown else None,
+        "messages": [
+            {
+                "parent": place.get(m.parent_id),
+                **{name: getattr(m, name) for name in MESSAGE_FIELDS},
+                "created_at": m.created_at.isoformat(),
+                "images": [_image_json(a) for a in m.attachments.all()],
+            }
+            for m in messages
+        ],
+    }
+
+
+def _image_json(attachment) -> dict[str, Any]:
+    with attachment.file.open("rb") as fh:
+        data = fh.read()
+    return {
+        "name": attachment.original_name,
+        "media_type": attachment.media_type,
+        "original_format": attachment.original_format,
+        "width": attachment.width,
+        "height": attachment.height,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def export_markdown(conversations: list[Conversation]) -> str:
+    """The branch each conversation shows, as a person would read it."""
+    return "\n\n---\n\n".join(_conversation_markdown(c) for c in conversations) + "\n"
+
+
+def _conversation_markdown(conversation: Conversation) -> str:
+    lines = [f"# {conversation.title or 'Conversation'}", ""]
+    lines.append(f"Model: {conversation.model} · started {conversation.created_at:%Y-%m-%d %H:%M} UTC")
+    if conversation.system_prompt:
+        lines += ["", "System prompt:", "", _quoted(conversation.system_prompt)]
+    for message in message_thread(conversation=conversation):
+        if message.role == Message.Role.USER:
+            lines += ["", "## You", ""]
+            lines += [
+                f"*[image: {a.original_name or 'attached image'}, {a.width}×{a.height}]*" for a in message.attachments.all()
+            ]
+            if message.content:
+                lines += [message.content]
+        elif message.role == Message.Role.ASSISTANT:
+            lines += ["", f"## {message.model or 'Assistant'}", ""]
+            lines += [f"*{note}*" for note in message.notes]
+            if message.content:
+                lines += [message.content]
+            if message.status != Message.Status.COMPLETE:
+                ending = message.error_message or message.status
+                lines += ["", f"*({message.status}: {ending})*" if message.error_message else f"*({ending})*"]
+        elif message.role == Message.Role.TOOL:
+            lines += ["", f"## Tool {message.name or ''}".rstrip(), "", "```", message.content, "```"]
+    return "\n".join(lines)
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines())

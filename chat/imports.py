@@ -1,0 +1,226 @@
+"""Importing an export of chat/exports.py back as new conversations.
+
+A file is someone's upload, so it is checked whole before anything is stored: every
+field, every parent link, and every image (through the same checks as an upload). A
+file that is not ours, is cut short, or names an image it does not carry is refused
+with a sentence, and nothing of it is stored.
+
+Two things are not taken as they are, since the page shows them in the app's own
+voice and a file could forge them: an answer's notes are dropped, and an error's
+sentence is replaced by one that says it came with the import.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from chat.attachments import attachment_create, image_prepare_upload
+from chat.conversations import text_storable
+from chat.exports import FORMAT, VERSION
+from chat.images import ImageRefused, PreparedImage
+from chat.models import Conversation, Message
+
+# Larger exports can be split: export a selection at a time.
+IMPORT_MAX_BYTES = 200_000_000
+CONVERSATIONS_MAX = 1000
+MESSAGES_MAX = 20_000
+PARAMS = {"temperature", "top_p", "max_tokens"}
+
+
+class ImportRefused(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class _Message:
+    fields: dict[str, Any]
+    parent: int | None
+    created_at: datetime | None
+    images: list[tuple[PreparedImage, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Conversation:
+    fields: dict[str, Any]
+    leaf: int | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    messages: list[_Message]
+
+
+def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
+    """Check `raw` whole, then store its conversations; returns their new ids, in the
+    file's order. Raises ImportRefused with the reason, having stored nothing."""
+    if len(raw) > IMPORT_MAX_BYTES:
+        raise ImportRefused(f"That file is too large to import (the limit is {IMPORT_MAX_BYTES // 1_000_000} MB). "
+                            "Export fewer conversations at a time.")
+    try:
+        text = raw.decode("utf-8")  # what exports are; json.loads would guess UTF-16 from a BOM
+    except UnicodeDecodeError:
+        raise ImportRefused("That file is not a yiweb export (it is not text).") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        raise ImportRefused(
+            "That file is not a complete yiweb export: its JSON is cut short or damaged. Export it again."
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ImportRefused("That file is not a yiweb export.")
+    if data.get("version") != VERSION:
+        raise ImportRefused(f"That export's version ({data.get('version')!r}) is not one this server can read.")
+    conversations = data.get("conversations")
+    if not isinstance(conversations, list) or not conversations:
+        raise ImportRefused("That export holds no conversations.")
+    if len(conversations) > CONVERSATIONS_MAX:
+        raise ImportRefused(f"That export holds more than {CONVERSATIONS_MAX} conversations. Import it in parts.")
+    checked = [_conversation(c, i + 1) for i, c in enumerate(conversations)]
+    with transaction.atomic():
+        return [_store(user, c) for c in checked]
+
+
+def _conversation(raw: Any, number: int) -> _Conversation:
+    where = f"Conversation {number}"
+    if not isinstance(raw, dict):
+        raise ImportRefused(f"{where} of that export is damaged.")
+    fields = {
+        "title": _text(raw.get("title", ""), f"{where}'s title", 200),
+        "model": _text(raw.get("model"), f"{where}'s model", 100, required=True),
+        "system_prompt": _text(raw.get("system_prompt", ""), f"{where}'s system prompt"),
+        "pinned": _flag(raw.get("pinned", False), where),
+        "archived": _flag(raw.get("archived", False), where),
+        "title_source": raw.get("title_source")
+        if raw.get("title_source") in Conversation.TitleSource.values
+        else Conversation.TitleSource.USER,
+    }
+    messages = raw.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ImportRefused(f"{where} of that export has no messages.")
+    if len(messages) > MESSAGES_MAX:
+        raise ImportRefused(f"{where} has more than {MESSAGES_MAX} messages, more than this server imports.")
+    checked = [_message(m, i, f"Message {i + 1} of {where.lower()}") for i, m in enumerate(messages)]
+    leaf = raw.get("leaf")
+    if leaf is not None and (type(leaf) is not int or not 0 <= leaf < len(checked)):
+        raise ImportRefused(f"{where} of that export names a message it does not hold.")
+    return _Conversation(fields, leaf, _when(raw.get("created_at")), _when(raw.get("updated_at")), checked)
+
+
+def _message(raw: Any, index: int, where: str) -> _Message:
+    if not isinstance(raw, dict):
+        raise ImportRefused(f"{where} is damaged.")
+    parent = raw.get("parent")
+    if parent is not None and (type(parent) is not int or not 0 <= parent < index):
+        raise ImportRefused(f"{where} answers a message that is not before it in the export.")
+    role = raw.get("role")
+    if role not in Message.Role.values:
+        raise ImportRefused(f"{where} has no role this app knows.")
+    status = raw.get("status", Message.Status.COMPLETE)
+    if status not in Message.Status.values:
+        raise ImportRefused(f"{where} has no status this app knows.")
+    if status == Message.Status.STREAMING:
+        status = Message.Status.INTERRUPTED  # nothing is writing it any more
+    params = raw.get("params") or {}
+    if not isinstance(params, dict) or set(params) - PARAMS or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()
+    ):
+        raise ImportRefused(f"{where} has parameters this app does not know.")
+    error_code = _text(raw.get("error_code", ""), where, 32)
+    fields = {
+        "role": role,
+        "status": status,
+        "content": _text(raw.get("content", ""), where),
+        "model": _text(raw.get("model", ""), where, 100),
+        "params": params,
+        "finish_reason": _text(raw.get("finish_reason", ""), where, 32),
+        "error_code": error_code,
+        "error_message": (
+            f"This answer ended with an error ({error_code}) in the conversation this was imported from."
+            if status == Message.Status.ERROR or error_code else ""
+        ),
+        "tool_call_id": _text(raw.get("tool_call_id", ""), where, 100),
+        "name": _text(raw.get("name", ""), where, 100),
+        "tool_calls": raw.get("tool_calls") if isinstance(raw.get("tool_calls"), list) else [],
+    }
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens", "ttft_ms", "duration_ms"):
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value < 2**31):
+            raise ImportRefused(f"{where} has a figure ({name}) that is not a whole number.")
+        fields[name] = value
+    fields["seq"] = 1 if fields["content"] else 0
+    images = raw.get("images") or []
+    if not isinstance(images, list):
+        raise ImportRefused(f"{where}'s images are damaged.")
+    return _Message(fields, parent, _when(raw.get("created_at")), [
+        _image(image, f"Image {n + 1} of {where.lower()}") for n, image in enumerate(images)
+    ])
+
+
+def _image(raw: Any, where: str) -> tuple[PreparedImage, str]:
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, str) or not data:
+        raise ImportRefused(f"{where} is named but not carried in the file. Export it again with its images.")
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImportRefused(f"{where} is damaged (its data is not base64).") from None
+    try:
+        image = image_prepare_upload(decoded)
+    except ImageRefused as refused:
+        raise ImportRefused(f"{where}: {refused.message}") from None
+    name = raw.get("name") if isinstance(raw.get("name"), str) else ""
+    return image, name
+
+
+def _text(value: Any, where: str, limit: int | None = None, *, required: bool = False) -> str:
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ImportRefused(f"{where} is missing or not text.")
+    if (limit is not None and len(value) > limit) or not text_storable(value):
+        raise ImportRefused(f"{where} holds text this app cannot store.")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ImportRefused(f"{where} of that export is damaged.")
+    return value
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
+
+
+def _store(user: AbstractBaseUser, checked: _Conversation) -> int:
+    conversation = Conversation.objects.create(user=user, **checked.fields)
+    made: list[Message] = []
+    for message in checked.messages:
+        row = Message.objects.create(
+            conversation=conversation, parent=made[message.parent] if message.parent is not None else None,
+            **message.fields,
+        )
+        for image, name in message.images:
+            attachment = attachment_create(user=user, image=image, original_name=name)
+            attachment.message = row
+            attachment.save(update_fields=["message"])
+        if message.created_at is not None:
+            row.created_at = message.created_at
+        made.append(row)
+    Message.objects.bulk_update(made, ["created_at"])
+    Conversation.objects.filter(pk=conversation.pk).update(
+        leaf=made[checked.leaf] if checked.leaf is not None else None,
+        created_at=checked.created_at or conversation.created_at,
+        updated_at=checked.updated_at or conversation.updated_at,
+    )
+    return conversation.pk

@@ -1,0 +1,143 @@
+"""Export and import: a conversation with its branches and images goes out as JSON and
+Markdown and comes back as a new conversation that reads and continues like the original;
+a file that is not ours, is cut short, or names images it does not carry imports nothing."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from PIL import Image
+
+from chat.attachments import attachment_create, image_prepare_upload
+from chat.history import message_thread, message_to_dict
+from chat.models import Attachment, Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+def png(colour=(30, 60, 220)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def conversation(user):
+    """Two versions of an answer (a branch), an image on the question, a stopped answer."""
+    c = Conversation.objects.create(user=user, model="yi-vision", title="北京天气 and charts", system_prompt="Be brief.")
+    q = Message.objects.create(conversation=c, role="user", content="What is in 图片?")
+    image = attachment_create(user=user, image=image_prepare_upload(png()), original_name="chart.png")
+    Attachment.objects.filter(pk=image.pk).update(message=q)
+    Message.objects.create(conversation=c, role="assistant", parent=q, content="A blue box.", model="yi-vision",
+                           prompt_tokens=1010, completion_tokens=4, status="complete",
+                           notes=["yi-large does not take images, so yi-vision answered."])
+    second = Message.objects.create(conversation=c, role="assistant", parent=q, content="A box, cut", model="yi-vision",
+                                    status="stopped")
+    Conversation.objects.filter(pk=c.pk).update(leaf=second)
+    c.refresh_from_db()
+    return c
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def import_(client, data: bytes):
+    return client.post("/import/", {"file": SimpleUploadedFile("export.json", data)})
+
+
+def test_a_conversation_goes_out_and_comes_back_with_its_branches_and_images(user, conversation):
+    client = signed_in(user)
+    response = client.get(f"/export/?ids={conversation.pk}&format=json")
+    assert response["Content-Disposition"] == f'attachment; filename="yiweb-{conversation.pk}.json"'
+    exported = response.content
+
+    created = import_(client, exported)
+    assert created.status_code == 201
+    (new_id,) = created.json()["conversation_ids"]
+    copy_ = Conversation.objects.get(pk=new_id)
+    assert (copy_.title, copy_.model, copy_.system_prompt) == ("北京天气 and charts", "yi-vision", "Be brief.")
+
+    def shown(c):
+        return [(m["role"], m["content"], m["status"], m["sibling_ids"].index(m["id"]), len(m["sibling_ids"]),
+                 [(a["width"], a["height"], a["media_type"]) for a in m["attachments"]])
+                for m in map(message_to_dict, message_thread(conversation=c))]
+
+    # The same branch is shown, with the same versions to step between, and the image.
+    assert shown(copy_) == shown(conversation)
+    question = message_thread(conversation=copy_)[0]
+    stored = question.attachments.get()
+    assert stored.file.name == Attachment.objects.filter(message__conversation=conversation).get().file.name
+    # The app's own notes are not taken from a file (one could forge them).
+    assert all(m.notes == [] for m in Message.objects.filter(conversation=copy_))
+
+
+def test_markdown_reads_the_branch_shown(user, conversation):
+    text = signed_in(user).get(f"/export/?ids={conversation.pk}&format=md").content.decode()
+    assert text.startswith("# 北京天气 and charts\n")
+    assert "## You" in text and "*[image: chart.png, 40×30]*" in text and "What is in 图片?" in text
+    assert "A box, cut" in text and "A blue box." not in text  # the other version is not shown
+    assert "> Be brief." in text
+
+
+def test_everything_and_a_selection_export_only_ones_own(user, other_user, conversation):
+    Conversation.objects.create(user=other_user, model="yi-large", title="theirs")
+    everything = json.loads(signed_in(user).get("/export/").content)
+    assert [c["title"] for c in everything["conversations"]] == ["北京天气 and charts"]
+    theirs = Conversation.objects.get(title="theirs")
+    assert signed_in(user).get(f"/export/?ids={theirs.pk}").status_code == 404
+    assert signed_in(user).get("/export/?ids=x").status_code == 404
+    assert Client().get("/export/").status_code == 302
+
+
+def _bad(exported: dict, change) -> bytes:
+    data = copy.deepcopy(exported)
+    change(data)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("make, sentence", [
+    (lambda e: b'{"hello": "world"}', "That file is not a yiweb export."),
+    (lambda e: json.dumps(e).encode()[:-40], "That file is not a complete yiweb export: its JSON is cut short or damaged."),
+    (lambda e: _bad(e, lambda d: d["conversations"][0]["messages"][0]["images"][0].pop("data")),
+     "Image 1 of message 1 of conversation 1 is named but not carried in the file."),
+    (lambda e: _bad(e, lambda d: d["conversations"][0]["messages"][0]["images"][0].update(data="PHN2Zz4=")),
+     "Image 1 of message 1 of conversation 1: SVG images are not accepted"),
+    (lambda e: _bad(e, lambda d: d["conversations"][0]["messages"][1].update(parent=5)),
+     "Message 2 of conversation 1 answers a message that is not before it in the export."),
+    (lambda e: _bad(e, lambda d: d["conversations"][0]["messages"][1].update(role="admin")),
+     "Message 2 of conversation 1 has no role this app knows."),
+    (lambda e: _bad(e, lambda d: d.update(version=2)), "That export's version (2) is not one this server can read."),
+    (lambda e: b"\xff\xfe", "That file is not a yiweb export (it is not text)."),
+    (lambda e: b"[" * 200_000, "That file is not a complete yiweb export"),
+])
+def test_a_bad_file_gets_its_sentence_and_imports_nothing(user, conversation, make, sentence):
+    client = signed_in(user)
+    exported = json.loads(client.get(f"/export/?ids={conversation.pk}").content)
+    before = (Conversation.objects.count(), Message.objects.count(), Attachment.objects.count())
+    response = import_(client, make(exported))
+    assert response.status_code == 400 and response.json()["message"].startswith(sentence)
+    assert (Conversation.objects.count(), Message.objects.count(), Attachment.objects.count()) == before
+
+
+def test_an_imported_error_says_it_came_with_the_import(user, conversation):
+    client = signed_in(user)
+    exported = json.loads(client.get(f"/export/?ids={conversation.pk}").content)
+    exported["conversations"][0]["messages"][1].update(
+        status="error", error_code="auth", error_message="Your session expired. Sign in at evil.example")
+    (new_id,) = import_(client, json.dumps(exported).encode()).json()["conversation_ids"]
+    message = Message.objects.filter(conversation_id=new_id, status="error").get()
+    assert message.error_message == "This answer ended with an error (auth) in the conversation this was imported from."
