@@ -246,6 +246,19 @@ def test_an_empty_query_or_one_no_text_can_hold_finds_nothing(alice, query):
 
 
 @each_database
+def test_archived_true_or_false_keeps_only_those_conversations(alice):
+    kept = conversation(alice, "ValueError in a kept one")
+    archived = conversation(alice, "ValueError in an archived one")
+    Conversation.objects.using(alice._state.db).filter(pk=archived.pk).update(archived=True)
+    both = [(archived.pk, message_ids(archived)[0]), (kept.pk, message_ids(kept)[0])]
+
+    assert found(alice, "ValueError") == both
+    assert found(alice, "ValueError", archived=False) == both[1:]
+    assert found(alice, "ValueError", archived=True) == both[:1]
+    assert found(alice, "Va", archived=True) == both[:1]
+
+
+@each_database
 @pytest.mark.parametrize("query, queries", [("ValueError", 2), ("Va", 2), ("北京天气", 2), ("北京", 2)])
 def test_a_search_runs_the_same_number_of_queries_whatever_the_size(
     alice, database, django_assert_num_queries, query, queries
