@@ -12,8 +12,13 @@ files no other row names, once the deletion has committed (chat/signals.py).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -37,14 +42,46 @@ SWEEP_EVERY = 3600.0
 SWEEP_BATCH = 500
 _last_sweep = -SWEEP_EVERY
 PNG_SIGNATURE = b"\x89PNG"
+# Image workers run this much nicer than the server (os.nice: 0 is the default, 19 the nicest).
+IMAGE_WORKER_NICENESS = 10
+_workers: ProcessPoolExecutor | None = None
+
+
+def _image_workers() -> ProcessPoolExecutor:
+    """The processes that check and normalise uploads, made on first use.
+
+    Pillow's work is CPU-bound: in a thread of the server it took the cores the event loop
+    needs, and answers streaming to everyone stalled while people uploaded (bench/images.py).
+    In processes of their own, at a lower priority (nice), the kernel gives the server the
+    CPU first. `spawn`, not `fork`: the server has threads and an event loop a forked child
+    must not inherit. chat.images imports nothing from Django, so a worker starts light.
+    """
+    global _workers
+    if _workers is None:
+        _workers = ProcessPoolExecutor(
+            max_workers=settings.IMAGE_WORKERS, mp_context=multiprocessing.get_context("spawn"),
+            initializer=os.nice, initargs=(IMAGE_WORKER_NICENESS,),
+        )
+    return _workers
+
+
+async def image_prepare_elsewhere(raw: bytes) -> PreparedImage:
+    """`image_prepare_upload` in an image worker process; raises ImageRefused."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _image_workers(), functools.partial(image_prepare, raw, **_limits())
+    )
 
 
 def image_prepare_upload(raw: bytes) -> PreparedImage:
-    """chat.images.image_prepare with this deployment's limits; raises ImageRefused."""
-    return image_prepare(
-        raw, max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS,
-        max_side=settings.IMAGE_SEND_MAX_SIDE, max_side_sharp=settings.IMAGE_SEND_MAX_SIDE_SHARP,
-    )
+    """chat.images.image_prepare with this deployment's limits, here; raises ImageRefused."""
+    return image_prepare(raw, **_limits())
+
+
+def _limits() -> dict[str, int]:
+    return {
+        "max_bytes": settings.IMAGE_MAX_BYTES, "max_pixels": settings.IMAGE_MAX_PIXELS,
+        "max_side": settings.IMAGE_SEND_MAX_SIDE, "max_side_sharp": settings.IMAGE_SEND_MAX_SIDE_SHARP,
+    }
 
 
 def attachment_create(*, user: AbstractBaseUser, image: PreparedImage, original_name: str) -> Attachment:

@@ -88,6 +88,10 @@ class ImageRefused(Exception):
         self.code = code
         self.message = message
 
+    def __reduce__(self):
+        # Raised in an image worker process and read in the server (chat/attachments.py).
+        return ImageRefused, (self.code, self.message)
+
 
 @dataclass(frozen=True)
 class PreparedImage:

@@ -98,3 +98,23 @@ def test_uploading_needs_a_signed_in_user_and_the_csrf_token(user):
     assert upload(Client(), jpeg_with_gps()).status_code == 302
     assert upload(signed_in(user, enforce_csrf_checks=True), jpeg_with_gps()).status_code == 403
     assert signed_in(user).get("/attachments/").status_code == 405
+
+
+def test_the_page_sends_the_file_as_the_body_with_its_name_in_a_header(user, media):
+    raw = jpeg_with_gps()
+    response = signed_in(user).post("/attachments/", raw, content_type="application/octet-stream",
+                                    headers={"X-File-Name": "%E5%8C%97%E4%BA%AC%20photo.jpg"})
+    assert response.status_code == 201
+    assert response.json()["original_name"] == "北京 photo.jpg"
+    # Larger than Django's DATA_UPLOAD_MAX_MEMORY_SIZE for a body is still taken (up to IMAGE_MAX_BYTES).
+    big = io.BytesIO()
+    Image.effect_noise((1800, 1800), 80).convert("RGB").save(big, "JPEG", quality=100)
+    assert len(big.getvalue()) > 2_621_440
+    assert signed_in(user).post("/attachments/", big.getvalue(), content_type="image/jpeg").status_code == 201
+
+
+def test_a_body_over_the_byte_limit_is_refused_before_it_is_read(user, media, settings):
+    settings.IMAGE_MAX_BYTES = 1000
+    response = signed_in(user).post("/attachments/", b"x" * 2000, content_type="application/octet-stream")
+    assert response.status_code == 400 and response.json()["code"] == "too_large"
+    assert not Attachment.objects.exists()

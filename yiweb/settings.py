@@ -321,6 +321,9 @@ IMAGE_SEND_MAX_SIDE = int(os.environ.get("IMAGE_SEND_MAX_SIDE", "2048"))
 IMAGE_SEND_MAX_SIDE_SHARP = int(os.environ.get("IMAGE_SEND_MAX_SIDE_SHARP", "4096"))
 # At most this many images in one message (the page says so before uploading a seventh).
 IMAGES_PER_MESSAGE = int(os.environ.get("IMAGES_PER_MESSAGE", "6"))
+# Processes that check and normalise uploads, at a lower priority than the server
+# (chat/attachments.py): by default one core fewer than the machine has, at least one.
+IMAGE_WORKERS = int(os.environ.get("IMAGE_WORKERS", str(max(1, (os.cpu_count() or 2) - 1))))
 
 # Models and their windows (chat/catalog.py knows the reference's Yi models). A thread
 # holding images is answered by VISION_MODEL when the picked model does not take images
