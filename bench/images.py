@@ -22,8 +22,8 @@ base64-encoded.
 Streaming: one Daphne process of yiweb (production settings, SQLite and MEDIA_ROOT in a
 temporary folder, the in-memory layer) relays 20 answers of the simulator at once, with
 `stamp=1` deltas (bench/common.py), in rounds taken in turn: alone, then while 10 other
-people upload the 12 MP photo over HTTP (POST /attachments/ with their session cookie and
-CSRF token), from half a second before the answers start, each uploading again as soon as
+people upload the 12 MP photo over HTTP as the page does (POST /attachments/, the file as
+the body, with their session cookie and CSRF token), from half a second before the answers start, each uploading again as soon as
 the last finished, until the answers end. The uploads come from a process of their own, so
 the client timing the deltas does no upload work, and each carries a different JPEG
 comment, so no two uploads are the same bytes.
@@ -337,7 +337,9 @@ def commented(jpeg: bytes, n: int) -> bytes:
 async def upload_one(client: httpx.AsyncClient, photo_bytes: bytes) -> dict:
     started = time.time()
     try:
-        response = await client.post("/attachments/", files={"file": ("IMG_0001.jpg", photo_bytes, "image/jpeg")})
+        # As the page sends it: the file as the body, its name in a header.
+        response = await client.post("/attachments/", content=photo_bytes, headers={
+            "Content-Type": "application/octet-stream", "X-File-Name": "IMG_0001.jpg"})
         status, error = response.status_code, "" if response.status_code == 201 else response.text[:200]
     except httpx.HTTPError as failure:
         status, error = 0, f"{type(failure).__name__}: {failure}"

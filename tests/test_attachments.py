@@ -118,3 +118,44 @@ def test_a_body_over_the_byte_limit_is_refused_before_it_is_read(user, media, se
     response = signed_in(user).post("/attachments/", b"x" * 2000, content_type="application/octet-stream")
     assert response.status_code == 400 and response.json()["code"] == "too_large"
     assert not Attachment.objects.exists()
+
+
+def _polyglot() -> bytes:
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("payload.txt", "hidden")
+    return jpeg_with_gps() + archive.getvalue()
+
+
+def _bad_kinds():
+    from tests.test_images import png_declaring
+
+    whole = jpeg_with_gps()
+    return [
+        (b"", "That file is empty."),
+        (b"notes, renamed to a .png\n", "That file is text, not an image. Attach a picture (JPEG, PNG, WebP, GIF or HEIC)."),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+         "SVG images are not accepted (they can carry script). Attach a picture (JPEG, PNG, WebP, GIF or HEIC)."),
+        (b"%PDF-1.7\n", "That is a PDF, not an image. Attach a picture (JPEG, PNG, WebP, GIF or HEIC)."),
+        (png_declaring(100_000, 100_000), "That image is too big (the limit is 50.0 MP). Scale it down and attach it again."),
+        (whole[: len(whole) // 2], "That image is damaged or cut short. Save it again and attach the new file."),
+        (_polyglot(), "That file holds something besides an image (an archive). Attach the picture alone."),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_each_bad_file_sent_as_the_page_sends_it_gets_its_sentence_and_nothing_is_stored(user, media, index):
+    data, sentence = _bad_kinds()[index]
+    response = signed_in(user).post("/attachments/", data, content_type="application/octet-stream",
+                                    headers={"X-File-Name": "upload.png"})
+    assert response.status_code == 400 and response.json()["message"] == sentence
+    assert not Attachment.objects.exists() and not (media / "attachments").exists()
+
+
+def test_a_one_pixel_image_is_taken(user, media):
+    one = io.BytesIO()
+    Image.new("RGB", (1, 1), (255, 0, 0)).save(one, "PNG")
+    response = signed_in(user).post("/attachments/", one.getvalue(), content_type="application/octet-stream")
+    assert response.status_code == 201 and (response.json()["width"], response.json()["height"]) == (1, 1)
