@@ -218,6 +218,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "content": message.content,
         "status": message.status,
         "model": message.model,
+        "params": message.params,
         "finish_reason": message.finish_reason,
         "usage": usage,
         "error_code": message.error_code,
