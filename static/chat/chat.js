@@ -1,7 +1,8 @@
 // The chat page: the conversation list, the messages, the composer and the one
 // websocket of this tab. The protocol is docs/websocket.md; message rendering is in
-// message_view.js and markdown.js, the reconnecting socket in socket.js, the composer's
-// images in attachments.js and their viewer in image_viewer.js.
+// message_view.js and markdown.js, the reconnecting socket in socket.js, the composer in
+// composer.js (its images in attachments.js, their viewer in image_viewer.js) and what a
+// send must be in send_checks.js.
 (function () {
   "use strict";
 
@@ -468,7 +469,7 @@
     error(frame) {
       const index = frame.client_id ? state.pending.findIndex((p) => p.clientId === frame.client_id) : -1;
       if (index !== -1) {
-        restoreDraft(state.pending[index].text);
+        composer.restoreDraft(state.pending[index].text);
         tray.unlock(state.pending[index].chips);
         state.pending.splice(index, 1);
       }
@@ -482,98 +483,16 @@
   }
 
   // --- Composer ---------------------------------------------------------------------
-  function newClientId() {
-    if (crypto.randomUUID) return crypto.randomUUID();
-    // randomUUID exists only on https:// and localhost; a LAN address over http has not.
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  }
-
-  // Text the server refused goes back into the box, in front of anything typed since.
-  function restoreDraft(text) {
-    const current = ui.input.value;
-    if (current === text || !text.trim()) return;
-    ui.input.value = current.trim() ? `${text}\n${current}` : text;
-    composerChanged();
-  }
-
-  function composerChanged() {
-    ui.send.disabled = ui.input.value.trim() === "" && !tray.hasImages();
-    ui.input.style.height = "auto";
-    ui.input.style.height = `${Math.min(ui.input.scrollHeight, 240)}px`;
-  }
-
-  // Send pressed while images are still uploading: the send goes once they are all up
-  // (or refused, or removed), with whatever the composer holds then.
-  let waitingForUploads = false;
-  function uploadsChanged() {
-    composerChanged();
-    if (!waitingForUploads || tray.uploading()) return;
-    waitingForUploads = false;
-    hideError();
-    sendMessage();
-  }
-
-  // Daphne drops a websocket message over 1 MiB without a word: the text would be lost
-  // from the box, and the page would reconnect and send it again, 2-3 times a second.
-  const FRAME_MAX_BYTES = 1000000;
-
-  function thousands(n) {
-    return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  }
-
-  // Characters as the server counts them (Python's len: code points, not UTF-16 units).
-  function characterCount(text) {
-    let pairs = 0;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c >= 0xd800 && c <= 0xdbff) {
-        const next = text.charCodeAt(i + 1);
-        if (next >= 0xdc00 && next <= 0xdfff) {
-          pairs++;
-          i++;
-        }
-      }
-    }
-    return text.length - pairs;
-  }
-
-  // Why a send cannot go, before it goes: too long for the server (its own sentence,
-  // docs/websocket.md `message_too_long`) or too big for one websocket frame.
-  function sendRefusal(frame) {
-    const characters = characterCount(frame.text);
-    if (characters > messageMaxChars) {
-      return `That message is too long (${thousands(characters)} characters; the limit is ${thousands(messageMaxChars)}). Shorten it or split it.`;
-    }
-    const bytes = new TextEncoder().encode(JSON.stringify(frame)).length;
-    if (bytes > FRAME_MAX_BYTES) {
-      return `That message is too long to send (${thousands(bytes)} bytes; the limit is ${thousands(FRAME_MAX_BYTES)}). Shorten it or split it.`;
-    }
-    return null;
-  }
-
-  function sendMessage() {
-    const text = ui.input.value;
-    if (text.trim() === "" && !tray.hasImages()) return;
-    if (tray.uploading()) {
-      waitingForUploads = true;
-      showError("Waiting for uploads…", true);
-      return;
-    }
-    const attachmentIds = tray.ready().map((chip) => chip.attachment.id);
-    if (text.trim() === "" && !attachmentIds.length) return;
+  function sendMessage(text, attachmentIds) {
     const pending = {
-      clientId: newClientId(),
+      clientId: SendChecks.newClientId(),
       text,
       conversationId: state.conversationId,
       model: ui.model.value || defaultModel,
       attachmentIds,
     };
     // Refused here, the text stays in the box and nothing is sent.
-    const refusal = sendRefusal(sendFrame(pending));
+    const refusal = SendChecks.sendRefusal(sendFrame(pending), messageMaxChars);
     if (refusal) {
       showError(refusal);
       return;
@@ -597,38 +516,30 @@
   }
 
   function clearComposer() {
-    ui.input.value = "";
-    composerChanged();
-    ui.input.focus();
+    composer.clear();
     pinnedToBottom = true;
     scrollToBottom();
   }
 
-  const tray = new AttachmentTray({
-    list: $("attachment-list"),
-    input: $("attach-input"),
-    button: $("attach-button"),
-    overlay: $("drop-overlay"),
-    composerInput: ui.input,
-    uploadUrl: app.dataset.uploadUrl,
-    csrfToken: app.dataset.csrfToken,
-    loginPath: urls.login,
-    limits: imageLimits,
-    onChange: uploadsChanged,
+  const composer = new Composer({
+    form: ui.composer,
+    input: ui.input,
+    sendButton: ui.send,
+    tray: {
+      list: $("attachment-list"),
+      input: $("attach-input"),
+      button: $("attach-button"),
+      overlay: $("drop-overlay"),
+      uploadUrl: app.dataset.uploadUrl,
+      csrfToken: app.dataset.csrfToken,
+      loginPath: urls.login,
+      limits: imageLimits,
+    },
+    onSubmit: sendMessage,
+    notify: showError,
+    quiet: hideError,
   });
-
-  ui.input.addEventListener("input", composerChanged);
-  ui.input.addEventListener("keydown", (event) => {
-    // isComposing: Enter that confirms an IME candidate (Chinese, Japanese…) is not a send.
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
-      event.preventDefault();
-      sendMessage();
-    }
-  });
-  ui.composer.addEventListener("submit", (event) => {
-    event.preventDefault();
-    sendMessage();
-  });
+  const tray = composer.tray;
 
   ui.stop.addEventListener("click", () => {
     const view = streamingView();
@@ -663,7 +574,7 @@
   for (const message of initialMessages) addOrUpdateMessage(message);
   ui.emptyState.hidden = initialMessages.length > 0;
   markCurrentConversation();
-  composerChanged();
+  composer.changed();
   scrollToBottom();
   loadModelPicker({
     select: ui.model,
