@@ -126,9 +126,10 @@ def test_sign_up_chat_stream_reload_and_keep(page, app_url):
     assert answer.locator("pre code.hljs").count() >= 1
     assert not page.locator("#stop-button").is_visible()
 
-    # The page moved to the conversation's own address, and it lists it in the sidebar.
+    # The page moved to the conversation's own address, and it lists it in the sidebar (by
+    # the question's words, or by the title the model gives it after its first answer).
     page.wait_for_url(re.compile(r".*/c/\d+/$"))
-    assert page.locator(".conversation-item.is-current").inner_text().strip().startswith("Hello Yi")
+    assert "Hello Yi" in page.locator(".conversation-item.is-current").inner_text()
 
     readme_picture(page, "chat.png")
 

@@ -1,8 +1,8 @@
-// The chat page: the conversation list, the messages, the composer and the one
-// websocket of this tab. The protocol is docs/websocket.md; message rendering is in
-// message_view.js and markdown.js, the reconnecting socket in socket.js, the composer in
-// composer.js (its images in attachments.js, their viewer in image_viewer.js) and what a
-// send must be in send_checks.js.
+// The chat page: the messages, the composer and the one websocket of this tab. The
+// protocol is docs/websocket.md; message rendering is in message_view.js and markdown.js,
+// the reconnecting socket in socket.js, the composer in composer.js (its images in
+// attachments.js, their viewer in image_viewer.js) and what a send must be in
+// send_checks.js, the sidebar (the list, search, keeping it in order) in sidebar.js.
 (function () {
   "use strict";
 
@@ -21,15 +21,11 @@
   const defaultModel = readJSON("default-model") || "";
   const messageMaxChars = readJSON("message-max-chars") || Infinity; // MESSAGE_MAX_CHARS
   const imageLimits = readJSON("image-limits") || {}; // IMAGES_PER_MESSAGE, IMAGE_MAX_BYTES
+  const conversationsNext = readJSON("conversations-next"); // the list's second page
 
   const $ = (id) => document.getElementById(id);
   const app = $("chat-app");
   const ui = {
-    sidebar: $("sidebar"),
-    sidebarToggle: $("sidebar-toggle"),
-    sidebarBackdrop: $("sidebar-backdrop"),
-    conversationList: $("conversation-list"),
-    conversationEmpty: $("conversation-empty"),
     connection: $("connection-status"),
     scroller: $("message-scroller"),
     messageList: $("message-list"),
@@ -48,6 +44,11 @@
   const urls = {
     models: app.dataset.modelsUrl,
     login: app.dataset.loginUrl,
+    home: app.dataset.homeUrl,
+    api: app.dataset.conversationsUrl,
+    search: app.dataset.searchUrl,
+    exportFile: app.dataset.exportUrl,
+    importFile: app.dataset.importUrl,
     conversation: (id) =>
       app.dataset.conversationUrl.replace(app.dataset.conversationUrlPlaceholder, String(id)),
     socket: (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/chat/",
@@ -287,50 +288,14 @@
       attempt > 5 ? "Reconnecting… (if this lasts, reload the page)" : "Reconnecting…";
   }
 
-  // --- Sidebar ----------------------------------------------------------------------
-  function upsertConversation(conversation) {
-    let item = ui.conversationList.querySelector(`[data-conversation-id="${conversation.id}"]`);
-    if (!item) {
-      item = document.createElement("li");
-      item.className = "conversation-item";
-      item.dataset.conversationId = String(conversation.id);
-      const link = document.createElement("a");
-      link.className = "conversation-link";
-      link.href = urls.conversation(conversation.id);
-      const title = document.createElement("span");
-      title.className = "conversation-title";
-      link.append(title);
-      item.append(link);
-    }
-    const title = conversation.title || "New chat";
-    item.querySelector(".conversation-title").textContent = title;
-    item.querySelector(".conversation-link").title = title;
-    if (conversation.updated_at) item.dataset.updatedAt = conversation.updated_at;
-    // Created or changed just now, so it is the most recently updated one.
-    ui.conversationList.prepend(item);
-    ui.conversationEmpty.hidden = true;
-    markCurrentConversation();
-  }
-
-  function markCurrentConversation() {
-    for (const item of ui.conversationList.children) {
-      const current = item.dataset.conversationId === String(state.conversationId);
-      item.classList.toggle("is-current", current);
-      const link = item.querySelector(".conversation-link");
-      if (current) link.setAttribute("aria-current", "page");
-      else link.removeAttribute("aria-current");
-    }
-  }
-
-  function setSidebarOpen(open) {
-    app.classList.toggle("sidebar-open", open);
-    ui.sidebarToggle.setAttribute("aria-expanded", String(open));
-    ui.sidebarBackdrop.hidden = !open;
-  }
-  ui.sidebarToggle.addEventListener("click", () => setSidebarOpen(!app.classList.contains("sidebar-open")));
-  ui.sidebarBackdrop.addEventListener("click", () => setSidebarOpen(false));
-  document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && app.classList.contains("sidebar-open")) setSidebarOpen(false);
+  // --- The sidebar ------------------------------------------------------------------
+  const sidebar = new Sidebar({
+    app,
+    send: (frame) => socket.send(frame),
+    currentId: () => state.conversationId,
+    urls,
+    csrfToken: app.dataset.csrfToken,
+    next: conversationsNext,
   });
 
   // --- The socket -------------------------------------------------------------------
@@ -412,7 +377,12 @@
     state.conversationId = conversationId;
     for (const pending of ours) pending.conversationId = conversationId;
     history.replaceState({ conversationId }, "", urls.conversation(conversationId));
-    markCurrentConversation();
+    sidebar.markCurrent(conversationId);
+  }
+
+  function conversationShown(conversation) {
+    state.conversation = conversation;
+    document.title = `${conversation.title || "New chat"} · yiweb`;
   }
 
   const frameHandlers = {
@@ -427,11 +397,15 @@
       if (frame.client_id && state.pending.some((p) => p.clientId === frame.client_id)) {
         adoptConversation(conversation.id);
       }
-      if (conversation.id === state.conversationId) {
-        state.conversation = conversation;
-        document.title = `${conversation.title || "New chat"} · yiweb`;
-      }
-      upsertConversation(conversation);
+      if (conversation.id === state.conversationId) conversationShown(conversation);
+      sidebar.changed(conversation);
+    },
+    conversation_updated(frame) {
+      if (frame.conversation.id === state.conversationId) conversationShown(frame.conversation);
+      sidebar.changed(frame.conversation);
+    },
+    conversation_deleted(frame) {
+      sidebar.deleted(frame.conversation_id);
     },
     message(frame) {
       const message = frame.message;
@@ -441,6 +415,7 @@
         tray.discard(state.pending[index].chips);
         state.pending.splice(index, 1);
       }
+      if (message.attachments && message.attachments.length) sidebar.holdsImages(state.conversationId);
       addOrUpdateMessage(message, frame.replaces);
     },
     snapshot(frame) {
@@ -467,6 +442,7 @@
       if (pinnedToBottom) requestAnimationFrame(scrollToBottom);
     },
     error(frame) {
+      if (sidebar.refused(frame)) return;
       const index = frame.client_id ? state.pending.findIndex((p) => p.clientId === frame.client_id) : -1;
       if (index !== -1) {
         composer.restoreDraft(state.pending[index].text);
@@ -509,10 +485,7 @@
     }
     hideError();
     clearComposer();
-    if (state.conversationId !== null) {
-      const item = ui.conversationList.querySelector(`[data-conversation-id="${state.conversationId}"]`);
-      if (item) ui.conversationList.prepend(item);
-    }
+    if (state.conversationId !== null) sidebar.touched(state.conversationId);
   }
 
   function clearComposer() {
@@ -573,8 +546,9 @@
   // --- Start ------------------------------------------------------------------------
   for (const message of initialMessages) addOrUpdateMessage(message);
   ui.emptyState.hidden = initialMessages.length > 0;
-  markCurrentConversation();
   composer.changed();
+  const notice = sidebar.takeNotice();
+  if (notice) showError(notice, true);
   scrollToBottom();
   loadModelPicker({
     select: ui.model,

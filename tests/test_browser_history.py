@@ -1,0 +1,238 @@
+"""Issue 14 in Debian's Chromium, the list: renamed and pinned in one tab, seen in another;
+loaded a page at a time as it scrolls, under date headings; several selected, archived and
+deleted together; an import that is not ours refused with the server's sentence.
+
+Black box, as tests/test_browser.py: yiweb runs as a real Daphne process against the
+simulator over HTTP. The old conversations are written into the app's database here,
+through its own models (`manage.py shell`), with the dates they would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import contextlib
+
+import pytest
+
+from tests.live_server import app_env, manage, running_app, sqlite_database
+from tests.readme_pictures import readme_pictures_state
+from tests.simulator_server import running_simulator
+from tests.test_browser import CHROMIUM, browser, page, sign_up  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readme_pictures_untouched():
+    before = readme_pictures_state()
+    yield
+    if not os.environ.get("YIWEB_SCREENSHOTS"):
+        assert readme_pictures_state() == before, "a browser test rewrote docs/images without YIWEB_SCREENSHOTS"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(base URL, its environment, path of its SQLite file)."""
+    media = tmp_path_factory.mktemp("media")
+    with running_simulator(env={"SIMULATOR_DELTA_MS": "5"}) as simulator_url, sqlite_database() as database_url:
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test",
+                      MEDIA_ROOT=str(media))
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, _):
+            yield base, env, database_url.removeprefix("sqlite:///")
+
+
+# Writes conversations for a user as they would have been written over time: each a chain
+# of questions and answers, dated `days_ago`, optionally pinned or naming an image.
+SEED = """
+import json
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from chat.models import Attachment, Conversation, Message
+
+user = get_user_model().objects.get(username={username!r})
+for spec in json.loads({specs!r}):
+    when = timezone.now() - timedelta(days=spec["days_ago"], minutes=spec.get("minutes", 0))
+    conversation = Conversation.objects.create(user=user, title=spec["title"], model="yi-large")
+    parent = None
+    for question, answer in spec["turns"]:
+        parent = Message.objects.create(conversation=conversation, role="user", content=question, parent=parent)
+        if spec.get("images") and parent.parent_id is None:
+            Attachment.objects.create(user=user, message=parent, file="attachments/none.png", media_type="image/png",
+                                      width=8, height=8, size_bytes=100)
+        parent = Message.objects.create(
+            conversation=conversation, role="assistant", content=answer, parent=parent, model="yi-large",
+            status="complete", finish_reason="stop", prompt_tokens=120, completion_tokens=480, total_tokens=600,
+            ttft_ms=230, duration_ms=4100)
+    Message.objects.filter(conversation=conversation).update(created_at=when)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        created_at=when, updated_at=when, leaf=parent, pinned=spec.get("pinned", False))
+"""
+
+
+def seed(env: dict, username: str, specs: list[dict]) -> None:
+    manage("shell", "-c", SEED.format(username=username, specs=json.dumps(specs)), env=env)
+
+
+def rows(database: str, sql: str, *args) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def sidebar_titles(page) -> list[str]:
+    return page.locator("#conversations-active .conversation-title").all_inner_texts()
+
+
+def group_headings(page) -> list[str]:
+    return page.locator("#conversations-active .conversation-group-heading").all_inner_texts()
+
+
+def wait_answers_complete(page, count: int) -> None:
+    page.wait_for_function(
+        "n => { const a = [...document.querySelectorAll('[data-role=assistant]')];"
+        " return a.length === n && a.every(m => m.dataset.status === 'complete'); }", arg=count, timeout=30_000)
+
+
+def row(page, title: str):
+    return page.locator("#conversations-active .conversation-item", has_text=title)
+
+
+def open_row_menu(page, title: str) -> None:
+    target = row(page, title)
+    target.hover()
+    target.locator(".conversation-more").click()
+    page.locator("#popup-menu").wait_for(state="visible")
+
+
+def menu_item(page, name: str):
+    return page.locator("#popup-menu").get_by_role("menuitem", name=name)
+
+
+# --- Import ---------------------------------------------------------------------------------
+
+
+def test_an_import_that_is_not_ours_says_why_and_opens_nothing(page, app, tmp_path):
+    base, _, _ = app
+    sign_up(page, base, "kai")
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps({"conversations": []}), encoding="utf-8")
+    page.set_input_files("#import-input", str(bad))
+    notice = page.locator("#sidebar-notice")
+    notice.wait_for(state="visible")
+    assert notice.inner_text().strip() != ""
+    assert page.url == f"{base}/"
+    page.problems.clear()  # the refusal is a 400, as it should be
+
+
+# --- The list ------------------------------------------------------------------------------
+
+
+def test_a_rename_inline_and_a_pin_reach_another_tab(page, app):
+    base, env, _ = app
+    sign_up(page, base, "ming")
+    seed(env, "ming", [
+        {"title": "Alpha", "days_ago": 0, "turns": [["a?", "a."]]},
+        {"title": "Beta", "days_ago": 1, "turns": [["b?", "b."]]},
+        {"title": "Gamma", "days_ago": 40, "turns": [["c?", "c."]]},
+    ])
+    page.goto(f"{base}/")
+    other = page.context.new_page()
+    other.goto(f"{base}/")
+    assert group_headings(other)[:2] == ["Today", "Yesterday"]
+
+    # Rename inline, by keyboard: an empty title is refused with the server's sentence.
+    row(page, "Beta").locator(".conversation-more").focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.textContent") == "Rename"
+    page.keyboard.press("Enter")
+    box = row(page, "Beta").locator(".conversation-rename")
+    assert box.input_value() == "Beta"
+    box.fill("  ")
+    box.press("Enter")
+    error = page.locator(".conversation-rename-error")
+    error.wait_for(state="visible")
+    assert error.inner_text() == "Type a title, or press Esc to keep the old one."
+    box.fill("Beta, renamed")
+    box.press("Enter")
+    page.locator(".conversation-rename").wait_for(state="detached")
+    assert "Beta, renamed" in sidebar_titles(page)
+    other.wait_for_function(
+        "() => [...document.querySelectorAll('#conversations-active .conversation-title')]"
+        ".some(t => t.textContent === 'Beta, renamed')")
+
+    # Esc gives up a rename.
+    open_row_menu(page, "Alpha")
+    menu_item(page, "Rename").click()
+    row(page, "Alpha").locator(".conversation-rename").fill("Not this")
+    page.keyboard.press("Escape")
+    assert page.locator(".conversation-rename").count() == 0
+    assert "Alpha" in sidebar_titles(page)
+
+    # Pinned here, it is on top under "Pinned" there, without a reload.
+    open_row_menu(page, "Gamma")
+    menu_item(page, "Pin").click()
+    other.wait_for_function(
+        "() => document.querySelector('#conversations-active .conversation-group-heading')?.textContent === 'Pinned'")
+    assert sidebar_titles(other)[0] == "Gamma"
+    assert row(other, "Gamma").get_by_role("img", name="Pinned").is_visible()
+    assert group_headings(other)[:3] == ["Pinned", "Today", "Yesterday"]
+    assert page.problems == []
+
+
+def test_the_list_loads_its_next_page_as_it_scrolls_under_date_headings(page, app):
+    base, env, _ = app
+    sign_up(page, base, "nora")
+    days = [0, 0, 1, 3, 6, 12, 25] + [35 + 9 * i for i in range(56)]  # 63 conversations, a year and a half
+    seed(env, "nora", [
+        {"title": f"Chat {i:02d}", "days_ago": day, "minutes": i, "images": i == 2, "turns": [[f"q{i}", f"a{i}"]]}
+        for i, day in enumerate(days)
+    ])
+    page.goto(f"{base}/")
+    assert len(sidebar_titles(page)) == 50
+    assert group_headings(page)[:4] == ["Today", "Yesterday", "Previous 7 days", "Previous 30 days"]
+    assert row(page, "Chat 02").get_by_role("img", name="Has images").is_visible()
+    assert row(page, "Chat 03").get_by_role("img", name="Has images").is_hidden()
+
+    page.locator("#sidebar-scroll").evaluate("s => { s.scrollTop = s.scrollHeight; }")
+    page.wait_for_function("() => document.querySelectorAll('#conversations-active .conversation-item').length === 63")
+    assert sidebar_titles(page) == [f"Chat {i:02d}" for i in range(63)]
+    months = group_headings(page)[4:]
+    assert len(months) == len(set(months)) >= 12
+    assert all(re.fullmatch(r"[A-Z][a-z]+ \d{4}", month) for month in months)
+    assert page.problems == []
+
+
+def test_several_selected_are_archived_shown_apart_and_deleted_together(page, app):
+    base, env, database = app
+    sign_up(page, base, "oscar")
+    seed(env, "oscar", [{"title": f"Old {i}", "days_ago": i, "turns": [["q", "a"]]} for i in range(4)])
+    page.goto(f"{base}/")
+    page.get_by_role("button", name="Select").click()
+    row(page, "Old 1").locator(".conversation-link").click()
+    row(page, "Old 2").locator(".conversation-check").check()
+    assert page.locator("#selection-count").inner_text() == "2 selected"
+    page.get_by_role("button", name="Archive", exact=True).click()
+    page.wait_for_function("() => document.querySelectorAll('#conversations-active .conversation-item').length === 2")
+    assert sidebar_titles(page) == ["Old 0", "Old 3"]
+
+    page.get_by_role("button", name="Archived").click()
+    archived = page.locator("#conversations-archived .conversation-title")
+    archived.first.wait_for()
+    assert archived.all_inner_texts() == ["Old 1", "Old 2"]
+    page.get_by_role("button", name="Select").click()
+    page.get_by_role("button", name="All", exact=True).click()
+    page.get_by_role("button", name="Delete…").click()
+    dialog = page.locator("#delete-dialog")
+    assert "2 conversations will be deleted" in dialog.inner_text()
+    dialog.get_by_role("button", name="Delete").click()
+    page.wait_for_function("() => !document.querySelector('#conversations-archived .conversation-item')")
+    assert page.locator("#conversations-archived .conversation-empty").inner_text() == "No archived conversations."
+    assert sorted(t for (t,) in rows(database, "SELECT title FROM chat_conversation c JOIN auth_user u"
+                                               " ON u.id = c.user_id WHERE u.username = 'oscar'")) == ["Old 0", "Old 3"]
+    assert page.problems == []
