@@ -1,6 +1,7 @@
-"""Issue 14 in Debian's Chromium, the list: renamed and pinned in one tab, seen in another;
-loaded a page at a time as it scrolls, under date headings; several selected, archived and
-deleted together; an import that is not ours refused with the server's sentence.
+"""Issue 14 in Debian's Chromium: finding an old conversation by a Chinese word, opening it
+at that message, editing an earlier question, stepping between its versions, exporting,
+deleting and importing it back; and the list: renamed and pinned in one tab, seen in
+another; loaded a page at a time as it scrolls, under date headings.
 
 Black box, as tests/test_browser.py: yiweb runs as a real Daphne process against the
 simulator over HTTP. The old conversations are written into the app's database here,
@@ -18,7 +19,7 @@ import contextlib
 import pytest
 
 from tests.live_server import app_env, manage, running_app, sqlite_database
-from tests.readme_pictures import readme_pictures_state
+from tests.readme_pictures import readme_picture, readme_pictures_state
 from tests.simulator_server import running_simulator
 from tests.test_browser import CHROMIUM, browser, page, sign_up  # noqa: F401 (fixtures)
 
@@ -114,7 +115,142 @@ def menu_item(page, name: str):
     return page.locator("#popup-menu").get_by_role("menuitem", name=name)
 
 
-# --- Import ---------------------------------------------------------------------------------
+# --- Find, reread, branch, export, delete, import ----------------------------------------
+
+WORD = "蝾螈"
+# A long Chinese answer with the word in its middle, and markup that must show as text.
+MIDDLE_ANSWER = (
+    "我们在云南的第三天去了山里的溪流。" * 12
+    + f"在石头下面发现了一只{WORD}，它的皮肤是黑色的，带着橙色的斑点，导游说它叫<b>东方{WORD}</b>。"
+    + "回到客栈以后，大家一起吃了米线，然后早早休息。" * 12
+)
+
+
+def travel_turns() -> list[list[str]]:
+    turns = [[f"第{i}天我们去哪里？", f"第{i}天的安排：早上出发，下午参观古城，晚上看星星。" * 6] for i in range(1, 13)]
+    turns[3][1] = MIDDLE_ANSWER
+    return turns
+
+
+def test_an_old_answer_found_by_a_chinese_word_is_reread_branched_exported_deleted_and_imported(page, app):
+    base, env, database = app
+    sign_up(page, base, "lin")
+    seed(env, "lin", [
+        {"title": "云南旅行", "days_ago": 45, "turns": travel_turns()},
+        {"title": "北京的天气", "days_ago": 60, "turns": [["明天北京天气怎么样？", "明天晴，气温五到十五度。"]]},
+        {"title": "Python errors", "days_ago": 3, "turns": [["What is a ValueError?", "An exception raised when…"]]},
+    ])
+    [(conversation_id,)] = rows(database, "SELECT id FROM chat_conversation WHERE title = ?", "云南旅行")
+    [(answer_id,)] = rows(database, "SELECT id FROM chat_message WHERE content LIKE ?", f"%东方{WORD}%")
+    page.goto(f"{base}/")
+
+    # Found by a word in the middle of the answer, from the search box Ctrl+K reaches.
+    page.keyboard.press("Control+k")
+    assert page.evaluate("document.activeElement.id") == "search-input"
+    page.keyboard.type(WORD)
+    result = page.locator("#search-results .search-result")
+    result.first.wait_for()
+    assert result.count() == 1
+    assert result.locator(".search-result-title").inner_text() == "云南旅行"
+    assert result.locator("mark").all_inner_texts() == [WORD, WORD]
+    snippet = result.locator(".search-result-snippet").inner_text()
+    assert "<b>东方" in snippet  # the answer's markup is shown as the text it is
+    assert result.locator(".search-result-snippet b").count() == 0
+    assert page.locator("#conversations-active").is_hidden()  # results stand in for the list
+
+    # Opened at that message: it is on screen, far from the end, with the word marked.
+    result.locator("a").click()
+    page.wait_for_url(f"{base}/c/{conversation_id}/#m{answer_id}")
+    answer = page.locator(f'[data-message-id="{answer_id}"]')
+    answer.wait_for()
+    page.wait_for_function("() => CSS.highlights.get('search-match')?.size === 2")
+    page.wait_for_timeout(300)  # the answers above it are rendered by now, and it is still in view
+    box = answer.bounding_box()
+    scroller = page.locator("#message-scroller").bounding_box()
+    assert scroller["y"] <= box["y"] + box["height"] / 2 <= scroller["y"] + scroller["height"]
+    assert page.evaluate("(() => { const s = document.querySelector('#message-scroller');"
+                         " return s.scrollHeight - s.scrollTop - s.clientHeight; })()") > 1000
+
+    # Reread: the conversation's model and system prompt; the answer's facts.
+    assert page.locator("#conversation-facts summary").inner_text() == "yi-large · no system prompt"
+    answer.locator(".message-meta").click()
+    facts = dict(zip(answer.locator(".facts-list dt").all_inner_texts(), answer.locator(".facts-list dd").all_inner_texts()))
+    assert facts["Model"] == "yi-large"
+    assert facts["Tokens"] == "120 in, 480 out"
+    assert facts["First token after"] == "0.23 s"
+    assert facts["Duration"] == "4.1 s"
+    assert facts["Parameters"] == "the model's defaults"
+    assert facts["Ended"] == "Complete."
+    assert facts["Cost"].startswith("$")
+
+    # Edit an earlier question: what followed it goes, a new answer comes.
+    question = page.locator('[data-role="user"]').nth(2)
+    question.hover()
+    question.get_by_role("button", name="Edit").click()
+    editor = question.locator(".question-editor-input")
+    assert editor.input_value() == "第3天我们去哪里？"
+    editor.fill("第3天改去大理，怎么安排？")
+    question.get_by_role("button", name="Save & send").click()
+    wait_answers_complete(page, 3)
+    assert page.locator("#message-list .message").count() == 6
+    edited = page.locator('[data-role="user"]').nth(2)
+    assert edited.locator(".message-body").inner_text() == "第3天改去大理，怎么安排？"
+    assert edited.locator(".version-position").inner_text() == "2 / 2"
+    assert "第3天改去大理" in page.locator('[data-role="assistant"]').last.inner_text()
+
+    # Back to the first version: the whole old thread, the found answer with it.
+    edited.get_by_role("button", name="Previous version").click()
+    page.wait_for_function("() => document.querySelectorAll('#message-list .message').length === 24")
+    first = page.locator('[data-role="user"]').nth(2)
+    assert first.locator(".message-body").inner_text() == "第3天我们去哪里？"
+    assert first.locator(".version-position").inner_text() == "1 / 2"
+    assert page.locator(f'[data-message-id="{answer_id}"]').count() == 1
+
+    # The README's picture: the search beside the found answer, its facts open. Esc then
+    # gives the list back.
+    page.keyboard.press("Control+k")
+    page.keyboard.type(WORD)
+    result.first.wait_for()
+    readme_picture(page, "history.png")
+    page.keyboard.press("Escape")
+    assert page.locator("#search-input").input_value() == ""
+    page.locator("#conversations-active").wait_for()
+
+    # Export it: our JSON, with both versions of the question.
+    open_row_menu(page, "云南旅行")
+    with page.expect_download() as download:
+        menu_item(page, "Export as JSON (to import back)").click()
+    exported = download.value
+    assert exported.suggested_filename == f"yiweb-{conversation_id}.json"
+    data = json.loads(open(exported.path(), encoding="utf-8").read())
+    assert data["format"] == "yiweb-export"
+    [conversation] = data["conversations"]
+    questions = [m["content"] for m in conversation["messages"] if m["role"] == "user"]
+    assert "第3天我们去哪里？" in questions and "第3天改去大理，怎么安排？" in questions
+
+    # Delete it, after saying what goes: the page leaves it and says so.
+    open_row_menu(page, "云南旅行")
+    menu_item(page, "Delete…").click()
+    dialog = page.locator("#delete-dialog")
+    dialog.wait_for(state="visible")
+    assert "“云南旅行” will be deleted, with all its messages and the images in it." in dialog.inner_text()
+    dialog.get_by_role("button", name="Delete").click()
+    page.wait_for_url(f"{base}/")
+    assert page.locator("#send-error-text").inner_text() == "“云南旅行” was deleted."
+    assert "云南旅行" not in sidebar_titles(page)
+    assert rows(database, "SELECT count(*) FROM chat_conversation WHERE id = ?", conversation_id) == [(0,)]
+
+    # Import the export: it opens, with its two versions.
+    page.set_input_files("#import-input", exported.path())
+    page.wait_for_url(re.compile(rf"{base}/c/(\d+)/$"))
+    assert page.title() == "云南旅行 · yiweb"
+    assert page.locator("#message-list .message").count() == 24
+    question = page.locator('[data-role="user"]').nth(2)
+    assert question.locator(".version-position").inner_text() == "1 / 2"
+    question.get_by_role("button", name="Next version").click()
+    page.wait_for_function("() => document.querySelectorAll('#message-list .message').length === 6")
+    assert page.locator('[data-role="user"]').nth(2).locator(".message-body").inner_text() == "第3天改去大理，怎么安排？"
+    assert page.problems == []
 
 
 def test_an_import_that_is_not_ours_says_why_and_opens_nothing(page, app, tmp_path):

@@ -1,8 +1,9 @@
 // The chat page: the messages, the composer and the one websocket of this tab. The
-// protocol is docs/websocket.md; message rendering is in message_view.js and markdown.js,
-// the reconnecting socket in socket.js, the composer in composer.js (its images in
-// attachments.js, their viewer in image_viewer.js) and what a send must be in
-// send_checks.js, the sidebar (the list, search, keeping it in order) in sidebar.js.
+// protocol is docs/websocket.md; message rendering is in message_view.js and markdown.js
+// (with facts.js, versions.js and question_editor.js), the reconnecting socket in
+// socket.js, the composer in composer.js (its images in attachments.js, their viewer in
+// image_viewer.js) and what a send must be in send_checks.js, the sidebar (the list,
+// search, keeping it in order) in sidebar.js, opening at a message in message_reveal.js.
 (function () {
   "use strict";
 
@@ -61,6 +62,14 @@
     // Sends not yet confirmed by the server: {clientId, text, conversationId, model,
     // attachmentIds, chips (attachments.js: kept until the server stores the send)}
     pending: [],
+    // An earlier question being sent again: {clientId, view}, until its `thread` comes.
+    editing: null,
+    // Messages a `thread` took off the page (another branch): their late frames are not
+    // theirs to show.
+    offBranch: new Set(),
+    locked: false,
+    // The version asked for with "< >", and where its message was: it is shown there.
+    anchor: null,
   };
 
   // --- Rendering: at most once per animation frame ---------------------------------
@@ -85,11 +94,17 @@
     const views = [...dirty];
     dirty.clear();
     for (const view of views) if (view.render(deadline)) scheduleRender(view);
-    if (pinnedToBottom) scrollToBottom();
+    if (reveal.keep()) pinnedToBottom = false;
+    else if (pinnedToBottom) scrollToBottom();
   }
 
   function scrollToBottom() {
     ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  }
+
+  // Later in the frame: unless the page was opened at a message meanwhile.
+  function followBottom() {
+    if (pinnedToBottom) scrollToBottom();
   }
 
   ui.scroller.addEventListener(
@@ -115,6 +130,8 @@
     requestResync: () => subscribe(),
     openImage: (attachment, name, opener) => viewer.open(attachment, name, opener),
     pickedModel: () => ui.model.value,
+    showVersion,
+    editQuestion,
   };
 
   function addOrUpdateMessage(message, replaces) {
@@ -128,8 +145,11 @@
       // and an answer shown as streaming that the frame says has ended takes its final
       // state (a subscribe's catch-up, after the `done` was lost).
       if (!(view.streaming && message.status === "streaming") && !view.endedAs(message)) view.update(message);
+      else view.showVersions(message.sibling_ids);
     } else {
+      state.offBranch.delete(message.id);
       view = new MessageView(message, viewHooks);
+      view.lock(state.locked);
       state.views.set(message.id, view);
       const old = (replaces !== undefined && state.views.get(replaces)) || state.views.get(olderBranchOf(message));
       if (old) {
@@ -137,15 +157,64 @@
         // one as another branch of the conversation).
         old.el.replaceWith(view.el);
         state.views.delete(old.id);
+        state.offBranch.add(old.id);
         dirty.delete(old);
       } else {
         insertInOrder(view.el, message.id);
       }
     }
     ui.emptyState.hidden = true;
-    if (pinnedToBottom) requestAnimationFrame(scrollToBottom);
+    if (pinnedToBottom) requestAnimationFrame(followBottom);
     refreshStreamingControls();
     return view;
+  }
+
+  // A `thread`: the branch the conversation shows now replaces the page's. Views of
+  // messages on both stay as they are (a streaming answer keeps its seq and text).
+  function replaceThread(messages) {
+    const keep = new Set(messages.map((m) => m.id));
+    for (const view of [...state.views.values()]) {
+      if (keep.has(view.id)) continue;
+      state.views.delete(view.id);
+      state.offBranch.add(view.id);
+      dirty.delete(view);
+      view.el.remove();
+    }
+    for (const message of messages) addOrUpdateMessage(message);
+    ui.messageList.append(...messages.map((m) => state.views.get(m.id).el));
+    ui.emptyState.hidden = messages.length > 0;
+  }
+
+  // "< 2 / 3 >": show the branch through another version; the server sends the thread.
+  function showVersion(messageId, from) {
+    if (!socket.send({ type: "branch", message_id: messageId })) {
+      showError("Not connected to the server. Try again once the connection is back.");
+      return;
+    }
+    state.anchor = { id: messageId, top: from.el.getBoundingClientRect().top };
+  }
+
+  // An earlier question, edited: sent as a new version of it, answered on a new branch.
+  function editQuestion(view, text) {
+    const frame = {
+      type: "edit",
+      conversation_id: state.conversationId,
+      message_id: view.id,
+      text,
+      model: ui.model.value || defaultModel,
+      client_id: SendChecks.newClientId(),
+    };
+    const refusal = SendChecks.sendRefusal(frame, messageMaxChars);
+    if (refusal) {
+      view.editor.showError(refusal);
+      return;
+    }
+    if (!socket.send(frame)) {
+      view.editor.showError("Not connected to the server. Your edit is kept here; send it once the connection is back.");
+      return;
+    }
+    state.editing = { clientId: frame.client_id, view };
+    view.editor.setBusy(true);
   }
 
   // Ids grow with time, so id order is the conversation's order, whatever order the
@@ -215,53 +284,26 @@
 
   function refreshStreamingControls() {
     const streaming = streamingView();
+    if (state.locked !== Boolean(streaming)) {
+      state.locked = Boolean(streaming);
+      for (const view of state.views.values()) view.lock(state.locked);
+    }
     ui.stop.hidden = !streaming;
     if (!streaming) {
       ui.stop.disabled = false;
       ui.stop.querySelector(".btn-label").textContent = "Stop";
     }
-    if (unsettledViews().length) startWatchdog();
+    if (unsettledViews().length) silence.start();
   }
 
-  // A `done` can be lost on its way with the socket still open (a broadcast while Redis
-  // is down); the server answers a subscribe from the database, so a tab that has heard
-  // nothing about an answer it shows as streaming asks again. For a live answer that
-  // costs an empty snapshot. One subscribe covers every answer held, so at most one per
-  // SILENCE_MS whatever their number.
-  const SILENCE_MS = 3000;
+  // The answers' endings the page may have missed are asked for again (silence_watch.js).
   const GUESS_RESUBSCRIBE_MS = 2000;
   let lastSubscribeAt = -Infinity;
-  let watchdogTimer = null;
-
-  function startWatchdog() {
-    if (watchdogTimer === null) watchdogTimer = setInterval(watchdogTick, 1000);
-  }
-
-  function watchdogTick() {
-    const held = unsettledViews();
-    if (!held.length) {
-      clearInterval(watchdogTimer);
-      watchdogTimer = null;
-      return;
-    }
-    const now = performance.now();
-    if (!socket.isOpen || now - lastSubscribeAt < SILENCE_MS) return;
-    if (held.some((view) => now - view.lastHeardAt >= SILENCE_MS)) subscribe();
-  }
-
-  // Countdowns of `retrying` notices; the interval runs only while one is shown.
-  let retryTimer = null;
-  function startRetryTicker() {
-    if (retryTimer) return;
-    retryTimer = setInterval(() => {
-      let any = false;
-      for (const view of state.views.values()) any = view.tickRetry() || any;
-      if (!any) {
-        clearInterval(retryTimer);
-        retryTimer = null;
-      }
-    }, 250);
-  }
+  const silence = new SilenceWatch({
+    unsettled: unsettledViews,
+    canAsk: (now) => socket.isOpen && now - lastSubscribeAt >= SilenceWatch.SILENCE_MS,
+    ask: () => subscribe(),
+  });
 
   // --- Notices ----------------------------------------------------------------------
   // The notice above the input: refusals from the server (red) and, with info, the
@@ -288,7 +330,7 @@
       attempt > 5 ? "Reconnecting… (if this lasts, reload the page)" : "Reconnecting…";
   }
 
-  // --- The sidebar ------------------------------------------------------------------
+  // --- The sidebar, the conversation's facts, opening at a message --------------------
   const sidebar = new Sidebar({
     app,
     send: (frame) => socket.send(frame),
@@ -297,6 +339,22 @@
     csrfToken: app.dataset.csrfToken,
     next: conversationsNext,
   });
+  const facts = new ConversationFacts($("conversation-facts"));
+  const reveal = new MessageReveal(ui.scroller);
+  let revealBranchAsked = false;
+
+  // The message the address names (#m123, ?m=123): shown at once if it is on the page;
+  // else it is on another branch, which the server is asked to show (once subscribed).
+  function revealFromAddress() {
+    const target = reveal.want();
+    if (target === null) return null;
+    pinnedToBottom = false;
+    const view = state.views.get(target);
+    if (view) reveal.show(view);
+    else if (state.conversationId !== null && socket.send({ type: "branch", message_id: target })) revealBranchAsked = true;
+    else revealBranchAsked = false;
+    return target;
+  }
 
   // --- The socket -------------------------------------------------------------------
   const socket = new ReconnectingSocket(urls.socket, {
@@ -328,6 +386,12 @@
     let newest = null;
     for (const view of state.views.values()) if (!view.guessed && (newest === null || view.id > newest)) newest = view.id;
     if (newest !== null) frame.after_id = newest;
+    // What the page shows, so that a branch switched or an edit made elsewhere while it
+    // was away comes back as the whole thread.
+    frame.shown = [...ui.messageList.children]
+      .map((el) => state.views.get(Number(el.dataset.messageId)))
+      .filter((view) => view && !view.guessed)
+      .map((view) => view.id);
     if (socket.send(frame)) lastSubscribeAt = performance.now();
   }
 
@@ -383,12 +447,50 @@
   function conversationShown(conversation) {
     state.conversation = conversation;
     document.title = `${conversation.title || "New chat"} · yiweb`;
+    facts.show(conversation);
+  }
+
+  // A frame about a message of a branch a `thread` took away: not for this page to show.
+  function notShown(messageId) {
+    return state.offBranch.has(messageId) && !state.views.has(messageId);
+  }
+
+  // A `done` for an answer the page does not show is taken up only below its question.
+  function parentShown(message) {
+    if (message.parent_id == null || state.views.has(message.parent_id)) return true;
+    // Its question's `message` frame was lost too: the database has both.
+    if (performance.now() - lastSubscribeAt >= GUESS_RESUBSCRIBE_MS) subscribe();
+    return false;
   }
 
   const frameHandlers = {
     subscribed(frame) {
       // The server moves the socket to the conversation a send from here created.
       if (typeof frame.conversation_id === "number") adoptConversation(frame.conversation_id);
+      // Opened at a message of another branch: show that branch.
+      if (reveal.waiting && !revealBranchAsked && frame.conversation_id === state.conversationId) {
+        revealBranchAsked = true;
+        socket.send({ type: "branch", message_id: reveal.target });
+      }
+    },
+    thread(frame) {
+      if (frame.conversation_id !== state.conversationId || !Array.isArray(frame.messages)) return;
+      const editing = state.editing;
+      if (editing && frame.messages.some((m) => m.client_id === editing.clientId)) state.editing = null;
+      const anchor = state.anchor;
+      state.anchor = null;
+      replaceThread(frame.messages);
+      const stepped = anchor && state.views.get(anchor.id);
+      if (reveal.waiting && state.views.has(reveal.target)) {
+        reveal.show(state.views.get(reveal.target));
+      } else if (stepped) {
+        // Another version of a message: it stays where the one it replaced was.
+        pinnedToBottom = false;
+        ui.scroller.scrollTop += stepped.el.getBoundingClientRect().top - anchor.top;
+      } else if (!reveal.keep()) {
+        pinnedToBottom = true;
+        requestAnimationFrame(followBottom);
+      }
     },
     conversation(frame) {
       const conversation = frame.conversation;
@@ -419,15 +521,17 @@
       addOrUpdateMessage(message, frame.replaces);
     },
     snapshot(frame) {
+      if (notShown(frame.message_id)) return;
       viewFor(frame.message_id).snapshot(frame);
       refreshStreamingControls(); // it may have reopened an answer shown as ended
     },
     delta(frame) {
+      if (notShown(frame.message_id)) return;
       viewFor(frame.message_id).delta(frame);
     },
     retrying(frame) {
+      if (notShown(frame.message_id)) return;
       viewFor(frame.message_id).retrying(frame);
-      startRetryTicker();
     },
     done(frame) {
       const view = state.views.get(frame.message_id);
@@ -435,14 +539,22 @@
         view.guessed = false;
         dirty.delete(view);
         view.done(frame);
-      } else {
+      } else if (!notShown(frame.message_id) && parentShown(frame.message)) {
         addOrUpdateMessage(frame.message);
       }
       refreshStreamingControls();
-      if (pinnedToBottom) requestAnimationFrame(scrollToBottom);
+      if (pinnedToBottom) requestAnimationFrame(followBottom);
     },
     error(frame) {
       if (sidebar.refused(frame)) return;
+      const editing = state.editing;
+      if (editing && frame.client_id && frame.client_id === editing.clientId) {
+        state.editing = null;
+        if (editing.view.editor) {
+          editing.view.editor.showError(frame.message || `The server refused the edit (${frame.code}).`);
+          return;
+        }
+      }
       const index = frame.client_id ? state.pending.findIndex((p) => p.clientId === frame.client_id) : -1;
       if (index !== -1) {
         composer.restoreDraft(state.pending[index].text);
@@ -526,8 +638,8 @@
     ui.input.focus();
   });
 
-  // Retry (a new answer to the same question) and Continue (the model goes on from the
-  // text it has) under the last answer.
+  // Retry (a new answer to the same question, under any answer) and Continue (the model
+  // goes on from the text it has, under the last one).
   ui.messageList.addEventListener("click", (event) => {
     const button = event.target.closest(".retry-button, .continue-button");
     if (!button) return;
@@ -546,10 +658,13 @@
   // --- Start ------------------------------------------------------------------------
   for (const message of initialMessages) addOrUpdateMessage(message);
   ui.emptyState.hidden = initialMessages.length > 0;
+  facts.show(state.conversation);
   composer.changed();
   const notice = sidebar.takeNotice();
   if (notice) showError(notice, true);
-  scrollToBottom();
+  if (revealFromAddress() === null) scrollToBottom();
+  // A search result opened in this same conversation changes only the address's #m….
+  window.addEventListener("hashchange", revealFromAddress);
   loadModelPicker({
     select: ui.model,
     problem: ui.modelError,

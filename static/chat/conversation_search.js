@@ -2,12 +2,14 @@
 // the last key, a newer query aborting the older one), its results in place of the list
 // while the box has text. Each result is the conversation's title and a snippet with the
 // matches marked, built from the server's [text, is_match] parts as text nodes and <mark>
-// elements (the snippet is model output: never innerHTML), and opens the conversation
-// (/c/<id>/#m<message id>: the address names the message).
+// elements (the snippet is model output: never innerHTML), and opens the conversation at
+// that message (/c/<id>/#m<message id>).
 (function () {
   "use strict";
 
   const DEBOUNCE_MS = 150;
+  // Where a result hands the reveal its query (message_reveal.js marks it in the message).
+  const REVEAL_KEY = "yiweb.reveal";
 
   function element(tag, className) {
     const node = document.createElement(tag);
@@ -67,6 +69,10 @@
       input.addEventListener("input", () => this.changed());
       input.addEventListener("keydown", (event) => this.keydown(event));
       list.addEventListener("keydown", (event) => this.resultsKeydown(event));
+      list.addEventListener("click", (event) => {
+        const link = event.target.closest("a[data-message-id]");
+        if (link) this.remember(Number(link.dataset.messageId));
+      });
     }
 
     get active() {
@@ -154,6 +160,7 @@
       const link = element("a", "search-result-link");
       const messageId = result.message_id;
       link.href = this.conversationUrl(result.conversation_id) + (messageId ? `#m${messageId}` : "");
+      if (messageId) link.dataset.messageId = String(messageId);
       const head = element("span", "search-result-head");
       const name = element("span", "search-result-title");
       name.textContent = result.conversation_title || "New chat";
@@ -173,6 +180,15 @@
       }
       item.append(link);
       return item;
+    }
+
+    // The page opened at that message marks the words searched for (message_reveal.js).
+    remember(messageId) {
+      try {
+        sessionStorage.setItem(REVEAL_KEY, JSON.stringify({ messageId, query: this.query }));
+      } catch (err) {
+        /* storage disabled: the message is still shown, without its words marked */
+      }
     }
 
     links() {
@@ -213,5 +229,6 @@
     }
   }
 
+  ConversationSearch.REVEAL_KEY = REVEAL_KEY;
   window.ConversationSearch = ConversationSearch;
 })();

@@ -13,22 +13,28 @@
   };
   const RESYNC_AGAIN_MS = 2000;
 
+  // Countdowns of `retrying` notices: one timer for every view counting down, running only
+  // while one is (and is on the page).
+  const counting = new Set();
+  let countdownTimer = null;
+
+  function countDown(view) {
+    counting.add(view);
+    if (countdownTimer !== null) return;
+    countdownTimer = setInterval(() => {
+      for (const each of counting) if (!each.el.isConnected || !each.tickRetry()) counting.delete(each);
+      if (!counting.size) {
+        clearInterval(countdownTimer);
+        countdownTimer = null;
+      }
+    }, 250);
+  }
+
   function element(tag, className, attributes) {
     const node = document.createElement(tag);
     if (className) node.className = className;
     for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
     return node;
-  }
-
-  // picked: the model the conversation asked for; an answer from another one (a message
-  // with images goes to a model that takes them) says so.
-  function metaText(message, picked) {
-    const parts = [];
-    if (message.model) parts.push(picked && message.model !== picked ? `Answered by ${message.model}` : message.model);
-    const usage = message.usage || {};
-    if (usage.completion_tokens) parts.push(`${usage.completion_tokens} tokens`);
-    if (message.duration_ms) parts.push(`${(message.duration_ms / 1000).toFixed(1)} s`);
-    return parts.join(" · ");
   }
 
   // What an ended message shows: two `done` or `message` frames with the same key would
@@ -52,7 +58,7 @@
       this.id = message.id;
       this.role = message.role;
       // scheduleRender(view), requestResync(view), openImage(attachment, name, opener),
-      // pickedModel()
+      // pickedModel(), showVersion(messageId, fromView), editQuestion(view, text)
       this.hooks = hooks;
       this.lastSeq = 0;
       this.ahead = new Map(); // seq -> text of deltas that arrived after a gap
@@ -93,27 +99,77 @@
       this.errorBox.hidden = true;
       this.statusLabel = element("p", "message-status-label");
       this.statusLabel.hidden = true;
-      this.meta = element("p", "message-meta");
-      inner.append(author, this.images, this.notes, this.body, this.typing, this.retryNotice, this.errorBox, this.statusLabel, this.meta);
+      inner.append(author, this.images, this.notes, this.body, this.typing, this.retryNotice, this.errorBox, this.statusLabel);
+      this.versions = new VersionStepper((id) => this.hooks.showVersion(id, this));
+      this.actions = element("div", "message-actions");
+      this.actions.append(this.versions.el);
       if (this.role === "assistant") {
-        // Shown under the last answer once it has ended; chat.js handles the clicks.
-        this.actions = element("div", "message-actions");
-        this.retryButton = element("button", "btn btn-small btn-ghost retry-button", { type: "button" });
+        this.facts = new AnswerFacts();
+        // Retry under every ended answer, Continue under the last; chat.js handles the clicks.
+        this.retryButton = element("button", "btn btn-small btn-ghost retry-button", {
+          type: "button",
+          title: "Ask again: a new answer, with this one kept as another version",
+        });
         this.retryButton.textContent = "Retry";
         this.continueButton = element("button", "btn btn-small btn-ghost continue-button", { type: "button" });
         this.continueButton.textContent = "Continue";
         this.actions.append(this.retryButton, this.continueButton);
-        inner.append(this.actions);
+        inner.append(this.facts.el, this.actions);
+        el.append(inner);
+      } else {
+        this.editButton = element("button", "btn btn-small btn-ghost edit-button", {
+          type: "button",
+          title: "Edit and send again, with this version kept",
+        });
+        this.editButton.textContent = "Edit";
+        this.editButton.addEventListener("click", () => this.startEdit());
+        this.actions.append(this.editButton);
+        this.editor = null;
+        this.inner = inner;
+        el.append(inner, this.actions);
       }
-      el.append(inner);
       this.el = el;
+    }
+
+    // The versions of this message the page can step between (its `sibling_ids`).
+    showVersions(siblingIds) {
+      this.versions.show(this.id, siblingIds);
+    }
+
+    // While an answer is being written in the conversation, the thread cannot change
+    // under it: no other version, edit or retry (the server would refuse the last two).
+    lock(locked) {
+      this.versions.lock(locked);
+      if (this.editButton) this.editButton.disabled = locked;
+      if (this.retryButton) this.retryButton.disabled = locked;
+      if (this.continueButton) this.continueButton.disabled = locked;
+    }
+
+    startEdit() {
+      if (this.editor) {
+        this.editor.input.focus();
+        return;
+      }
+      this.editor = new QuestionEditor({
+        host: this.inner,
+        body: this.body,
+        text: this.message.content || "",
+        hasImages: (this.message.attachments || []).length > 0,
+        onSave: (text) => this.hooks.editQuestion(this, text),
+        onClose: () => {
+          this.editor = null;
+          this.el.classList.remove("is-editing");
+          this.editButton.focus();
+        },
+      });
+      this.el.classList.add("is-editing");
     }
 
     get streaming() {
       return this.message.status === "streaming";
     }
 
-    // The page's watchdog asks the server again about an answer it has not heard of for a while.
+    // The page asks the server again about an answer it has not heard of for a while (silence_watch.js).
     heard() {
       this.lastHeardAt = performance.now();
     }
@@ -134,7 +190,7 @@
       this.showNotes(message.notes || []);
       if (this.role !== "assistant") {
         this.body.textContent = text;
-        this.body.hidden = !text.trim(); // images alone
+        this.body.hidden = Boolean(this.editor) || !text.trim(); // images alone, or being edited
       } else if (message.status === "streaming") {
         if (typeof message.seq === "number" && message.seq > this.lastSeq) this.lastSeq = message.seq;
         this.markdown.set(text);
@@ -159,10 +215,10 @@
       }
       this.statusLabel.hidden = !STATUS_LABELS[message.status];
       this.statusLabel.textContent = STATUS_LABELS[message.status] || "";
-      this.meta.textContent =
-        this.role === "assistant" && message.status !== "streaming" ? metaText(message, this.hooks.pickedModel()) : "";
+      this.showVersions(message.sibling_ids);
+      if (this.facts) this.facts.show(message, this.hooks.pickedModel());
       if (message.status !== "streaming") this.clearRetry();
-      if (this.actions) {
+      if (this.role === "assistant") {
         this.actions.hidden = message.status === "streaming";
         // Going on from where it ended makes sense only if it ended early.
         this.continueButton.hidden = !(
@@ -296,6 +352,7 @@
       this.retryNotice.dataset.attempt = String(frame.attempt ?? "");
       this.retryNotice.hidden = false;
       this.tickRetry();
+      countDown(this);
     }
 
     tickRetry() {

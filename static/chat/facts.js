@@ -1,0 +1,147 @@
+// What a conversation and each of its answers were, for rereading: the conversation's
+// model and system prompt; an answer's model, tokens, cost, time to first token, duration,
+// parameters and how it ended. Everything is set with textContent: the system prompt and
+// error sentences are text, never markup.
+(function () {
+  "use strict";
+
+  function element(tag, className) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function seconds(ms) {
+    return `${(ms / 1000).toFixed(ms < 1000 ? 2 : 1)} s`;
+  }
+
+  // "0.000600" -> "$0.0006", "1.500000" -> "$1.50": exact (the server sends a string), with
+  // the zeros that say nothing left off.
+  function dollars(cost) {
+    const [whole, fraction = ""] = String(cost).split(".");
+    return `$${whole}.${fraction.replace(/0+$/, "").padEnd(2, "0")}`;
+  }
+
+  function count(n) {
+    return Number(n).toLocaleString("en-US");
+  }
+
+  // How it ended, said plainly; the error's own sentence is the server's.
+  function endingText(message) {
+    switch (message.status) {
+      case "stopped":
+        return "Stopped before the end.";
+      case "interrupted":
+        return message.error_message || "Interrupted: the server stopped while answering.";
+      case "error":
+        return `Failed: ${message.error_message || message.error_code || "unknown error"}`;
+      case "complete":
+        if (message.error_code === "not_saved") return message.error_message || "Ended, but not saved yet.";
+        if (message.finish_reason === "length") return "Cut off: it reached the longest answer allowed (max_tokens).";
+        if (message.finish_reason === "tool_calls") return "Ended by asking to use a tool.";
+        return "Complete.";
+      default:
+        return message.status;
+    }
+  }
+
+  // Only what the answer was sent with: a parameter left out was the model's default.
+  function paramsText(params) {
+    const names = ["temperature", "top_p", "max_tokens"].filter((name) => params[name] !== undefined && params[name] !== null);
+    return names.length ? names.map((name) => `${name} ${params[name]}`).join(" · ") : "the model's defaults";
+  }
+
+  // picked: the model the conversation asked for; an answer from another one (a message
+  // with images goes to a model that takes them) says so.
+  function summaryText(message, picked) {
+    const parts = [];
+    if (message.model) parts.push(picked && message.model !== picked ? `Answered by ${message.model}` : message.model);
+    const usage = message.usage || {};
+    if (usage.completion_tokens) parts.push(`${count(usage.completion_tokens)} tokens`);
+    if (message.cost_usd) parts.push(dollars(message.cost_usd));
+    if (message.duration_ms) parts.push(`${(message.duration_ms / 1000).toFixed(1)} s`);
+    return parts.join(" · ");
+  }
+
+  function factRows(message) {
+    const rows = [];
+    const usage = message.usage || {};
+    if (message.model) rows.push(["Model", message.model]);
+    if (usage.prompt_tokens != null || usage.completion_tokens != null) {
+      rows.push(["Tokens", `${count(usage.prompt_tokens || 0)} in, ${count(usage.completion_tokens || 0)} out`]);
+    }
+    rows.push(["Cost", message.cost_usd ? dollars(message.cost_usd) : "not known for this model"]);
+    if (message.ttft_ms != null) rows.push(["First token after", seconds(message.ttft_ms)]);
+    if (message.duration_ms != null) rows.push(["Duration", seconds(message.duration_ms)]);
+    if (message.params && typeof message.params === "object") rows.push(["Parameters", paramsText(message.params)]);
+    rows.push(["Ended", endingText(message)]);
+    return rows;
+  }
+
+  function fillList(list, rows) {
+    list.replaceChildren(
+      ...rows.flatMap(([name, value]) => {
+        const term = element("dt");
+        term.textContent = name;
+        const detail = element("dd");
+        detail.textContent = value;
+        return [term, detail];
+      }),
+    );
+  }
+
+  // An answer's facts: one short line, which opens to all of them.
+  class AnswerFacts {
+    constructor() {
+      this.el = element("details", "message-facts");
+      this.summary = element("summary", "message-meta");
+      this.list = element("dl", "facts-list");
+      this.el.append(this.summary, this.list);
+      this.el.hidden = true;
+      this.key = "";
+    }
+
+    show(message, picked) {
+      if (message.status === "streaming") {
+        this.el.hidden = true;
+        this.summary.textContent = "";
+        this.key = "";
+        return;
+      }
+      const rows = factRows(message);
+      const summary = summaryText(message, picked) || "Details";
+      const key = JSON.stringify([summary, rows]);
+      this.el.hidden = false;
+      if (key === this.key) return;
+      this.key = key;
+      this.summary.textContent = summary;
+      fillList(this.list, rows);
+    }
+  }
+
+  // The conversation's own facts, above its messages.
+  class ConversationFacts {
+    constructor(details) {
+      this.el = details;
+      this.summary = details.querySelector("summary");
+      this.list = details.querySelector("dl");
+    }
+
+    show(conversation) {
+      this.el.hidden = !conversation;
+      if (!conversation) return;
+      const prompt = conversation.system_prompt || "";
+      this.summary.textContent = `${conversation.model} · ${prompt ? "with a system prompt" : "no system prompt"}`;
+      const started = conversation.created_at
+        ? new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(new Date(conversation.created_at))
+        : "";
+      const rows = [["Model", conversation.model], ["System prompt", prompt || "None"]];
+      if (started) rows.push(["Started", started]);
+      fillList(this.list, rows);
+      this.list.querySelectorAll("dd")[1].classList.add("facts-prompt");
+    }
+  }
+
+  window.AnswerFacts = AnswerFacts;
+  window.ConversationFacts = ConversationFacts;
+})();
