@@ -513,7 +513,10 @@ async def test_fast_tokens_leave_at_most_one_frame_per_interval_and_the_first_at
     deltas = [f for f in frames if f["type"] == "delta"]
 
     assert text_of(frames, deltas[0]["message_id"]) == "".join(f"t{i} " for i in range(100))
-    assert deltas[0]["text"] in ("t0 ", "t0 t1 ")  # the first token is not held back
+    # The first token is not held back for the 50 ms frame pause (which would gather ~25
+    # tokens): it leaves with whatever else arrived while the loop was busy (a few, on a
+    # loaded machine).
+    assert deltas[0]["text"].startswith("t0 ") and len(deltas[0]["text"].split()) <= 5
     # 0.2 s at one frame per 50 ms: the first token, then about four merged frames.
     assert 3 <= len(deltas) <= 7
 
