@@ -25,7 +25,15 @@ from django.utils import timezone
 
 from chat.catalog import model_for_images
 from chat.events import Event, conversation_group, user_group
-from chat.history import branch_leaf, conversation_get, conversation_to_dict, message_thread, message_to_dict
+from chat.history import (
+    IMAGES,
+    branch_leaf,
+    conversation_get,
+    conversation_to_dict,
+    message_images,
+    message_thread,
+    message_to_dict,
+)
 from chat.models import Attachment, Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
 from chat.refusals import SendRefused
@@ -281,7 +289,7 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
     )
     for send, question in zip(sends, questions):
         _attachments_bind(send, question)
-    prefetch_related_objects(questions, "attachments")  # for the frames and the requests
+    prefetch_related_objects(questions, IMAGES)  # for the frames and the requests
     answers, plans = [], []
     for send, conversation, question in zip(sends, conversations, questions):
         answer, plan = _answer_planned(conversation=conversation, thread=[question], model=send.model, params=send.params)
@@ -290,6 +298,7 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
     Message.objects.bulk_create(answers)
     exchanges = []
     for send, conversation, question, answer, plan in zip(sends, conversations, questions, answers, plans):
+        conversation.has_images = bool(send.attachment_ids)  # the list's mark, in every tab
         frame = {"type": "conversation", "conversation": conversation_to_dict(conversation)}
         events = [(user_group(send.user.pk), {**frame, "client_id": send.client_id} if send.client_id else frame)]
         events += _message_events(conversation, question, answer)
@@ -322,7 +331,7 @@ def _exchange_append(send: Send) -> Exchange:
     _attachments_bind(send, question)
     if edited is not None:
         _attachments_copy(edited, question)
-    prefetch_related_objects([question], "attachments")  # read once, for the frame and the request
+    prefetch_related_objects([question], IMAGES)  # read once, for the frame and the request
     answer, plan = _answer_planned(
         conversation=conversation, thread=[*thread, question], model=send.model, params=send.params
     )
@@ -344,7 +353,7 @@ def _attachments_copy(source: Message, question: Message) -> None:
             original_format=a.original_format, media_type=a.media_type, width=a.width, height=a.height,
             size_bytes=a.size_bytes, original_name=a.original_name, position=a.position,
         )
-        for a in source.attachments.all()
+        for a in message_images(source)
     ])
 
 
@@ -400,7 +409,7 @@ def _answer_planned(
     """The empty answer to the end of `thread` (not saved yet), on a model that sees the
     thread's images, and the plan of its request; raises SendRefused when it cannot be sent."""
     notes = []
-    if any(m.pk and m.role == Message.Role.USER and m.attachments.all() for m in thread):
+    if any(m.pk and m.role == Message.Role.USER and message_images(m) for m in thread):
         vision = model_for_images(model)
         if vision is None:
             raise SendRefused(

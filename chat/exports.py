@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from chat.history import message_thread
+from chat.history import IMAGES, message_images, message_thread
 from chat.models import Conversation, Message
 
 FORMAT = "yiweb-export"
@@ -46,7 +46,7 @@ def export_json(conversations: list[Conversation]) -> dict[str, Any]:
 
 
 def _conversation_json(conversation: Conversation) -> dict[str, Any]:
-    messages = list(Message.objects.filter(conversation=conversation).prefetch_related("attachments").order_by("pk"))
+    messages = list(Message.objects.filter(conversation=conversation).prefetch_related(IMAGES).order_by("pk"))
     place = {m.pk: i for i, m in enumerate(messages)}
     shown = message_thread(conversation=conversation)
     return {
@@ -59,7 +59,7 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
                 "parent": place.get(m.parent_id),
                 **{name: getattr(m, name) for name in MESSAGE_FIELDS},
                 "created_at": m.created_at.isoformat(),
-                "images": [_image_json(a) for a in m.attachments.all()],
+                "images": [_image_json(a) for a in message_images(m)],
             }
             for m in messages
         ],
@@ -93,7 +93,7 @@ def _conversation_markdown(conversation: Conversation) -> str:
         if message.role == Message.Role.USER:
             lines += ["", "## You", ""]
             lines += [
-                f"*[image: {a.original_name or 'attached image'}, {a.width}×{a.height}]*" for a in message.attachments.all()
+                f"*[image: {a.original_name or 'attached image'}, {a.width}×{a.height}]*" for a in message_images(message)
             ]
             if message.content:
                 lines += [message.content]

@@ -10,12 +10,24 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Prefetch, Q
 
 from chat.attachments import attachment_to_dict
 from chat.catalog import tokens_cost
 from chat.models import Attachment, Conversation, Message
 from chat.refusals import conversation_missing
+
+
+# Messages' images, read in one query into plain lists (`message.images`): Django's own
+# prefetch makes a queryset per message, which cost 12-46 ms on a 500-message thread
+# (docs/benchmarks.md, "History").
+IMAGES = Prefetch("attachments", to_attr="images")
+
+
+def message_images(message: Message) -> list[Attachment]:
+    """A message's images, in order: from `IMAGES` when it was read with them."""
+    images = getattr(message, "images", None)
+    return images if images is not None else list(message.attachments.all())
 
 
 # Conversations per page of the list; the page asks for the next as it scrolls.
@@ -48,25 +60,36 @@ def conversation_list(
     *, user: AbstractBaseUser, archived: bool = False, after: ListCursor | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[Conversation], ListCursor | None]:
     """One page of the user's conversations (archived ones apart), pinned ones first, then
-    newest first, each marked if it holds images; and the cursor of the next page. One
-    query whatever the number of conversations (index: user, archived, pinned, updated_at)."""
-    rows = Conversation.objects.filter(user=user, archived=archived)
+    newest first, each marked if it holds images (`has_images`); and the cursor of the
+    next page. Two queries whatever the number of conversations: the page (which walks the
+    index user, archived, pinned, updated_at and stops), and which of its rows hold images."""
+    # `archived__in`, not `archived=`: Django writes the latter `NOT "archived"` on SQLite,
+    # which SQLite cannot match to the index: it read and sorted all of a person's rows.
+    rows = Conversation.objects.filter(user=user, archived__in=[archived])
     if after is not None:
         rows = rows.filter(
             Q(pinned__lt=after.pinned)
             | Q(pinned=after.pinned, updated_at__lt=after.updated_at)
             | Q(pinned=after.pinned, updated_at=after.updated_at, id__lt=after.id)
         )
-    rows = (
-        rows.annotate(has_images=Exists(Attachment.objects.filter(message__conversation=OuterRef("pk"))))
-        .only("id", "title", "model", "pinned", "archived", "updated_at", "created_at")
-        .order_by("-pinned", "-updated_at", "-id")[: limit + 1]
-    )
+    rows = rows.only("id", "title", "model", "pinned", "archived", "updated_at", "created_at").order_by(
+        "-pinned", "-updated_at", "-id"
+    )[: limit + 1]
     page = list(rows)
-    if len(page) <= limit:
-        return page, None
-    last = page[limit - 1]
-    return page[:limit], ListCursor(last.pinned, last.updated_at, last.pk)
+    following = None
+    if len(page) > limit:
+        page = page[:limit]
+        following = ListCursor(page[-1].pinned, page[-1].updated_at, page[-1].pk)
+    # For the page's rows only: as a subquery per row it made PostgreSQL read every
+    # attachment of every user.
+    with_images = set(
+        Attachment.objects.filter(message__conversation__in=[c.pk for c in page]).values_list(
+            "message__conversation", flat=True
+        )
+    ) if page else set()
+    for conversation in page:
+        conversation.has_images = conversation.pk in with_images
+    return page, following
 
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int | None, lock: bool = False) -> Conversation:
@@ -85,7 +108,7 @@ def message_thread(*, conversation: Conversation, leaf: Message | None = None) -
     Two queries (the messages, their attachments): a conversation's messages are few enough
     to walk their parent links in memory.
     """
-    messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).prefetch_related("attachments")}
+    messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).prefetch_related(IMAGES)}
     if not messages:
         return []
     leaf_id = leaf.pk if leaf is not None else conversation.leaf_id
@@ -154,7 +177,7 @@ def conversation_catch_up(
     new = [m for m in thread if m.pk > after_id][:CATCH_UP_MAX] if after_id is not None else []
     named = [pk for pk in held if pk not in on_thread]
     known = on_thread | (
-        Message.objects.filter(conversation=conversation).prefetch_related("attachments").in_bulk(named) if named else {}
+        Message.objects.filter(conversation=conversation).prefetch_related(IMAGES).in_bulk(named) if named else {}
     )
     streaming = list(
         Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).values_list("pk", flat=True)
@@ -226,7 +249,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
         "seq": message.seq,
-        "attachments": [attachment_to_dict(a) for a in message.attachments.all()]
+        "attachments": [attachment_to_dict(a) for a in message_images(message)]
         if message.pk and message.role == Message.Role.USER
         else [],
         "notes": message.notes,

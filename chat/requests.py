@@ -25,6 +25,7 @@ from django.conf import settings
 
 from chat.attachments import attachment_data_url
 from chat.catalog import model_info
+from chat.history import message_images
 from chat.models import Attachment, Conversation, Message
 
 CONTINUE_PROMPT = (
@@ -146,7 +147,7 @@ def _entries(conversation: Conversation, thread: list[Message], answer: Message)
             break
         if message.role == Message.Role.USER:
             turn += 1
-            images = list(message.attachments.all()) if message.pk else []
+            images = list(message_images(message)) if message.pk else []
             entries.append(_Entry({"role": "user", "content": message.content}, turn, images))
         elif message.role == Message.Role.ASSISTANT:
             # An answer that failed before writing anything has nothing to tell the model.

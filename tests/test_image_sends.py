@@ -95,6 +95,7 @@ async def test_a_message_may_be_images_alone(user, connect):
     image = await uploaded(user, drawing())
     frames = await ask(ws, "", attachment_ids=[image], model="yi-vision")
     assert first(frames, "conversation")["conversation"]["title"] == "Image"
+    assert first(frames, "conversation")["conversation"]["has_images"] is True  # the list's mark
     assert first(frames, "message")["message"]["content"] == ""
     assert first(frames, "done")["message"]["status"] == "complete"
 
