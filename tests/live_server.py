@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import websockets
 
-from tests.simulator_server import REPO_ROOT, running_daphne
+from tests.simulator_server import REPO_ROOT, running_daphne, running_simulator
 
 START_TIMEOUT = 30.0
 POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -110,6 +110,18 @@ def running_app(env: dict[str, str], *, port: int | None = None,
     with running_daphne("yiweb.asgi:application", env, app_answers, port=port, timeout=START_TIMEOUT,
                         log_path=log_path) as running:
         yield running
+
+
+@contextlib.contextmanager
+def running_app_and_simulator(*, delta_ms: int, media_root: str | None = None) -> Iterator[tuple[str, dict, str]]:
+    """yiweb on a SQLite file of its own, migrated, talking to a simulator of its own that
+    paces tokens `delta_ms` apart: (base URL, its environment, the SQLite file's path)."""
+    with running_simulator(env={"SIMULATOR_DELTA_MS": str(delta_ms)}) as simulator_url, sqlite_database() as database_url:
+        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test",
+                      **({"MEDIA_ROOT": media_root} if media_root else {}))
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, _):
+            yield base, env, database_url.removeprefix("sqlite:///")
 
 
 def signup(base: str, username: str, password: str = "correct horse battery staple") -> str:

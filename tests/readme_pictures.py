@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.simulator_server import REPO_ROOT
 
 README_IMAGES = REPO_ROOT / "docs" / "images"
@@ -35,3 +37,13 @@ def readme_picture(page, name: str) -> Path | None:
 def readme_pictures_state() -> dict[str, tuple[int, int]]:
     """Each README picture's (size, modification time): what a run must leave unchanged."""
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(README_IMAGES.glob("*"))}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readme_pictures_untouched():
+    """Running the tests leaves the working tree clean: the README's pictures are written
+    only by the documented command (YIWEB_SCREENSHOTS). Browser test modules import it."""
+    before = readme_pictures_state()
+    yield
+    if not os.environ.get("YIWEB_SCREENSHOTS"):
+        assert readme_pictures_state() == before, "a browser test rewrote docs/images without YIWEB_SCREENSHOTS"

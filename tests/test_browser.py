@@ -19,10 +19,9 @@ import time
 import pytest
 
 from tests.first_run import readme_start
-from tests.live_server import app_env, manage, running_app, sqlite_database
-from tests.readme_pictures import readme_picture, readme_pictures_state
+from tests.live_server import app_env, manage, running_app, running_app_and_simulator, sqlite_database
+from tests.readme_pictures import readme_picture, readme_pictures_untouched  # noqa: F401 (an autouse fixture)
 from tests.redis_server import own_redis, redis_server_available
-from tests.simulator_server import running_simulator
 from tests.tcp_proxy import CuttableProxy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,25 +32,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def readme_pictures_untouched():
-    """Running the tests leaves the working tree clean: the README's pictures are written
-    only by the documented command (YIWEB_SCREENSHOTS, tests/readme_pictures.py)."""
-    before = readme_pictures_state()
-    yield
-    if not os.environ.get("YIWEB_SCREENSHOTS"):
-        assert readme_pictures_state() == before, "a browser test rewrote docs/images without YIWEB_SCREENSHOTS"
-
-
 @pytest.fixture(scope="module")
 def app():
-    """(base URL, path of its SQLite file)."""
-    # Its own simulator, pacing tokens like the real API, so that streaming is visible.
-    with running_simulator(env={"SIMULATOR_DELTA_MS": "20"}) as simulator_url, sqlite_database() as database_url:
-        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test")
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, _):
-            yield base, database_url.removeprefix("sqlite:///")
+    """(base URL, path of its SQLite file). Its simulator paces tokens like the real API,
+    so that streaming is visible."""
+    with running_app_and_simulator(delta_ms=20) as (base, _, database):
+        yield base, database
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ import contextlib
 
 import pytest
 
-from tests.live_server import app_env, manage, running_app, sqlite_database
-from tests.readme_pictures import readme_picture, readme_pictures_state
-from tests.simulator_server import running_simulator
+from tests.live_server import manage, running_app_and_simulator
+from tests.readme_pictures import readme_picture, readme_pictures_untouched  # noqa: F401 (an autouse fixture)
 from tests.test_browser import CHROMIUM, browser, page, sign_up  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(
@@ -28,24 +27,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def readme_pictures_untouched():
-    before = readme_pictures_state()
-    yield
-    if not os.environ.get("YIWEB_SCREENSHOTS"):
-        assert readme_pictures_state() == before, "a browser test rewrote docs/images without YIWEB_SCREENSHOTS"
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """(base URL, its environment, path of its SQLite file)."""
-    media = tmp_path_factory.mktemp("media")
-    with running_simulator(env={"SIMULATOR_DELTA_MS": "5"}) as simulator_url, sqlite_database() as database_url:
-        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test",
-                      MEDIA_ROOT=str(media))
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, _):
-            yield base, env, database_url.removeprefix("sqlite:///")
+    with running_app_and_simulator(delta_ms=5, media_root=str(tmp_path_factory.mktemp("media"))) as running:
+        yield running
 
 
 # Writes conversations for a user as they would have been written over time: each a chain

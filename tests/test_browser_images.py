@@ -17,9 +17,8 @@ import re
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.live_server import app_env, manage, running_app, sqlite_database
-from tests.readme_pictures import readme_picture, readme_pictures_state
-from tests.simulator_server import running_simulator
+from tests.live_server import running_app_and_simulator
+from tests.readme_pictures import readme_picture, readme_pictures_untouched  # noqa: F401 (an autouse fixture)
 from tests.test_browser import CHROMIUM, browser, page, sign_up  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(
@@ -29,23 +28,10 @@ pytestmark = pytest.mark.skipif(
 NOT_AN_IMAGE = "That file is text, not an image. Attach a picture (JPEG, PNG, WebP, GIF or HEIC)."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def readme_pictures_untouched():
-    before = readme_pictures_state()
-    yield
-    if not os.environ.get("YIWEB_SCREENSHOTS"):
-        assert readme_pictures_state() == before, "a browser test rewrote docs/images without YIWEB_SCREENSHOTS"
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    media = tmp_path_factory.mktemp("media")
-    with running_simulator(env={"SIMULATOR_DELTA_MS": "5"}) as simulator_url, sqlite_database() as database_url:
-        env = app_env(DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY="sk-test",
-                      MEDIA_ROOT=str(media))
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, _):
-            yield base
+    with running_app_and_simulator(delta_ms=5, media_root=str(tmp_path_factory.mktemp("media"))) as (base, _, _):
+        yield base
 
 
 # Every Content-Security-Policy violation the page reports (a blob: preview must not be one).
