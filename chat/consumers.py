@@ -30,6 +30,8 @@ from chat import conversations, history, organise
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
 from chat.conversations import Exchange, Resent
+from chat.endings import done_event
+from chat.input_checks import params_validate, send_validate
 from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
@@ -233,11 +235,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_send(self, content: dict[str, Any]) -> None:
         attachment_ids = _attachment_ids(content.get("attachment_ids"))
-        text, model, system_prompt = conversations.send_validate(
+        text, model, system_prompt = send_validate(
             text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt", ""),
             images=len(attachment_ids),
         )
-        params = conversations.params_validate(content)
+        params = params_validate(content)
         client_id = _client_id(content.get("client_id"))
         raw_id = content.get("conversation_id")
         conversation_id = _int(raw_id)
@@ -363,7 +365,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for message in catch_up.held.values():
             if message["status"] != Message.Status.STREAMING:
                 self.awaiting.pop(message["id"], None)
-                await self.send_json(conversations.done_event(message)[1])
+                await self.send_json(done_event(message)[1])
         for message_id in catch_up.streaming:
             await self.snapshot_ask(message_id, from_seq=holding.get(message_id, 0))
 
@@ -455,7 +457,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if message is None:
             return
         if message["status"] != Message.Status.STREAMING:
-            await self.send_json(conversations.done_event(message)[1])
+            await self.send_json(done_event(message)[1])
             return
         await self.send_json(
             {"type": "snapshot", "message_id": message_id, "from_seq": 0, "seq": message["seq"], "text": message["content"]}

@@ -1,4 +1,6 @@
-"""Conversations and messages: the writes that change them (the reads are chat/history.py).
+"""Conversations and messages: the writes that store sends and rerun answers (the reads
+are chat/history.py; what a send must be, chat/input_checks.py; how answers end,
+chat/endings.py; the list's own changes, chat/organise.py).
 
 Plain sync functions (the ORM), called from views directly and from async code through
 `database_sync_to_async`. A write that browsers must hear about returns its frames as
@@ -11,15 +13,14 @@ event loop delivers, and every socket's delta would queue behind it.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, Value, When, prefetch_related_objects
 from django.utils import timezone
 
@@ -38,74 +39,9 @@ from chat.models import Attachment, Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
 from chat.refusals import SendRefused
 from chat.requests import RequestPlan, RequestTooLarge, request_plan
+from chat.titles import title_from
 
 logger = logging.getLogger(__name__)
-
-TITLE_CHARS = 60
-
-
-def send_validate(*, text: Any, model: Any, system_prompt: Any = "", images: int = 0) -> tuple[str, str, str]:
-    """Check a send before anything is stored; returns the cleaned (text, model, system
-    prompt). With `images` attached, the text may be empty."""
-    if images and (text is None or (isinstance(text, str) and not text.strip())):
-        text = ""
-    elif not isinstance(text, str) or not text.strip():
-        raise SendRefused("empty_message", "Type a message before sending.")
-    text_check(text, what="That message")
-    limit = settings.MESSAGE_MAX_CHARS
-    if len(text) > limit:
-        raise SendRefused(
-            "message_too_long",
-            f"That message is too long ({len(text):,} characters; the limit is {limit:,}). Shorten it or split it.",
-        )
-    if not isinstance(model, str) or not model.strip() or len(model) > 100 or not text_storable(model):
-        raise SendRefused("unknown_model", "Pick a model from the list.")
-    system_prompt = system_prompt if isinstance(system_prompt, str) else ""
-    text_check(system_prompt, what="The system prompt")
-    if len(system_prompt) > limit:
-        raise SendRefused(
-            "system_prompt_too_long",
-            f"The system prompt is too long ({len(system_prompt):,} characters; the limit is {limit:,}). Shorten it.",
-        )
-    return text, model.strip(), system_prompt
-
-
-def text_storable(text: str) -> bool:
-    """False for text that cannot be stored: a NUL (PostgreSQL refuses it) or half of a
-    surrogate pair (JSON can carry one; UTF-8 cannot)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
-def text_check(text: str, *, what: str) -> None:
-    """Refuse text that cannot be stored (`text_storable`)."""
-    if text_storable(text):
-        return
-    raise SendRefused(
-        "bad_character", f"{what} contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
-        "Remove it and send again."
-    )
-
-
-def params_validate(raw: dict[str, Any]) -> dict[str, Any]:
-    """The sampling parameters of a send, within the ranges the reference gives."""
-    params: dict[str, Any] = {}
-    for name, low, high, kind in (("temperature", 0, 2, float), ("top_p", 0, 1, float), ("max_tokens", 1, 32768, int)):
-        value = raw.get(name)
-        if value is None or value == "":
-            continue
-        try:
-            number = kind(value)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400, or 400 digits as a float
-            number = None
-        if number is None or isinstance(value, bool) or not math.isfinite(number) or not low <= number <= high:
-            raise SendRefused("bad_params", f"{name} must be a number from {low} to {high}.")
-        params[name] = number
-    return params
-
 
 @dataclass
 class Exchange:
@@ -523,80 +459,3 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
         ])
         frame = {"type": "message", "message": message_to_dict(answer)}
     return Exchange(answer.conversation_id, answer, plan, [(conversation_group(answer.conversation_id), frame)])
-
-
-def title_from(text: str, *, images: int = 0) -> str:
-    line = " ".join(text.split())
-    if not line and images:
-        return "Image" if images == 1 else f"{images} images"
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-ANSWER_NOT_SAVED = (
-    "The server could not save this answer yet: the database refused the write. It keeps "
-    "trying for a few minutes, and this note goes away once the answer is saved."
-)
-
-
-def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str, Any]) -> Event:
-    """The `done` frame for an answer whose ending the database keeps refusing: the text the
-    tabs were shown, as an error that says so. The row keeps its last checkpoint until the
-    generation's later tries store the ending (see `Generation._finish`)."""
-    try:
-        message = Message.objects.filter(pk=message_id).first()
-    except DatabaseError:  # a database that refuses writes may refuse this read too
-        message = None
-    data = (
-        message_to_dict(message)
-        if message is not None
-        else {"id": message_id, "conversation_id": conversation_id, "role": Message.Role.ASSISTANT}
-    )
-    data.update(
-        content=fields.get("content", data.get("content", "")),
-        seq=fields.get("seq", data.get("seq", 0)),
-        status=Message.Status.ERROR,
-        error_code="not_saved",
-        error_message=ANSWER_NOT_SAVED,
-    )
-    return done_event(data)
-
-
-def messages_finish(
-    endings: list[tuple[int, dict[str, Any]]], *, heartbeats: dict[int, datetime] | None = None
-) -> list[list[Event] | Exception]:
-    """End streaming answers, each (message id, fields); per ending, the `done` frame to broadcast.
-
-    Answers that end together are ended in one transaction (chat.batches), each in a
-    savepoint: an ending that cannot be stored gets its error, the others their frames.
-    Nothing for an answer that had already ended (a stop racing a sweep, say): only the
-    first ending counts. With `heartbeats` (message id -> heartbeat), only an answer whose
-    heartbeat is still that one is ended: the sweep's check that its owner is gone.
-    """
-    now = timezone.now()
-    frames: list[list[Event] | Exception] = [[] for _ in endings]
-    with transaction.atomic():
-        ended = []
-        for i, (message_id, fields) in enumerate(endings):
-            try:
-                with transaction.atomic():  # one ending the database refuses must not fail the others
-                    unmoved = {"heartbeat_at": heartbeats[message_id]} if heartbeats else {}
-                    if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, **unmoved).update(
-                        **fields, heartbeat_at=None, updated_at=now
-                    ):
-                        ended.append(i)
-            except DATABASE_UNAVAILABLE as error:
-                frames[i] = error  # its caller counts it and tries again (generation._finish)
-            except Exception as error:
-                logger.exception("answer %s could not be ended", message_id)
-                frames[i] = error
-        messages = Message.objects.in_bulk([endings[i][0] for i in ended])
-        Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}).update(updated_at=now)
-    for i in ended:
-        frames[i] = [done_event(message_to_dict(messages[endings[i][0]]))]
-    return frames
-
-
-def done_event(message: dict[str, Any]) -> Event:
-    """The `done` frame of an ended answer (a `message_to_dict`), for its conversation's tabs."""
-    frame = {"type": "done", "message_id": message["id"], "seq": message["seq"], "message": message}
-    return conversation_group(message["conversation_id"]), frame

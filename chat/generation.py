@@ -41,7 +41,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chat.batches import DatabaseBatch
-from chat.conversations import answer_unsaved_event, messages_finish
+from chat.endings import answer_unsaved_event, messages_finish
 from chat.events import (
     BroadcastFailed,
     Event,

@@ -23,7 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from chat.attachments import attachment_create, image_prepare_upload
-from chat.conversations import text_storable
+from chat.input_checks import text_storable
 from chat.exports import FORMAT, VERSION
 from chat.images import ImageRefused, PreparedImage
 from chat.models import Conversation, Message

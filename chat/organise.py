@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from chat.conversations import text_storable
+from chat.input_checks import text_storable
 from chat.events import Event, user_group
 from chat.history import conversation_updated_frame
 from chat.models import Conversation, Message

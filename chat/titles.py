@@ -1,7 +1,7 @@
-"""Better titles: after a conversation's first answer, one short non-streaming request asks
-its model for a title, which replaces the one taken from the first message, unless the
-person has renamed it meanwhile. Any failure keeps the first title, quietly: a title is
-not worth an error on the page."""
+"""Titles: the first message's words at once (`title_from`); then, after a conversation's
+first answer, one short non-streaming request asks its model for a title, which replaces
+the first one unless the person has renamed it meanwhile. Any failure keeps the first
+title, quietly: a title is not worth an error on the page."""
 
 from __future__ import annotations
 
@@ -78,7 +78,18 @@ def title_clean(text: str) -> str:
     line = next((line for line in text.splitlines() if line.strip()), "").strip()
     line = line.removeprefix("Title:").strip().rstrip(".。")
     line = line.strip("#*_`\"'“”「」《》 ").rstrip(".。")
-    line = " ".join(line.split())
+    return _cut(" ".join(line.split()))
+
+
+def title_from(text: str, *, images: int = 0) -> str:
+    """The title a conversation gets at once: its first message's words, on one line."""
+    line = " ".join(text.split())
+    if not line and images:
+        return "Image" if images == 1 else f"{images} images"
+    return _cut(line)
+
+
+def _cut(line: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 

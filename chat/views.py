@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from chat import accounts, attachments, catalog, exports, history, imports, organise, search, usage
-from chat.conversations import text_storable
+from chat.input_checks import text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
 from chat.generation import upstream_client

@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat.conversations import Resent, Send, exchanges_send, messages_finish
+from chat.conversations import Resent, Send, exchanges_send
+from chat.endings import messages_finish
 from chat.refusals import SendRefused
 from chat.models import Conversation, Message
 

@@ -39,7 +39,7 @@ from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from chat.attachments import attachment_create, image_prepare_upload
-from chat.conversations import title_from
+from chat.titles import title_from
 from chat.models import Attachment, Conversation, Message
 
 BATCH = 2000

@@ -1,0 +1,90 @@
+"""Ending answers: storing how each ended and the `done` frame every tab gets, and the
+frame for an ending the database keeps refusing. Writes, called by the generation
+(chat/generation.py) through chat.batches, and by the sweep for answers of dead processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from chat.events import Event, conversation_group
+from chat.history import message_to_dict
+from chat.models import Conversation, Message
+from chat.outages import DATABASE_UNAVAILABLE
+
+logger = logging.getLogger(__name__)
+
+
+ANSWER_NOT_SAVED = (
+    "The server could not save this answer yet: the database refused the write. It keeps "
+    "trying for a few minutes, and this note goes away once the answer is saved."
+)
+
+
+def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str, Any]) -> Event:
+    """The `done` frame for an answer whose ending the database keeps refusing: the text the
+    tabs were shown, as an error that says so. The row keeps its last checkpoint until the
+    generation's later tries store the ending (see `Generation._finish`)."""
+    try:
+        message = Message.objects.filter(pk=message_id).first()
+    except DatabaseError:  # a database that refuses writes may refuse this read too
+        message = None
+    data = (
+        message_to_dict(message)
+        if message is not None
+        else {"id": message_id, "conversation_id": conversation_id, "role": Message.Role.ASSISTANT}
+    )
+    data.update(
+        content=fields.get("content", data.get("content", "")),
+        seq=fields.get("seq", data.get("seq", 0)),
+        status=Message.Status.ERROR,
+        error_code="not_saved",
+        error_message=ANSWER_NOT_SAVED,
+    )
+    return done_event(data)
+
+
+def messages_finish(
+    endings: list[tuple[int, dict[str, Any]]], *, heartbeats: dict[int, datetime] | None = None
+) -> list[list[Event] | Exception]:
+    """End streaming answers, each (message id, fields); per ending, the `done` frame to broadcast.
+
+    Answers that end together are ended in one transaction (chat.batches), each in a
+    savepoint: an ending that cannot be stored gets its error, the others their frames.
+    Nothing for an answer that had already ended (a stop racing a sweep, say): only the
+    first ending counts. With `heartbeats` (message id -> heartbeat), only an answer whose
+    heartbeat is still that one is ended: the sweep's check that its owner is gone.
+    """
+    now = timezone.now()
+    frames: list[list[Event] | Exception] = [[] for _ in endings]
+    with transaction.atomic():
+        ended = []
+        for i, (message_id, fields) in enumerate(endings):
+            try:
+                with transaction.atomic():  # one ending the database refuses must not fail the others
+                    unmoved = {"heartbeat_at": heartbeats[message_id]} if heartbeats else {}
+                    if Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, **unmoved).update(
+                        **fields, heartbeat_at=None, updated_at=now
+                    ):
+                        ended.append(i)
+            except DATABASE_UNAVAILABLE as error:
+                frames[i] = error  # its caller counts it and tries again (generation._finish)
+            except Exception as error:
+                logger.exception("answer %s could not be ended", message_id)
+                frames[i] = error
+        messages = Message.objects.in_bulk([endings[i][0] for i in ended])
+        Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}).update(updated_at=now)
+    for i in ended:
+        frames[i] = [done_event(message_to_dict(messages[endings[i][0]]))]
+    return frames
+
+
+def done_event(message: dict[str, Any]) -> Event:
+    """The `done` frame of an ended answer (a `message_to_dict`), for its conversation's tabs."""
+    frame = {"type": "done", "message_id": message["id"], "seq": message["seq"], "message": message}
+    return conversation_group(message["conversation_id"]), frame
