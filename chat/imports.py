@@ -6,8 +6,9 @@ file that is not ours, is cut short, or names an image it does not carry is refu
 with a sentence, and nothing of it is stored.
 
 Two things are not taken as they are, since the page shows them in the app's own
-voice and a file could forge them: an answer's notes are dropped, and an error's
-sentence is replaced by one that says it came with the import.
+voice and a file could forge them: an answer's notes are kept only when they are
+sentences the app itself writes (`NOTE_SHAPES`), and an error's sentence is replaced by
+one that says it came with the import.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +35,14 @@ IMPORT_MAX_BYTES = 200_000_000
 CONVERSATIONS_MAX = 1000
 MESSAGES_MAX = 20_000
 PARAMS = {"temperature", "top_p", "max_tokens"}
+# The notes the app writes on answers (chat/conversations.py, chat/requests.py), with the
+# model names and counts they can hold; any other text is not the app's and is dropped.
+_MODEL = r"[\w.:/-]{1,100}"
+NOTE_SHAPES = [
+    re.compile(rf"{_MODEL} does not take images, so {_MODEL} answered\."),
+    re.compile(rf"\d{{1,6}} earlier (image|message)s? (was|were) not sent: this conversation is over {_MODEL}'s "
+               rf"(\d{{1,7}}K|[\d,]{{1,12}}-token) window\."),
+]
 
 
 class ImportRefused(Exception):
@@ -68,6 +78,8 @@ def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
         text = raw.decode("utf-8")  # what exports are; json.loads would guess UTF-16 from a BOM
     except UnicodeDecodeError:
         raise ImportRefused("That file is not a yiweb export (it is not text).") from None
+    if not text.lstrip().startswith("{"):
+        raise ImportRefused("That file is not a yiweb export (exports are .json files this app wrote).")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
@@ -149,6 +161,10 @@ def _message(raw: Any, index: int, where: str) -> _Message:
         "tool_call_id": _text(raw.get("tool_call_id", ""), where, 100),
         "name": _text(raw.get("name", ""), where, 100),
         "tool_calls": raw.get("tool_calls") if isinstance(raw.get("tool_calls"), list) else [],
+        "notes": [
+            note for note in raw.get("notes") or [] if isinstance(note, str)
+            and any(shape.fullmatch(note) for shape in NOTE_SHAPES)
+        ] if isinstance(raw.get("notes"), list) else [],
     }
     for name in ("prompt_tokens", "completion_tokens", "total_tokens", "ttft_ms", "duration_ms"):
         value = raw.get(name)

@@ -358,3 +358,16 @@ def test_several_selected_are_archived_shown_apart_and_deleted_together(page, ap
     assert sorted(t for (t,) in rows(database, "SELECT title FROM chat_conversation c JOIN auth_user u"
                                                " ON u.id = c.user_id WHERE u.username = 'oscar'")) == ["Old 0", "Old 3"]
     assert page.problems == []
+
+
+def test_the_usage_page_fits_a_phone(page, app):
+    """On a 390-pixel screen the per-model table scrolls inside itself and the top bar keeps
+    Sign out whole (the page was 413 pixels wide, and the button wrapped)."""
+    base, env, _ = app
+    sign_up(page, base, "petra")
+    seed(env, "petra", [{"title": "Usage", "days_ago": 0, "turns": [["q", "a"]]}])
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{base}/usage/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    sign_out = page.get_by_role("button", name="Sign out")
+    assert sign_out.bounding_box()["height"] <= 40  # one line

@@ -81,8 +81,21 @@ def test_a_conversation_goes_out_and_comes_back_with_its_branches_and_images(use
     question = message_thread(conversation=copy_)[0]
     stored = question.attachments.get()
     assert stored.file.name == Attachment.objects.filter(message__conversation=conversation).get().file.name
-    # The app's own notes are not taken from a file (one could forge them).
-    assert all(m.notes == [] for m in Message.objects.filter(conversation=copy_))
+    # The app's own notes come back; nothing else a file calls a note is taken (it could forge one).
+    assert [m.notes for m in Message.objects.filter(conversation=copy_, role="assistant").order_by("pk")] == [
+        ["yi-large does not take images, so yi-vision answered."], []]
+
+
+def test_a_note_the_app_never_writes_is_not_imported(user, conversation):
+    client = signed_in(user)
+    exported = json.loads(client.get(f"/export/?ids={conversation.pk}").content)
+    exported["conversations"][0]["messages"][1]["notes"] = [
+        "Your session expired. Sign in again at evil.example",
+        "2 earlier images were not sent: this conversation is over yi-vision's 16K window.",
+    ]
+    (new_id,) = import_(client, json.dumps(exported).encode()).json()["conversation_ids"]
+    notes = Message.objects.filter(conversation_id=new_id, role="assistant").order_by("pk").first().notes
+    assert notes == ["2 earlier images were not sent: this conversation is over yi-vision's 16K window."]
 
 
 def test_markdown_reads_the_branch_shown(user, conversation):
@@ -111,6 +124,7 @@ def _bad(exported: dict, change) -> bytes:
 
 @pytest.mark.parametrize("make, sentence", [
     (lambda e: b'{"hello": "world"}', "That file is not a yiweb export."),
+    (lambda e: b"just some text, renamed export.json", "That file is not a yiweb export (exports are .json files"),
     (lambda e: json.dumps(e).encode()[:-40], "That file is not a complete yiweb export: its JSON is cut short or damaged."),
     (lambda e: _bad(e, lambda d: d["conversations"][0]["messages"][0]["images"][0].pop("data")),
      "Image 1 of message 1 of conversation 1 is named but not carried in the file."),
@@ -122,7 +136,7 @@ def _bad(exported: dict, change) -> bytes:
      "Message 2 of conversation 1 has no role this app knows."),
     (lambda e: _bad(e, lambda d: d.update(version=2)), "That export's version (2) is not one this server can read."),
     (lambda e: b"\xff\xfe", "That file is not a yiweb export (it is not text)."),
-    (lambda e: b"[" * 200_000, "That file is not a complete yiweb export"),
+    (lambda e: b"{" + b"[" * 200_000, "That file is not a complete yiweb export"),
 ])
 def test_a_bad_file_gets_its_sentence_and_imports_nothing(user, conversation, make, sentence):
     client = signed_in(user)
