@@ -201,3 +201,18 @@ def test_daphnes_requests_leave_post_bodies_to_django():
     channel = DummyChannel()
     channel.factory = type("Factory", (), {"server": type("Server", (), {"protocol_connected": lambda self, r: None})()})()
     assert WebRequest(channel)._parsePOSTFormSubmission is False
+
+
+def test_daphne_hands_bodies_to_the_app_in_large_pieces():
+    """`server_class` relies on Daphne's Server taking `request_buffer_size` and its
+    requests reading it when they pass the body on: if an upgrade drops either, this fails
+    (and every upload would again cost the relay's thread a loop turn per 8 KiB)."""
+    import inspect
+
+    from daphne.http_protocol import WebRequest
+
+    from yiweb.server import REQUEST_BUFFER_SIZE, server_class
+
+    server = server_class()(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"])  # not started
+    assert server.request_buffer_size == REQUEST_BUFFER_SIZE > 8192
+    assert "self.server.request_buffer_size" in inspect.getsource(WebRequest.process)

@@ -117,6 +117,26 @@ def _websocket_buffer_max() -> int:
     return settings.WEBSOCKET_BUFFER_MAX_BYTES
 
 
+# Daphne hands a request's body to the app in pieces of this many bytes, a message and an
+# event-loop turn each (its default, 8 KiB, made a 5.8 MB photo ~700 of them, every one
+# on the thread that relays the answers: bench/images.py). The body is already in memory
+# or a temporary file by then; bigger pieces only mean fewer turns.
+REQUEST_BUFFER_SIZE = 1024 * 1024
+
+
+def server_class():
+    """Daphne's Server, handing bodies to the app in REQUEST_BUFFER_SIZE pieces (a
+    constructor argument its command line does not offer)."""
+    from daphne.server import Server
+
+    class YiwebServer(Server):
+        def __init__(self, *args, **kwargs):
+            kwargs["request_buffer_size"] = REQUEST_BUFFER_SIZE
+            super().__init__(*args, **kwargs)
+
+    return YiwebServer
+
+
 # Answers a stopping process could not store in time (see `stopping`).
 _left_unstored = 0
 
@@ -157,7 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     websocket_writes_immediate()
     post_bodies_unparsed()
-    CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
+    cli = CommandLineInterface()
+    cli.server_class = server_class()
+    cli.run(sys.argv[1:] if argv is None else argv)
     if _left_unstored:
         # Their writes still wait in the database thread (a lock, a dead connection), and
         # Python would wait for that thread: the stop must not outlast its promise.
