@@ -250,8 +250,17 @@ def _between_words(text: str, start: int, end: int, match_start: int, match_end:
     return start, end
 
 
+# Markdown's marks a snippet reads better without: code fences (with their language),
+# inline-code backticks, bold and italic stars, heading hashes at a line's start. Only
+# around a match: a match is the person's own query, kept as typed.
+_MARKDOWN_MARKS = re.compile(r"```[\w+-]*|`|\*\*|(?m:^\s*#{1,6}\s)")
+
+
 def _tidy(parts: list[Part], *, cut_before: bool, cut_after: bool) -> tuple[Part, ...]:
-    parts = [(re.sub(r"\s+", " ", text), is_match) for text, is_match in parts]
+    parts = [
+        (re.sub(r"\s+", " ", text if is_match else _MARKDOWN_MARKS.sub(" ", text)), is_match)
+        for text, is_match in parts
+    ]
     if parts and not parts[0][1]:
         parts[0] = (parts[0][0].lstrip(), False)
     if parts and not parts[-1][1]:

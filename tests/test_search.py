@@ -302,6 +302,15 @@ def test_a_snippet_marks_every_match_in_it_and_cuts_between_words():
     assert f" {first_word} " in f" {text} " and f" {last_word} " in f" {text} "
 
 
+def test_a_snippet_reads_without_markdowns_marks_but_keeps_the_query_as_typed():
+    text = "## Greeting\n\nUse a **decorator** here:\n\n```python\ndef greet(name):\n    return `name`\n```"
+
+    parts = snippet_cut(text, "decorator")
+    assert "".join(part for part, _ in parts) == "Greeting Use a decorator here: def greet(name): return name"
+    assert ("decorator", True) in parts
+    assert ("**bold**", True) in snippet_cut("some **bold** text", "**bold**")
+
+
 def test_a_snippet_of_a_query_longer_than_the_snippet_is_the_match():
     text = "start " + "x" * 300 + " end"
 
