@@ -100,6 +100,42 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int | None, loc
         raise conversation_missing() from None
 
 
+class _Tree:
+    """A conversation's messages as links alone (id, parent, role): enough to find the
+    branch shown, a message's versions and the newest message below one, in memory."""
+
+    def __init__(self, links: list[tuple[int, int | None, str]]):
+        self.parent = {pk: parent for pk, parent, _ in links}
+        self.role = {pk: role for pk, _, role in links}
+        self.children: dict[int | None, list[int]] = {}
+        for pk, parent, _ in sorted(links):  # oldest version first
+            self.children.setdefault(parent, []).append(pk)
+
+    @classmethod
+    def read(cls, conversation: Conversation) -> _Tree:
+        """One query, no text."""
+        return cls(list(Message.objects.filter(conversation=conversation).values_list("id", "parent_id", "role")))
+
+    def chain(self, leaf_id: int | None) -> list[int]:
+        """The ids from the first message to `leaf_id` (the newest one if it is not here)."""
+        if not self.parent:
+            return []
+        node = leaf_id if leaf_id in self.parent else max(self.parent)
+        chain = []
+        while node is not None:
+            chain.append(node)
+            node = self.parent.get(node)
+        return chain[::-1]
+
+    def versions(self, pk: int) -> list[int]:
+        return [other for other in self.children[self.parent[pk]] if self.role[other] == self.role[pk]]
+
+    def newest_below(self, pk: int) -> int:
+        while self.children.get(pk):
+            pk = max(self.children[pk])
+        return pk
+
+
 def message_thread(*, conversation: Conversation, leaf: Message | None = None) -> list[Message]:
     """The chain of messages ending at `leaf` (default: the conversation's own leaf, the
     branch it shows; else the newest), oldest first. Each message gets `sibling_ids`: the
@@ -109,38 +145,20 @@ def message_thread(*, conversation: Conversation, leaf: Message | None = None) -
     to walk their parent links in memory.
     """
     messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).prefetch_related(IMAGES)}
-    if not messages:
-        return []
-    leaf_id = leaf.pk if leaf is not None else conversation.leaf_id
-    node = messages.get(leaf_id) if leaf_id is not None else None
-    if node is None:
-        node = messages[max(messages)]
-    children: dict[int | None, list[int]] = {}
-    for message in messages.values():  # in id order: oldest version first
-        children.setdefault(message.parent_id, []).append(message.pk)
-    chain = []
-    while node is not None:
-        node.sibling_ids = [pk for pk in children[node.parent_id] if messages[pk].role == node.role]
-        chain.append(node)
-        node = messages.get(node.parent_id)
-    chain.reverse()
+    tree = _Tree([(m.pk, m.parent_id, m.role) for m in messages.values()])
+    chain = [messages[pk] for pk in tree.chain(leaf.pk if leaf is not None else conversation.leaf_id)]
+    for message in chain:
+        message.sibling_ids = tree.versions(message.pk)
     return chain
 
 
 def branch_leaf(*, conversation: Conversation, message_id: int | None) -> Message | None:
     """The leaf of the branch through `message_id` (one of the conversation's messages):
     from it, the newest child at each step. None if it is not the conversation's."""
-    messages = {m.pk: m for m in Message.objects.filter(conversation=conversation).only("id", "parent_id")}
-    node = messages.get(message_id)
-    if node is None:
+    tree = _Tree.read(conversation)
+    if message_id not in tree.parent:
         return None
-    newest_child: dict[int, int] = {}
-    for message in messages.values():
-        if message.parent_id is not None:
-            newest_child[message.parent_id] = max(newest_child.get(message.parent_id, 0), message.pk)
-    while node.pk in newest_child:
-        node = messages[newest_child[node.pk]]
-    return node
+    return Message.objects.get(pk=tree.newest_below(message_id))
 
 
 # How many newer messages one `subscribe` sends at most; a tab further behind reloads.
@@ -172,23 +190,34 @@ def conversation_catch_up(
 ) -> CatchUp:
     """`shown`: the ids of the messages the tab shows, oldest first, if it says."""
     conversation = conversation_get(user=user, conversation_id=conversation_id)
-    thread = message_thread(conversation=conversation)
-    on_thread = {m.pk: m for m in thread}
-    new = [m for m in thread if m.pk > after_id][:CATCH_UP_MAX] if after_id is not None else []
-    named = [pk for pk in held if pk not in on_thread]
-    known = on_thread | (
-        Message.objects.filter(conversation=conversation).prefetch_related(IMAGES).in_bulk(named) if named else {}
-    )
+    # The links first (no text): a tab subscribes at every reconnect and after 3 s of
+    # silence, and reading a long thread's every message each time cost the one database
+    # thread tens of milliseconds; only the messages the tab lacks are read whole.
+    tree = _Tree.read(conversation)
+    chain = tree.chain(conversation.leaf_id)
+    on_thread = set(chain)
     streaming = list(
         Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).values_list("pk", flat=True)
     )
-    changed = shown is not None and [pk for pk in shown if pk not in on_thread]
+    if shown is not None and any(pk not in on_thread for pk in shown):
+        thread = message_thread(conversation=conversation)
+        known = {m.pk: m for m in thread}
+        new_ids: list[int] = []
+    else:
+        thread = None
+        new_ids = [pk for pk in chain if pk > after_id][:CATCH_UP_MAX] if after_id is not None else []
+        known = {}
+    wanted = [pk for pk in [*new_ids, *held] if pk not in known]
+    if wanted:
+        known |= Message.objects.filter(conversation=conversation).prefetch_related(IMAGES).in_bulk(wanted)
+    for pk in new_ids:
+        known[pk].sibling_ids = tree.versions(pk)
     return CatchUp(
         conversation=conversation_to_dict(conversation),
-        new=[] if changed else [message_to_dict(m) for m in new],
+        new=[message_to_dict(known[pk]) for pk in new_ids],
         held={pk: message_to_dict(known[pk]) for pk in held if pk in known},
         streaming=streaming,
-        thread=[message_to_dict(m) for m in thread] if changed else None,
+        thread=[message_to_dict(m) for m in thread] if thread is not None else None,
     )
 
 
