@@ -34,6 +34,7 @@ from chat.history import (
     message_images,
     message_thread,
     message_to_dict,
+    message_versions,
 )
 from chat.models import Attachment, Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
@@ -277,7 +278,7 @@ def _exchange_append(send: Send) -> Exchange:
     conversation.save(update_fields=["model", "leaf", "updated_at"])
     if edited is None:
         return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
-    question.sibling_ids = _versions(question)
+    question.sibling_ids = message_versions(question)
     return Exchange(conversation.pk, answer, plan, [thread_event(conversation, [*thread, question, answer])])
 
 
@@ -291,15 +292,6 @@ def _attachments_copy(source: Message, question: Message) -> None:
         )
         for a in message_images(source)
     ])
-
-
-def _versions(message: Message) -> list[int]:
-    """The ids of `message`'s versions (same parent, same role), oldest first."""
-    return list(
-        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id, role=message.role)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
 
 
 def thread_event(conversation: Conversation, thread: list[Message]) -> Event:
@@ -432,7 +424,7 @@ def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
         )
         answer.save()
         Conversation.objects.filter(pk=conversation.pk).update(leaf=answer)
-        answer.sibling_ids = _versions(answer)
+        answer.sibling_ids = message_versions(answer)
         if old.children.exists():
             # An earlier answer: what followed it is on the old branch, so every tab gets
             # the new, shorter thread.

@@ -152,6 +152,16 @@ def message_thread(*, conversation: Conversation, leaf: Message | None = None) -
     return chain
 
 
+def message_versions(message: Message) -> list[int]:
+    """The ids of `message`'s versions (same parent, same role), oldest first: for one
+    message just written, without reading the whole conversation's links."""
+    return list(
+        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id, role=message.role)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def branch_leaf(*, conversation: Conversation, message_id: int | None) -> Message | None:
     """The leaf of the branch through `message_id` (one of the conversation's messages):
     from it, the newest child at each step. None if it is not the conversation's."""
@@ -227,29 +237,25 @@ def conversation_updated_frame(conversation: Conversation) -> dict[str, Any]:
 
 
 def conversation_row_to_dict(conversation: Conversation) -> dict[str, Any]:
-    """A conversation as a row of the list shows it (from `conversation_list`)."""
+    """A conversation as a row of the list shows it (from `conversation_list`, which reads
+    no system prompt). `has_images` is None where it was not asked (a frame, say)."""
     return {
         "id": conversation.pk,
         "title": conversation.title,
         "model": conversation.model,
         "pinned": conversation.pinned,
         "archived": conversation.archived,
-        "has_images": conversation.has_images,
+        "has_images": getattr(conversation, "has_images", None),
         "updated_at": conversation.updated_at.isoformat(),
     }
 
 
 def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+    """The whole conversation: its row, its system prompt, when it began."""
     return {
-        "id": conversation.pk,
-        "title": conversation.title,
-        "model": conversation.model,
+        **conversation_row_to_dict(conversation),
         "system_prompt": conversation.system_prompt,
-        "pinned": conversation.pinned,
-        "archived": conversation.archived,
-        "has_images": getattr(conversation, "has_images", None),
         "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
     }
 
 
