@@ -35,6 +35,12 @@ from chat.outages import layer_outage
 
 # What Redis being down or unreachable looks like to redis-py's asyncio client.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+# ...and what it looks like on the shard's one Pub/Sub connection, which the receive task
+# and (un)subscribes share: when the receive task drops the broken connection while an
+# unsubscribe is writing on it, redis-py 8.1 writes on the writer it just set to None
+# (AttributeError: 'NoneType' object has no attribute 'writelines'; redis/redis-py#3546
+# is the same race). Seen in CI as a socket's disconnect raising after an outage.
+PUBSUB_CONNECTION_LOST = (*REDIS_DOWN, AttributeError, TypeError)
 RECONNECT_EVERY = 0.5  # seconds between tries to reach Redis again while it is down
 
 
@@ -54,13 +60,13 @@ class _Shard(channels_pubsub.RedisSingleShardConnection):
     async def subscribe(self, channel):
         try:
             await super().subscribe(channel)
-        except REDIS_DOWN as error:
+        except PUBSUB_CONNECTION_LOST as error:
             self._out_of_line(error)
 
     async def unsubscribe(self, channel):
         try:
             await super().unsubscribe(channel)
-        except REDIS_DOWN as error:
+        except PUBSUB_CONNECTION_LOST as error:
             self._out_of_line(error)
 
     def _out_of_line(self, error: BaseException) -> None:

@@ -90,6 +90,30 @@ async def test_a_group_left_while_redis_is_down_is_unsubscribed_once_it_is_back(
     await layer.flush()
 
 
+async def test_a_group_left_while_the_receive_task_drops_the_connection_is_unsubscribed_later(server):
+    """Seen in CI: after an outage, the receive task dropped the shard's broken Pub/Sub
+    connection while a closing socket's unsubscribe was writing on it, and redis-py raised
+    AttributeError (its writer was None) out of the socket's disconnect."""
+    layer, channel, receiving = await layer_with_group(server)
+    await layer.group_add("conversation.4", channel)
+    shard = layer._get_layer()._shards[0]
+    connection = shard._pubsub.connection
+    write = connection._send_packed_command
+
+    async def dropped_midway(command):
+        # What the receive task's disconnect does to the connection at that moment.
+        connection._writer = None
+        connection._send_packed_command = write
+        await write(command)
+
+    connection._send_packed_command = dropped_midway
+    await layer.group_discard("conversation.4", channel)  # does not raise
+    await until(lambda: layer_outage.down is False and "asgi__group__conversation.4" not in subscriptions(server))
+    await layer.group_send("conversation.1", {"type": "chat.frame", "n": 4})
+    assert (await asyncio.wait_for(receiving, 5))["n"] == 4
+    await layer.flush()
+
+
 async def test_ten_outages_leave_redis_subscribed_to_exactly_what_the_sockets_want(server):
     """Sockets come and go during each outage; afterwards Redis holds no subscription
     nobody wants (before: every failed unsubscribe stayed, 138 after a few outages)."""
