@@ -1,4 +1,5 @@
-"""What yiweb stores: conversations, their messages, and images attached to messages.
+"""What yiweb stores: conversations, their messages, images attached to messages, and
+users' API keys (encrypted; chat/crypto.py).
 
 Messages form a tree through `parent`, so that editing a question or regenerating an
 answer later can add a sibling branch instead of overwriting history; the thread shown
@@ -7,6 +8,42 @@ and sent upstream is the chain of parents ending at the newest message.
 
 from django.conf import settings
 from django.db import models
+
+
+class ApiKey(models.Model):
+    """A user's key for an OpenAI-compatible provider. The key itself is stored only
+    encrypted (chat/crypto.py); what the pages show is the label, the provider's host and
+    the last four characters."""
+
+    class Tier(models.TextChoices):
+        # The reference's usage tiers (chat/pacing.py holds their limits).
+        FREE = "free", "Free"
+        TIER_1 = "1", "Tier 1"
+        TIER_2 = "2", "Tier 2"
+        TIER_3 = "3", "Tier 3"
+        TIER_4 = "4", "Tier 4"
+        TIER_5 = "5", "Tier 5"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=60)
+    base_url = models.CharField(max_length=300)
+    key_encrypted = models.TextField()  # a Fernet token: never the key in the clear
+    key_last4 = models.CharField(max_length=4)
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)
+    is_default = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True, blank=True)  # when GET /models last accepted it
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_default", "label", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=models.Q(is_default=True), name="api_key_one_default"),
+            models.UniqueConstraint(fields=["user", "label"], name="api_key_unique_label"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} (…{self.key_last4})"
 
 
 class Conversation(models.Model):
@@ -20,6 +57,8 @@ class Conversation(models.Model):
     title_source = models.CharField(max_length=10, choices=TitleSource.choices, default=TitleSource.MESSAGE)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # The key its sends use; None: the user's default key, else the server's (chat/keys.py).
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
     pinned = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
     # The branch shown, and the one sends, edits and regenerations go to: the thread is
@@ -67,6 +106,10 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # What the answer cost at the reference's prices when it ended (None: price unknown),
+    # and the key that paid for it (None: the server's key or the simulator).
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="answers")
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=32, blank=True)
