@@ -30,6 +30,7 @@ from chat import conversations, history, organise
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
 from chat.conversations import Exchange, Resent
+from chat.credentials import key_missing
 from chat.endings import done_event
 from chat.input_checks import params_validate, send_validate
 from chat.history import CatchUp
@@ -250,9 +251,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             edit_of = _int(content.get("message_id"))
             if edit_of is None or conversation_id is None:
                 raise SendRefused("not_found", "That message does not exist or is not yours.")
+        raw_key = content.get("key_id")
+        key_id = _int(raw_key)
+        if raw_key is not None and key_id is None:
+            raise key_missing()
         send = conversations.Send(
             user=self.user,
             conversation_id=conversation_id,
+            key_id=key_id,
             text=text,
             model=model,
             client_id=client_id,

@@ -25,6 +25,8 @@ from django.db.models import Case, Count, Value, When, prefetch_related_objects
 from django.utils import timezone
 
 from chat.catalog import model_for_images
+from chat.credentials import credentials_for
+from chat.upstream import Credential
 from chat.events import Event, conversation_group, user_group
 from chat.history import (
     IMAGES,
@@ -69,6 +71,9 @@ class Send:
     params: dict[str, Any] = field(default_factory=dict)
     system_prompt: str = ""
     attachment_ids: tuple[int, ...] = ()  # the sender's unsent uploads, in order
+    # The API key the conversation uses from now on (chat/credentials.py); None: the
+    # user's default, else the server's.
+    key_id: int | None = None
     # An earlier question this one is a new version of: it goes beside it (a branch),
     # with its images, and the conversation shows the new branch.
     edit_of: int | None = None
@@ -209,11 +214,12 @@ def _client_ids_stored(sends: list[Send]) -> dict[tuple[int, str], Resent]:
 def _conversations_start(sends: list[Send]) -> list[Exchange]:
     """New conversations, their questions and their empty answers: three INSERTs for all
     (and one UPDATE per send that attaches images)."""
+    credentials = credentials_for([(send.user.pk, send.key_id) for send in sends])
     conversations = Conversation.objects.bulk_create(
         [
             Conversation(
                 user=s.user, model=s.model, title=title_from(s.text, images=len(s.attachment_ids)),
-                system_prompt=s.system_prompt,
+                system_prompt=s.system_prompt, api_key_id=s.key_id,
             )
             for s in sends
         ]
@@ -228,8 +234,10 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
         _attachments_bind(send, question)
     prefetch_related_objects(questions, IMAGES)  # for the frames and the requests
     answers, plans = [], []
-    for send, conversation, question in zip(sends, conversations, questions):
-        answer, plan = _answer_planned(conversation=conversation, thread=[question], model=send.model, params=send.params)
+    for send, conversation, question, credential in zip(sends, conversations, questions, credentials):
+        answer, plan = _answer_planned(
+            conversation=conversation, thread=[question], model=send.model, params=send.params, credential=credential
+        )
         answers.append(answer)
         plans.append(plan)
     Message.objects.bulk_create(answers)
@@ -250,6 +258,8 @@ def _exchange_append(send: Send) -> Exchange:
     streaming = Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).first()
     if streaming is not None:
         raise conversation_busy(streaming.pk)
+    [credential] = credentials_for([(send.user.pk, send.key_id)])
+    conversation.api_key_id = send.key_id
     edited = None
     if send.edit_of is not None:
         edited = Message.objects.filter(pk=send.edit_of, conversation=conversation, role=Message.Role.USER).first()
@@ -270,12 +280,13 @@ def _exchange_append(send: Send) -> Exchange:
         _attachments_copy(edited, question)
     prefetch_related_objects([question], IMAGES)  # read once, for the frame and the request
     answer, plan = _answer_planned(
-        conversation=conversation, thread=[*thread, question], model=send.model, params=send.params
+        conversation=conversation, thread=[*thread, question], model=send.model, params=send.params,
+        credential=credential,
     )
     answer.save()
     conversation.model = send.model
     conversation.leaf = answer
-    conversation.save(update_fields=["model", "leaf", "updated_at"])
+    conversation.save(update_fields=["model", "api_key", "leaf", "updated_at"])
     if edited is None:
         return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
     question.sibling_ids = message_versions(question)
@@ -332,7 +343,8 @@ def _attachments_bind(send: Send, question: Message) -> None:
 
 
 def _answer_planned(
-    *, conversation: Conversation, thread: list[Message], model: str, params: dict, parent_id: int | None = None
+    *, conversation: Conversation, thread: list[Message], model: str, params: dict, credential: Credential,
+    parent_id: int | None = None,
 ) -> tuple[Message, RequestPlan]:
     """The empty answer to the end of `thread` (not saved yet), on a model that sees the
     thread's images, and the plan of its request; raises SendRefused when it cannot be sent."""
@@ -350,16 +362,20 @@ def _answer_planned(
         conversation=conversation, parent_id=parent_id if parent_id is not None else thread[-1].pk, model=model,
         params=params,
     )
-    plan = _plan(conversation=conversation, thread=thread, answer=answer)
+    plan = _plan(conversation=conversation, thread=thread, answer=answer, credential=credential)
     answer.notes = notes + plan.notes
     return answer, plan
 
 
-def _plan(*, conversation: Conversation, thread: list[Message], answer: Message) -> RequestPlan:
+def _plan(*, conversation: Conversation, thread: list[Message], answer: Message, credential: Credential) -> RequestPlan:
+    """The answer's request, and who it is made as: the key that pays is the answer's."""
     try:
-        return request_plan(conversation=conversation, thread=thread, answer=answer)
+        plan = request_plan(conversation=conversation, thread=thread, answer=answer)
     except RequestTooLarge as error:
         raise SendRefused("images_do_not_fit", str(error)) from None
+    plan.credential = credential
+    answer.api_key_id = credential.key_id
+    return plan
 
 
 def _answer_unsaved(*, conversation: Conversation, parent_id: int | None, model: str, params: dict) -> Message:
@@ -401,6 +417,10 @@ def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Mess
     return answer
 
 
+def _conversation_credential(conversation: Conversation) -> Credential:
+    return credentials_for([(conversation.user_id, conversation.api_key_id)])[0]
+
+
 def conversation_busy(streaming_id: int) -> SendRefused:
     return SendRefused(
         "busy", "An answer is still being written in this conversation. Wait for it or press Stop.",
@@ -419,8 +439,7 @@ def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
         routed = model_for_images(conversation.model) == old.model != conversation.model
         answer, plan = _answer_planned(
             conversation=conversation, thread=thread, model=conversation.model if routed else old.model,
-            params=old.params,
-            parent_id=old.parent_id,
+            params=old.params, credential=_conversation_credential(conversation), parent_id=old.parent_id,
         )
         answer.save()
         Conversation.objects.filter(pk=conversation.pk).update(leaf=answer)
@@ -441,13 +460,16 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
         if not answer.content:
             raise SendRefused("nothing_to_continue", "This answer has no text to continue from. Use Retry instead.")
         thread = message_thread(conversation=answer.conversation, leaf=answer)
-        plan = _plan(conversation=answer.conversation, thread=thread, answer=answer)
+        plan = _plan(
+            conversation=answer.conversation, thread=thread, answer=answer,
+            credential=_conversation_credential(answer.conversation),
+        )
         answer.status = Message.Status.STREAMING
         answer.error_code = answer.error_message = answer.finish_reason = ""
         answer.heartbeat_at = timezone.now()
         answer.notes = [note for note in answer.notes if note not in plan.notes] + plan.notes
         answer.save(update_fields=[
-            "status", "error_code", "error_message", "finish_reason", "heartbeat_at", "notes", "updated_at"
+            "status", "error_code", "error_message", "finish_reason", "heartbeat_at", "notes", "api_key", "updated_at"
         ])
         frame = {"type": "message", "message": message_to_dict(answer)}
     return Exchange(answer.conversation_id, answer, plan, [(conversation_group(answer.conversation_id), frame)])

@@ -41,6 +41,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chat.batches import DatabaseBatch
+from chat.credentials import client_for
 from chat.endings import answer_unsaved_event, messages_finish
 from chat.events import (
     BroadcastFailed,
@@ -55,7 +56,7 @@ from chat.models import Message
 from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.titles import title_improve_start
 from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
-from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage, YiClient
+from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -85,18 +86,6 @@ _running: dict[int, Generation] = {}
 _ending: set[int] = set()
 _upkeep: asyncio.Task | None = None
 _undelivered: list[Event] = []
-
-
-def upstream_client() -> YiClient:
-    return YiClient(
-        base_url=settings.YI_API_BASE,
-        api_key=settings.YI_API_KEY,
-        connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
-        stall_timeout=settings.UPSTREAM_STALL_TIMEOUT,
-        max_retries=settings.UPSTREAM_MAX_RETRIES,
-        retry_base=settings.UPSTREAM_RETRY_BASE,
-        retry_max=settings.UPSTREAM_RETRY_MAX,
-    )
 
 
 # --- database writes ------------------------------------------------------------------
@@ -171,7 +160,7 @@ class Generation:
             # Images are read and encoded in a worker thread: a burst of them must not
             # stall the event loop that relays every other answer.
             request = await asyncio.to_thread(request_body, self.plan) if self.plan.images else request_body(self.plan)
-            async for event in upstream_client().stream(request):
+            async for event in client_for(self.plan.credential).stream(request):
                 if isinstance(event, TextDelta):
                     if ttft_ms is None:
                         ttft_ms = int((time.monotonic() - started) * 1000)
@@ -268,7 +257,8 @@ class Generation:
             part.get("text", "") for part in content if part.get("type") == "text"
         )
         title_improve_start(
-            conversation_id=self.conversation_id, model=self.plan.body["model"], question=question, answer=answer
+            conversation_id=self.conversation_id, model=self.plan.body["model"], question=question, answer=answer,
+            credential=self.plan.credential,
         )
 
     async def _send_loop(self) -> None:

@@ -27,6 +27,7 @@ from chat.attachments import attachment_data_url
 from chat.catalog import model_info
 from chat.history import message_images
 from chat.models import Attachment, Conversation, Message
+from chat.upstream import Credential
 
 CONTINUE_PROMPT = (
     "Your previous answer was cut off. Continue it exactly where it stopped, without repeating "
@@ -59,6 +60,8 @@ class RequestPlan:
     body: dict[str, Any]
     images: list[Attachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Who the request is made as (chat/credentials.py); None only where nothing is sent.
+    credential: Credential | None = None
 
 
 def tokens_estimate(text: str) -> int:

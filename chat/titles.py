@@ -12,9 +12,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chat.credentials import client_for
 from chat.events import BroadcastFailed, events_send, user_group
 from chat.history import conversation_updated_frame
 from chat.models import Conversation
+from chat.upstream import Credential
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +31,17 @@ EXCERPT_CHARS = 1500
 _pending: set[asyncio.Task] = set()
 
 
-def title_improve_start(*, conversation_id: int, model: str, question: str, answer: str) -> None:
+def title_improve_start(*, conversation_id: int, model: str, question: str, answer: str, credential: Credential) -> None:
+    """Ask, with the conversation's own credential, for a better title."""
     task = asyncio.get_running_loop().create_task(
         _title_improve(conversation_id=conversation_id, model=settings.TITLE_MODEL or model, question=question,
-                       answer=answer)
+                       answer=answer, credential=credential)
     )
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
 
-async def _title_improve(*, conversation_id: int, model: str, question: str, answer: str) -> None:
-    from chat.generation import upstream_client  # the one client maker; generation imports this module
-
+async def _title_improve(*, conversation_id: int, model: str, question: str, answer: str, credential: Credential) -> None:
     body = {
         "model": model,
         "messages": [
@@ -51,7 +52,7 @@ async def _title_improve(*, conversation_id: int, model: str, question: str, ans
         "temperature": 0.3,
     }
     try:
-        title = title_clean(_reply_text(await upstream_client().complete(body)))
+        title = title_clean(_reply_text(await client_for(credential).complete(body)))
         if not title:
             return
         events = await _title_store(conversation_id, title)

@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -139,7 +139,7 @@ class TimeoutError_(UpstreamError):
 
 class StreamCutError(UpstreamError):
     code = "stream_cut"
-    SENTENCE = "The connection to the Yi API closed mid-answer. The text so far is kept; try again."
+    SENTENCE = "The connection to the model's API closed mid-answer. The text so far is kept; try again."
 
 
 class StalledError(UpstreamError):
@@ -203,10 +203,12 @@ _CONTEXT_WORDS = ("context", "too long", "exceed", "must be <=", "maximum length
 
 
 def error_from_response(
-    status: int, body: bytes, headers: httpx.Headers, *, model: str = "", api_key: str = ""
+    status: int, body: bytes, headers: httpx.Headers, *, credential: Credential, model: str = ""
 ) -> UpstreamError:
-    """Map an HTTP error answer to the typed error and the sentence the page shows."""
-    detail = _detail(body, api_key=api_key)
+    """Map an HTTP error answer to the typed error and the sentence the page shows, which
+    names the provider and the key by its label (never the key)."""
+    detail = _detail(body, api_key=credential.api_key)
+    provider = credential.provider
     retry_after = _retry_after(headers.get("retry-after"))
     said = f" The API said: “{detail}”" if detail else ""
     kwargs = {"status": status, "detail": detail, "retry_after": retry_after}
@@ -218,51 +220,52 @@ def error_from_response(
                 **kwargs,
             )
         return BadRequestError(
-            "The Yi API rejected the request as malformed (400). Check the model name (all lowercase, "
+            f"{provider} rejected the request as malformed (400). Check the model name (all lowercase, "
             "for example yi-large) and the parameters." + said,
             **kwargs,
         )
     if status in (401, 403):
         return AuthError(
-            f"The Yi API rejected the API key ({status}): it is missing, wrong or disabled. Check "
-            "YI_API_KEY or the key saved in your settings.",
+            f"{provider} rejected {credential.key_named} ({status}): it is missing, wrong or disabled. "
+            + credential.key_advice,
             **kwargs,
         )
     if status == 404:
         return NotFoundError(
-            f"The Yi API does not know the model “{model}” or the endpoint (404). Pick another model, "
-            "or check that YI_API_BASE ends in /v1.",
+            f"{provider} does not know the model “{model}” or the endpoint (404). Pick another model, "
+            + credential.base_url_advice,
             **kwargs,
         )
     if status == 429:
         return RateLimitError(
-            "The Yi API is rate-limiting this key (429): too many requests or tokens per minute. "
-            "Wait a minute and try again, or move to a higher usage tier.",
+            f"{provider} is rate-limiting {credential.key_named} (429): too many requests or tokens per "
+            "minute. Wait a minute and try again, or move to a higher usage tier.",
             **kwargs,
         )
     if status == 529:
         return OverloadedError(
-            "The Yi API is overloaded right now (529: system busy). Try again in a moment.", **kwargs
+            f"{provider} is overloaded right now (529: system busy). Try again in a moment.", **kwargs
         )
     if status >= 500:
         return ServerError(
-            f"The Yi API had an internal error ({status}). Try again in a moment; if it keeps "
+            f"{provider} had an internal error ({status}). Try again in a moment; if it keeps "
             "happening, the service may be down.",
             **kwargs,
         )
-    return UpstreamError(f"The Yi API refused the request ({status}).{said}", **kwargs)
+    return UpstreamError(f"{provider} refused the request ({status}).{said}", **kwargs)
 
 
 # --- the client ----------------------------------------------------------------------
 
-# One connection pool per event loop: an httpx.AsyncClient belongs to the loop it was
-# first used on, and tests run several loops in one process.
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# One connection pool per event loop and provider (base URL): an httpx.AsyncClient belongs
+# to the loop it was first used on (tests run several loops in one process), and each
+# provider may need its own proxy. Keys are per request, never per pool.
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = weakref.WeakKeyDictionary()
 
 
 def _pool(*, base_url: str, connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    pool = _pools.get(loop)
+    pools = _pools.setdefault(asyncio.get_running_loop(), {})
+    pool = pools.get(base_url)
     if pool is None or pool.is_closed:
         pool = httpx.AsyncClient(
             # httpx's API over aiohttp's connections: aiohttp parses HTTP in C. Reading a
@@ -271,7 +274,7 @@ def _pool(*, base_url: str, connect_timeout: float, read_timeout: float) -> http
             transport=AiohttpTransport(client=functools.partial(_aiohttp_session, proxy_for(base_url))),
             timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=connect_timeout),
         )
-        _pools[loop] = pool
+        pools[base_url] = pool
     return pool
 
 
@@ -296,15 +299,60 @@ def proxy_for(url: str) -> str | None:
 
 async def pool_close() -> None:
     """Close this event loop's connections (tests end a loop per test)."""
-    pool = _pools.pop(asyncio.get_running_loop(), None)
-    if pool is not None:
+    for pool in _pools.pop(asyncio.get_running_loop(), {}).values():
         await pool.aclose()
+
+
+# Hosts of 01.AI's own API: errors from them are "the Yi API's".
+YI_HOSTS = ("api.01.ai", "api.lingyiwanwu.com")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who a request upstream is made as: a provider's base URL and a key, and how pages
+    and error sentences name them. Resolved per send (chat/credentials.py); the key is
+    left out of repr, so a log line or a traceback that shows the object does not show it."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    label: str = ""  # the key's label; "" for the server's own key
+    key_id: int | None = None  # the ApiKey row; None for the server's key
+    tier: str = "free"
+    yi: bool = False  # the provider is the Yi API (the server's configured one, or a Yi host)
+
+    @property
+    def host(self) -> str:
+        return httpx.URL(self.base_url).host
+
+    @property
+    def provider(self) -> str:
+        return "The Yi API" if self.yi or self.host in YI_HOSTS else f"The API at {self.host}"
+
+    @property
+    def key_named(self) -> str:
+        return f"the key “{self.label}”" if self.key_id is not None else "the server's API key"
+
+    @property
+    def key_advice(self) -> str:
+        if self.key_id is not None:
+            return "Check it on the Keys page, or pick another key for this conversation."
+        return "Add a key of your own on the Keys page, or ask the administrator to check the server's key."
+
+    @property
+    def base_url_advice(self) -> str:
+        if self.key_id is not None:
+            return f"or check on the Keys page that the base URL of the key “{self.label}” ends in /v1."
+        return "or ask the administrator to check that the server's base URL ends in /v1."
+
+    @property
+    def cache_id(self) -> str:
+        """A name for per-credential caches and limits (the models list, pacing): never the key."""
+        return f"key{self.key_id}" if self.key_id is not None else "server"
 
 
 @dataclass
 class YiClient:
-    base_url: str
-    api_key: str
+    credential: Credential
     connect_timeout: float = 10.0
     # A stream that sends nothing for this long is given up as stalled.
     stall_timeout: float = 60.0
@@ -312,11 +360,15 @@ class YiClient:
     retry_base: float = 1.0
     retry_max: float = 20.0
 
+    @property
+    def base_url(self) -> str:
+        return self.credential.base_url
+
     def _client(self) -> httpx.AsyncClient:
         return _pool(base_url=self.base_url, connect_timeout=self.connect_timeout, read_timeout=self.stall_timeout)
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+        return {"Authorization": f"Bearer {self.credential.api_key}", "Content-Type": "application/json"}
 
     def _url(self, path: str) -> str:
         return f"{self.base_url.rstrip('/')}/{path.lstrip('/')}"
@@ -328,7 +380,7 @@ class YiClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content, response.headers, api_key=self.api_key)
+            raise error_from_response(response.status_code, response.content, response.headers, credential=self.credential)
         data = response.json().get("data", [])
         return [m for m in data if isinstance(m, dict) and m.get("id")]
 
@@ -342,7 +394,8 @@ class YiClient:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
             raise error_from_response(
-                response.status_code, response.content, response.headers, model=body.get("model", ""), api_key=self.api_key
+                response.status_code, response.content, response.headers, model=body.get("model", ""),
+                credential=self.credential,
             )
         return response.json()
 
@@ -425,7 +478,7 @@ class YiClient:
             if response.status_code != 200:
                 raise error_from_response(
                     response.status_code, await response.aread(), response.headers, model=body.get("model", ""),
-                    api_key=self.api_key,
+                    credential=self.credential,
                 )
             yield response, watch
         except httpx.TransportError as exc:
@@ -436,16 +489,21 @@ class YiClient:
 
     def _stalled(self) -> StalledError:
         return StalledError(
-            f"The Yi API sent nothing for {self.stall_timeout:g} seconds, so the answer was given up. "
+            f"{self.credential.provider} sent nothing for {self.stall_timeout:g} seconds, so the answer was given up. "
             "The text so far is kept."
         )
 
+    def _named_at(self) -> str:
+        """"The Yi API at api.01.ai", "The API at example.com": where the request went."""
+        provider = self.credential.provider
+        return provider if " at " in provider else f"{provider} at {self.credential.host}"
+
     def _timed_out(self) -> TimeoutError_:
-        host = httpx.URL(self.base_url).host
-        return TimeoutError_(f"The Yi API at {host} did not answer in time. Check your network and try again.")
+        return TimeoutError_(
+            f"{self._named_at()} did not answer in time. Check your network and the key's base URL, and try again."
+        )
 
     def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
-        host = httpx.URL(self.base_url).host
         # httpx-aiohttp reports a refused connection as ConnectTimeout: aiohttp's own
         # error, when there is one, says which it was.
         cause = exc.__cause__
@@ -456,8 +514,8 @@ class YiClient:
         if timed_out:
             return self._timed_out()
         return ConnectionFailedError(
-            f"Could not connect to the Yi API at {host} ({type(exc).__name__}). Check your network "
-            "and YI_API_BASE, then try again."
+            f"Could not connect to {self._named_at()[0].lower()}{self._named_at()[1:]} ({type(exc).__name__}). "
+            "Check your network and the key's base URL, then try again."
         )
 
 

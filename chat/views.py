@@ -24,10 +24,10 @@ from chat import accounts, attachments, catalog, exports, history, imports, orga
 from chat.input_checks import text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
-from chat.generation import upstream_client
+from chat.credentials import client_for, credentials_for, key_missing
 from chat.images import ImageRefused, image_too_large
 from chat.refusals import SendRefused
-from chat.upstream import UpstreamError
+from chat.upstream import Credential, UpstreamError
 
 MODELS_CACHE_SECONDS = 300
 # Shown when the upstream cannot list its models, so the picker still offers something.
@@ -80,12 +80,23 @@ def conversations_json(request: HttpRequest) -> JsonResponse:
 
 
 async def models_json(request: HttpRequest) -> JsonResponse:
-    """The models the configured key may use (`GET /models`), cached for a few minutes."""
-    key = f"yiweb:models:{settings.YI_API_BASE}"
+    """The models a credential may use (`GET /models`), cached for a few minutes per
+    credential (one user's list is never another's): `?key_id=` names one of the user's
+    keys; without it, the one their sends use by default."""
+    raw_key = request.GET.get("key_id") or None
+    key_id = int(raw_key) if raw_key is not None and raw_key.isdigit() and len(raw_key) < 19 else None
+    if raw_key is not None and key_id is None:
+        return JsonResponse({"code": "key_not_found", "message": key_missing().message}, status=404)
+    user = await request.auser()
+    try:
+        credential = await sync_to_async(_credential_chosen)(user_id=user.pk, key_id=key_id)
+    except SendRefused as refused:
+        return JsonResponse({"code": refused.code, "message": refused.message}, status=404)
+    key = f"yiweb:models:{credential.cache_id}"
     models = await cache.aget(key)
     if models is None:
         try:
-            listed = await upstream_client().list_models()
+            listed = await client_for(credential).list_models()
         except UpstreamError as error:
             return JsonResponse(
                 {"models": [{"id": m} for m in REFERENCE_MODELS], "default": settings.YI_DEFAULT_MODEL, "error": error.message},
@@ -94,6 +105,10 @@ async def models_json(request: HttpRequest) -> JsonResponse:
         models = [{"id": m["id"], "owned_by": m.get("ownedBy") or m.get("owned_by", "")} for m in listed]
         await cache.aset(key, models, MODELS_CACHE_SECONDS)
     return JsonResponse({"models": models, "default": settings.YI_DEFAULT_MODEL})
+
+
+def _credential_chosen(*, user_id: int, key_id: int | None) -> Credential:
+    return credentials_for([(user_id, key_id)])[0]
 
 
 ADMINISTRATOR_WELCOME = (

@@ -6,6 +6,7 @@ imports the app; everything goes over HTTP and websockets, as a browser would.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -49,7 +50,8 @@ def production_env(**extra: str) -> Iterator[dict[str, str]]:
 
     HTTPS is not set (these servers speak plain HTTP on loopback), so cookies are not Secure."""
     with tempfile.TemporaryDirectory() as static_root:
-        env = app_env(DEBUG="0", SECRET_KEY="benchmark-" + uuid.uuid4().hex * 2, STATIC_ROOT=static_root, **extra)
+        env = app_env(DEBUG="0", SECRET_KEY="benchmark-" + uuid.uuid4().hex * 2, STATIC_ROOT=static_root,
+                      ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(), **extra)
         manage("collectstatic", "--noinput", env=env)
         yield env
 

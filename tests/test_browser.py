@@ -159,7 +159,7 @@ def test_upstream_error_shows_its_sentence_in_the_conversation(page, app_url):
     page.fill("#message-input", "[sim status=401]")
     page.keyboard.press("Enter")
     page.wait_for_selector('[data-role="assistant"][data-status="error"]')
-    assert "The Yi API rejected the API key (401)" in last_answer(page).inner_text()
+    assert "The Yi API rejected the server's API key (401)" in last_answer(page).inner_text()
 
 
 def test_stop_keeps_the_partial_answer(page, app_url):

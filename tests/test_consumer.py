@@ -657,7 +657,7 @@ async def test_upstream_error_ends_the_answer_with_its_sentence(user, connect):
     frames = await frames_until(ws, is_done)
     message = frames[-1]["message"]
     assert (message["status"], message["error_code"]) == ("error", "auth")
-    assert message["error_message"].startswith("The Yi API rejected the API key (401)")
+    assert message["error_message"].startswith("The Yi API rejected the server's API key (401)")
 
 
 async def test_retries_are_announced_to_the_page(user, connect):

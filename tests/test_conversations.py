@@ -25,9 +25,9 @@ def test_a_burst_of_new_conversations_is_stored_in_a_fixed_number_of_queries(use
     with CaptureQueriesContext(connection) as burst:
         outcomes = exchanges_send(sends)
     # The transaction's two and the new conversations' savepoint's two, the stored-client_id
-    # check, the two reads of the limits (answers running, sends in the last minute), three
-    # INSERTs, the attachments read.
-    assert len(burst) == len(alone) == 11
+    # check, the two reads of the limits (answers running, sends in the last minute), the
+    # senders' API keys, three INSERTs, the attachments read.
+    assert len(burst) == len(alone) == 12
 
     for send, exchange in zip(sends, outcomes):
         conversation = Conversation.objects.get(pk=exchange.conversation_id)

@@ -19,6 +19,9 @@ PRINT_SETTINGS = (
 
 
 STRONG_KEY = "f3Jq9-vKx2LmZ8rT0aBcYdWeN5hGuPs7iOkE4lQwXyV1zR6tUj"
+# A Fernet key, so that production settings on the default database do not make a key
+# file beside the repository's db.sqlite3.
+FERNET_KEY = "q8Vd3m0K0n7b7vJ0m8WmC0Zr2xH4y6Yp5pQ9sT1uV2w="
 
 
 def settings_with(**env: str) -> subprocess.CompletedProcess:
@@ -67,6 +70,12 @@ def test_postgresql_connections_give_up_after_a_connect_timeout():
     assert chosen["db_options"]["connect_timeout"] == 2
 
 
+def test_production_on_postgresql_refuses_to_start_without_an_encryption_key():
+    result = settings_with(DEBUG="0", DATABASE_URL="postgres://u:p@db:5432/yiweb", SECRET_KEY=STRONG_KEY)
+    assert result.returncode != 0
+    assert "the database is not a SQLite file, so ENCRYPTION_KEYS must be set" in result.stderr
+
+
 def test_production_on_postgresql_refuses_to_start_without_a_secret_key():
     result = settings_with(DEBUG="0", DATABASE_URL="postgres://u:p@db:5432/yiweb")
     assert result.returncode != 0
@@ -74,7 +83,7 @@ def test_production_on_postgresql_refuses_to_start_without_a_secret_key():
 
 
 def test_production_starts_with_a_real_secret_key():
-    result = settings_with(DEBUG="0", SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="chat.example.com")
+    result = settings_with(DEBUG="0", SECRET_KEY=STRONG_KEY, ENCRYPTION_KEYS=FERNET_KEY, ALLOWED_HOSTS="chat.example.com")
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["debug"] is False and values["hosts"] == ["chat.example.com"]
@@ -155,12 +164,15 @@ def test_production_makes_a_secret_key_beside_the_sqlite_database_and_keeps_it(t
 def test_processes_starting_together_on_a_new_database_agree_on_one_secret_key(tmp_path):
     environment = app_env(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3")
     del environment["DEBUG"]
-    code = "import django; django.setup(); from django.conf import settings as s; print(s.SECRET_KEY)"
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.SECRET_KEY, s.ENCRYPTION_KEYS)"
     processes = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=environment,
                                   stdout=subprocess.PIPE, text=True) for _ in range(8)]
     keys = {process.communicate(timeout=60)[0].strip() for process in processes}
-    assert keys == {(tmp_path / "db.sqlite3.secret-key").read_text().strip()}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sqlite3.secret-key"]  # no temporary file left
+    secret_key = (tmp_path / "db.sqlite3.secret-key").read_text().strip()
+    encryption_key = (tmp_path / "db.sqlite3.encryption-key").read_text().strip()
+    assert keys == {f"{secret_key} {[encryption_key]}"}
+    # No temporary file left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.sqlite3.encryption-key", "db.sqlite3.secret-key"]
 
 
 def test_production_refuses_a_weak_secret_key(tmp_path):
@@ -181,14 +193,14 @@ SECURITY = ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT"
 def test_production_over_plain_http_sends_cookies_without_secure_and_trusts_no_proxy_header():
     """The first run is over http://127.0.0.1:8000: Secure cookies would not come back, and
     with no proxy in front a client could claim HTTPS with X-Forwarded-Proto."""
-    values = settings_values(*SECURITY, DEBUG="0", SECRET_KEY=STRONG_KEY)
+    values = settings_values(*SECURITY, DEBUG="0", SECRET_KEY=STRONG_KEY, ENCRYPTION_KEYS=FERNET_KEY)
     assert values == {"SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False, "SECURE_SSL_REDIRECT": False,
                       "SECURE_HSTS_SECONDS": 0, "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
                       "SECURE_HSTS_PRELOAD": False, "SECURE_PROXY_SSL_HEADER": None}
 
 
 def test_https_turns_on_secure_cookies_the_redirect_and_hsts():
-    values = settings_values(*SECURITY, DEBUG="0", SECRET_KEY=STRONG_KEY, HTTPS="1")
+    values = settings_values(*SECURITY, DEBUG="0", SECRET_KEY=STRONG_KEY, ENCRYPTION_KEYS=FERNET_KEY, HTTPS="1")
     assert values == {"SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SECURE_SSL_REDIRECT": True,
                       "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
                       "SECURE_HSTS_PRELOAD": True, "SECURE_PROXY_SSL_HEADER": None}

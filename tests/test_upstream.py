@@ -13,6 +13,7 @@ from tests.simulator_server import canned_api
 from chat.upstream import (
     AuthError,
     BadRequestError,
+    Credential,
     ConnectionFailedError,
     ContextLengthError,
     Finish,
@@ -238,7 +239,7 @@ async def pool_closed():
 
 def client_for(url: str, **kwargs) -> YiClient:
     defaults = {"max_retries": 2, "retry_base": 0.01, "retry_max": 5.0, "stall_timeout": 5.0}
-    return YiClient(base_url=url, api_key="sk-test", **{**defaults, **kwargs})
+    return YiClient(credential=Credential(base_url=url, api_key="sk-test", yi=True), **{**defaults, **kwargs})
 
 
 def ask(text: str, model: str = "yi-large") -> dict:
@@ -283,12 +284,12 @@ async def test_tool_call_deltas_are_typed_events(simulator_url):
 
 
 ERROR_CASES = [
-    ("[sim status=401]", AuthError, "The Yi API rejected the API key (401): it is missing, wrong or disabled. "
-     "Check YI_API_KEY or the key saved in your settings."),
+    ("[sim status=401]", AuthError, "The Yi API rejected the server's API key (401): it is missing, wrong or "
+     "disabled. Add a key of your own on the Keys page, or ask the administrator to check the server's key."),
     ("[sim status=404]", NotFoundError, "The Yi API does not know the model “yi-large” or the endpoint (404). "
-     "Pick another model, or check that YI_API_BASE ends in /v1."),
-    ("[sim status=429]", RateLimitError, "The Yi API is rate-limiting this key (429): too many requests or tokens "
-     "per minute. Wait a minute and try again, or move to a higher usage tier."),
+     "Pick another model, or ask the administrator to check that the server's base URL ends in /v1."),
+    ("[sim status=429]", RateLimitError, "The Yi API is rate-limiting the server's API key (429): too many requests "
+     "or tokens per minute. Wait a minute and try again, or move to a higher usage tier."),
     ("[sim status=500]", ServerError, "The Yi API had an internal error (500). Try again in a moment; if it keeps "
      "happening, the service may be down."),
     ("[sim status=529]", OverloadedError, "The Yi API is overloaded right now (529: system busy). Try again in a moment."),
@@ -311,7 +312,7 @@ async def test_400_for_context_length_is_told_apart_from_a_format_error(simulato
 
 
 async def test_wrong_key_is_an_auth_error(simulator_url):
-    client = YiClient(base_url=simulator_url, api_key="invalid-key")
+    client = YiClient(credential=Credential(base_url=simulator_url, api_key="invalid-key"))
     with pytest.raises(AuthError):
         await client.list_models()
 

@@ -115,7 +115,7 @@ async def test_models_endpoint_explains_a_rejected_key_and_still_offers_models(a
     await upstream.pool_close()
     assert response.status_code == 502
     data = json.loads(response.content)
-    assert data["error"].startswith("The Yi API rejected the API key (401)")
+    assert data["error"].startswith("The Yi API rejected the server's API key (401)")
     assert "yi-large" in [m["id"] for m in data["models"]]
 
 

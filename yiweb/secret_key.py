@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -36,7 +37,17 @@ def secret_key_beside(database: Path) -> Path:
 
 
 def secret_key_load_or_create(path: Path) -> str:
-    """The key kept in `path`, written there first (0600) if the file does not exist yet.
+    """The secret key kept in `path`, written there first (0600) if the file does not exist yet."""
+    key = key_file_load_or_create(path, make=lambda: secrets.token_urlsafe(KEY_BYTES), what="SECRET_KEY")
+    weakness = secret_key_weakness(key)
+    if weakness:
+        raise ImproperlyConfigured(f"The secret key in {path} is not usable: {weakness}. Delete the file to make a new one.")
+    return key
+
+
+def key_file_load_or_create(path: Path, *, make: Callable[[], str], what: str) -> str:
+    """The key kept in `path`, written there first (0600, from `make()`) if the file does
+    not exist yet; `what` names the setting that would replace it, for the error.
 
     Two processes starting together agree: the key is written to a private temporary
     file and linked into place, so a reader never sees half a key and the loser of the
@@ -48,7 +59,7 @@ def secret_key_load_or_create(path: Path) -> str:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 with os.fdopen(descriptor, "w") as file:
-                    file.write(secrets.token_urlsafe(KEY_BYTES) + "\n")
+                    file.write(make() + "\n")
                     file.flush()
                     os.fsync(file.fileno())
                 try:
@@ -59,11 +70,7 @@ def secret_key_load_or_create(path: Path) -> str:
                 temporary.unlink(missing_ok=True)
         except OSError as error:
             raise ImproperlyConfigured(
-                f"No SECRET_KEY is set and one could not be created in {path} ({error.strerror}). "
-                "Make that folder writable, or set SECRET_KEY."
+                f"No {what} is set and one could not be created in {path} ({error.strerror}). "
+                f"Make that folder writable, or set {what}."
             ) from None
-    key = path.read_text().strip()
-    weakness = secret_key_weakness(key)
-    if weakness:
-        raise ImproperlyConfigured(f"The secret key in {path} is not usable: {weakness}. Delete the file to make a new one.")
-    return key
+    return path.read_text().strip()

@@ -5,6 +5,7 @@ WAL mode, the in-memory channel layer, and (with no API key anywhere) the offlin
 simulator of the Yi API. The README's configuration table lists each name.
 """
 
+import base64
 import hashlib
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from yiweb.secret_key import secret_key_beside, secret_key_load_or_create, secret_key_weakness
+from yiweb.secret_key import key_file_load_or_create, secret_key_beside, secret_key_load_or_create, secret_key_weakness
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -136,6 +137,26 @@ elif not DEBUG and (_weakness := secret_key_weakness(SECRET_KEY)):
         f"DEBUG is off, so SECRET_KEY must be a strong random value, and this one is not: {_weakness} "
         f"({_SECRET_KEY_EXAMPLE})."
     )
+
+# The API keys people save are encrypted with these (chat/crypto.py): Fernet keys, newest
+# first, comma-separated; the first encrypts, every one decrypts, so a new key can be put
+# in front and `manage.py keys_reencrypt` run while the app serves. Unset: development
+# derives one from SECRET_KEY (and warns), production on a SQLite file makes one on first
+# start and keeps it beside the database, and production otherwise refuses to start.
+ENCRYPTION_KEYS = [key.strip() for key in os.environ.get("ENCRYPTION_KEYS", "").split(",") if key.strip()]
+ENCRYPTION_KEY_FILE: Path | None = None
+if not ENCRYPTION_KEYS and not DEBUG:
+    _database = str(DATABASES["default"]["NAME"])
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" or _database in {"", ":memory:"}:
+        raise ImproperlyConfigured(
+            "DEBUG is off and the database is not a SQLite file, so ENCRYPTION_KEYS must be set, to the same "
+            "Fernet key in every process (for example: python -c 'import base64, os; "
+            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'). It encrypts the API keys people save."
+        )
+    ENCRYPTION_KEY_FILE = Path(_database).with_name(Path(_database).name + ".encryption-key")
+    ENCRYPTION_KEYS = [key_file_load_or_create(
+        ENCRYPTION_KEY_FILE, make=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(), what="ENCRYPTION_KEYS"
+    )]
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -280,6 +301,12 @@ YI_API_BASE = os.environ.get(
 if YI_SIMULATOR:
     YI_API_KEY = "offline-simulator"
 YI_DEFAULT_MODEL = os.environ.get("YI_DEFAULT_MODEL", "yi-large")
+# The reference's usage tier of YI_API_KEY ("free", "1" to "5"), which paces its requests
+# (chat/pacing.py); users' own keys have theirs on the Keys page.
+YI_API_TIER = os.environ.get("YI_API_TIER", "free")
+# Whether people with no key of their own send with YI_API_KEY (chat/credentials.py). Off:
+# each person must add a key on the Keys page first.
+SERVER_KEY_FOR_ALL = _env_bool("SERVER_KEY_FOR_ALL", True)
 
 SIGNUP_OPEN = _env_bool("SIGNUP_OPEN", True)
 # Per person: answers being written at once, and messages sent in any minute

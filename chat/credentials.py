@@ -1,0 +1,87 @@
+"""Which credential (provider and key) a request upstream is made with, and the client for it.
+
+Resolved per send, in this order:
+1. the conversation's chosen key (`Conversation.api_key`), if it is still there;
+2. else the user's default key;
+3. else the server's key (YI_API_KEY at YI_API_BASE), unless SERVER_KEY_FOR_ALL is off;
+4. with no YI_API_KEY and no YI_API_BASE configured, the server's "key" is the offline
+   simulator's, so 3 covers it.
+With SERVER_KEY_FOR_ALL off and no key of their own, a person's send is refused with a
+sentence that sends them to the Keys page.
+
+A read: the key is decrypted here (chat/crypto.py) into a `Credential`, which the send's
+plan carries to its generation and nowhere else.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q
+
+from chat.crypto import SecretUnreadable, secret_decrypt
+from chat.models import ApiKey
+from chat.refusals import SendRefused
+from chat.upstream import Credential, YiClient
+
+NO_KEY = (
+    "This server asks everyone to use an API key of their own, and you have none yet. "
+    "Add one on the Keys page (/keys/), then send again."
+)
+KEY_UNREADABLE = (
+    "The key “{label}” can no longer be read on this server (its encryption key was changed). "
+    "Delete it on the Keys page and add it again."
+)
+
+
+def server_credential() -> Credential:
+    return Credential(base_url=settings.YI_API_BASE, api_key=settings.YI_API_KEY, yi=True,
+                      tier=settings.YI_API_TIER)
+
+
+def key_credential(key: ApiKey) -> Credential:
+    """The credential of a stored key (decrypted); SendRefused if it cannot be read."""
+    try:
+        plain = secret_decrypt(key.key_encrypted)
+    except SecretUnreadable:
+        raise SendRefused("key_unreadable", KEY_UNREADABLE.format(label=key.label)) from None
+    return Credential(base_url=key.base_url, api_key=plain, label=key.label, key_id=key.pk, tier=key.tier)
+
+
+def key_missing() -> SendRefused:
+    return SendRefused("key_not_found", "That API key does not exist or is not yours. Pick another on the Keys page.")
+
+
+def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
+    """The credential of each (user id, chosen key id or None) (the module's doc says in
+    which order), read in one query for a whole batch of sends. SendRefused for a chosen
+    key that is not that user's, or when no credential is left."""
+    chosen = {key_id for _, key_id in wanted if key_id is not None}
+    keys = ApiKey.objects.filter(Q(is_default=True) | Q(pk__in=chosen), user_id__in={user_id for user_id, _ in wanted})
+    by_id, defaults = {}, {}
+    for key in keys:
+        by_id[key.pk] = key
+        if key.is_default:
+            defaults[key.user_id] = key
+    credentials = []
+    for user_id, key_id in wanted:
+        key = by_id.get(key_id) if key_id is not None else defaults.get(user_id)
+        if key_id is not None and (key is None or key.user_id != user_id):
+            raise key_missing()
+        if key is not None:
+            credentials.append(key_credential(key))
+        elif settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR:
+            credentials.append(server_credential())
+        else:
+            raise SendRefused("no_key", NO_KEY)
+    return credentials
+
+
+def client_for(credential: Credential) -> YiClient:
+    return YiClient(
+        credential=credential,
+        connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
+        stall_timeout=settings.UPSTREAM_STALL_TIMEOUT,
+        max_retries=settings.UPSTREAM_MAX_RETRIES,
+        retry_base=settings.UPSTREAM_RETRY_BASE,
+        retry_max=settings.UPSTREAM_RETRY_MAX,
+    )
