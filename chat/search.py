@@ -9,9 +9,15 @@ query as a substring, with no notion of words: Chinese is written without spaces
   one quoted phrase, so none of its characters is FTS5 syntax.
 - PostgreSQL: ILIKE '%…%', which the pg_trgm GIN indexes of migration 0004 serve.
 
-A trigram index can look up only queries of 3 characters or more; a shorter one (北京 is a
-word of 2) scans the user's messages with LIKE or ILIKE, as SQLite does when its library
-lacks the trigram tokenizer. Titles are short and few per user: LIKE on SQLite.
+A trigram index can look up only queries of 3 characters or more, and most Chinese words
+are 2 (北京, 蝾螈). For a query of 2 CJK characters (`CJK`), migration 0007's bigram index
+holds which messages have each pair of adjacent CJK characters: on SQLite an FTS5 table of
+its own, kept by triggers as 0004's is; on PostgreSQL a GIN index over the function
+`chat_message_bigrams(content)`, searched with `@>`. Any other short query scans the
+user's messages newest first with LIKE or ILIKE, as SQLite does when its library lacks the
+trigram tokenizer: 1 character, or 2 that are not both CJK (`go`, `A股`). Such a query is
+mostly common, so `limit` hits come soon; a rare one reads every message. Titles are short
+and few per user: LIKE on SQLite.
 
 Hits are newest first, not best first: substring matching gives no relevance worth the
 name (FTS5's bm25 over trigrams favours short messages and repeated letters, not meaning;
@@ -41,6 +47,10 @@ from chat.models import Conversation, Message
 SNIPPET_CHARS = 160
 # A trigram index needs this many characters to look a query up.
 TRIGRAM = 3
+# Migration 0007's bigram index looks up queries of this many characters, each CJK (its
+# CJK_SQLITE and CJK_POSTGRESQL are these characters).
+BIGRAM = 2
+CJK = re.compile("[\u3040-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff]")
 # Migration 0004 indexes the same roles: a tool's output or a system prompt is not what
 # anyone said in the conversation.
 ROLES_SQL = "('user', 'assistant')"
@@ -131,32 +141,52 @@ def _messages_found(cursor, vendor: str, query: str, scope: Scope, limit: int) -
     where, params = scope.sql()
     columns = "m.id, m.role, m.content, m.created_at, c.id, c.title, c.updated_at"
     if vendor == "sqlite" and len(query) >= TRIGRAM and fts5_trigram_available():
-        # ORDER BY the FTS table's rowid: FTS5 hands rowids over in that order, so SQLite
-        # stops after `limit` of this user's rows instead of sorting every match.
-        sql = (
-            f"SELECT {columns} FROM chat_message_search s "
-            "JOIN chat_message m ON m.id = s.rowid JOIN chat_conversation c ON c.id = m.conversation_id "
-            f"WHERE chat_message_search MATCH %s AND m.role IN {ROLES_SQL} AND {where} "
-            "ORDER BY s.rowid DESC LIMIT %s"
-        )
+        sql = _sqlite_indexed(columns, "chat_message_search", where)
+        params = [_fts5_phrase(query), *params, limit]
+    elif vendor == "sqlite" and bigram_indexed(query) and fts5_bigram_available():
+        sql = _sqlite_indexed(columns, "chat_message_bigram", where)
         params = [_fts5_phrase(query), *params, limit]
     else:
         # SQLite's own plan reads every message of the user and sorts them; CROSS JOIN makes
         # it read messages newest first and stop at `limit` hits, so a common short query
-        # (北京 in a Chinese user's history) costs little. A rare one reads everything either way.
+        # (`go` in a programmer's history) costs little. A rare one reads everything.
         join = "CROSS JOIN" if vendor == "sqlite" else "JOIN"
+        pairs, pairs_params = "", []
+        if vendor == "postgresql" and bigram_indexed(query):
+            # Migration 0007's bigram index finds a rare pair; for a common one the planner
+            # walks ids backwards instead and stops at `limit`, and the LIKE, cheaper than
+            # the function and so tested first, spares calling it on every row read.
+            pairs, pairs_params = "chat_message_bigrams(m.content) @> ARRAY[%s]::text[] AND ", [query]
         sql = (
             f"SELECT {columns} FROM chat_message m {join} chat_conversation c ON c.id = m.conversation_id "
-            f"WHERE m.content {_like(vendor, query)} %s ESCAPE '\\' AND m.role IN {ROLES_SQL} AND {where} "
+            f"WHERE {pairs}m.content {_like(vendor, query)} %s ESCAPE '\\' AND m.role IN {ROLES_SQL} AND {where} "
             "ORDER BY m.id DESC LIMIT %s"
         )
-        params = [_like_pattern(query), *params, limit]
+        params = [*pairs_params, _like_pattern(query), *params, limit]
     cursor.execute(sql, params)
     found = []
     for message_id, role, content, created_at, conversation_id, title, updated_at in cursor.fetchall():
         hit = SearchHit(conversation_id, title, message_id, role, snippet_cut(content, query), _datetime(updated_at))
         found.append((_datetime(created_at), hit))
     return found
+
+
+def _sqlite_indexed(columns: str, index: str, where: str) -> str:
+    """Messages through one of the FTS5 tables, whose rowid is the message's id."""
+    # ORDER BY the FTS table's rowid: FTS5 hands rowids over in that order, so SQLite
+    # stops after `limit` of this user's rows instead of sorting every match.
+    return (
+        f"SELECT {columns} FROM {index} s "
+        "JOIN chat_message m ON m.id = s.rowid JOIN chat_conversation c ON c.id = m.conversation_id "
+        f"WHERE {index} MATCH %s AND m.role IN {ROLES_SQL} AND {where} "
+        "ORDER BY s.rowid DESC LIMIT %s"
+    )
+
+
+def bigram_indexed(query: str) -> bool:
+    """Whether migration 0007's bigram index can look `query` up: 2 characters, both CJK.
+    (One character scans: it is in so many messages that the newest `limit` come soon.)"""
+    return len(query) == BIGRAM and all(CJK.fullmatch(character) for character in query)
 
 
 def _storable(text: str) -> bool:
@@ -202,6 +232,27 @@ def fts5_trigram_available() -> bool:
     try:
         with contextlib.closing(sqlite3.connect(":memory:")) as probe:
             probe.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize='trigram')")
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def fts5_bigram_available() -> bool:
+    """Whether migration 0007 could make the bigram index: it needs what the trigram one
+    needs and a WITH inside a trigger; if not, 2-character queries are scanned with LIKE."""
+    return fts5_trigram_available() and _with_in_triggers()
+
+
+@functools.cache
+def _with_in_triggers() -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+            probe.execute("CREATE TABLE probe (x)")
+            probe.execute(
+                "CREATE TRIGGER probe_insert AFTER INSERT ON probe WHEN new.x = 1 BEGIN INSERT INTO probe "
+                "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 3) SELECT i FROM n; END"
+            )
+            probe.execute("INSERT INTO probe VALUES (1)")
     except sqlite3.Error:
         return False
     return True

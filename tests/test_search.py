@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
 
 from chat import search as search_module
 from chat.models import Conversation, Message
@@ -216,6 +217,84 @@ def test_an_answer_checkpointed_then_ended_is_found_by_its_last_text_only(alice)
 
 
 @each_database
+def test_a_two_character_word_follows_an_answer_as_it_streams_and_ends(alice):
+    made = conversation(alice, "蝾螈冬天做什么？")
+    question = message_ids(made)[0]
+    answer = Message.objects.using(alice._state.db).create(
+        conversation=made, parent_id=question, role="assistant", status="streaming", content=""
+    )
+    answers = Message.objects.using(alice._state.db).filter(pk=answer.pk)
+
+    answers.update(content="它们会冬眠，", seq=5)  # a checkpoint, as generation writes it
+    assert found(alice, "冬眠") == [(made.pk, answer.pk)]
+    answers.update(content="它们会冬眠，躲在池塘底的泥里", seq=9)
+    assert found(alice, "池塘") == [(made.pk, answer.pk)]
+
+    answers.update(content="它们躲在泥里过冬。", status="complete", seq=12)  # the ending, other words
+    assert found(alice, "冬眠") == []
+    assert found(alice, "池塘") == []
+    assert found(alice, "过冬") == [(made.pk, answer.pk)]
+    assert found(alice, "冬天") == [(made.pk, question)]
+
+
+# Where a pair can fall against the pieces migration 0007's SQLite triggers cut text into
+# (stretches of 1,024 pairs, chunks of 32): its position in the text, from 1.
+PAIR_POSITIONS = [1, 2, 31, 32, 33, 64, 65, 1023, 1024, 1025, 1026, 1056, 1057, 2048, 2049, 3000]
+
+
+@each_database
+def test_a_two_character_word_is_found_wherever_it_stands_in_a_long_text(alice):
+    made = conversation(alice, "蝾螈", *(f"{'x' * (position - 1)}蝾螈" for position in PAIR_POSITIONS),
+                        *(f"{'池塘' * (position // 2)}蝾螈{'池塘' * 20}" for position in PAIR_POSITIONS))
+    conversation(alice, "蝾x螈", "螈蝾", "x" * 1023 + "蝾 螈")
+
+    assert found(alice, "蝾螈", limit=100) == [(made.pk, pk) for pk in reversed(message_ids(made))]
+
+
+# Pairs of the first and last characters of each CJK range (chat/search.py's CJK), and of
+# characters just outside them, which are found by reading every message instead.
+EDGE_PAIRS = [
+    "\u3040\u9fff", "\u9fff\u3040", "\uac00\ud7af", "\uf900\ufaff", "\U00020000\U0003ffff",
+    "\u4e00\U0002a6d6", "\u3041\uac01",
+    "\u303f\u3041", "\u3041\ua000", "\uabff\uac01", "\ud7b0\uac01", "\uf8ff\uf901", "\ufb00\uf901",
+    "\U0001ffff\U00020001", "\U00040000\U00020001", "\uff0c\u4e00", "a\u4e00",
+]
+
+
+@each_database
+@pytest.mark.parametrize("pair", EDGE_PAIRS, ids=[pair.encode("unicode_escape").decode() for pair in EDGE_PAIRS])
+def test_a_pair_at_the_edges_of_the_cjk_ranges_is_found(alice, pair):
+    made = conversation(alice, f"before{pair}after", f"{pair[0]}x{pair[1]}", pair)
+
+    assert found(alice, pair) == [(made.pk, message_ids(made)[2]), (made.pk, message_ids(made)[0])]
+
+
+@each_database
+def test_a_two_character_chinese_search_is_read_from_the_bigram_index(alice, database):
+    """Not a scan of every message: the index made for it (migration 0007)."""
+    made = conversation(alice, "池塘里的蝾螈", "蝾螈会冬眠")
+    Message.objects.using(database).bulk_create(
+        Message(conversation=made, role="user", content=f"第{i}个问题：今天天气怎么样？") for i in range(2000)
+    )
+    connection = connections[database]
+    with CaptureQueriesContext(connection) as captured:
+        assert len(search(user=alice, query="蝾螈")) == 2
+    [messages_sql] = [query["sql"] for query in captured.captured_queries if "chat_message m" in query["sql"]]
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE chat_message")
+            # With these few rows, walking the ids backwards could cost about the same.
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            cursor.execute("EXPLAIN " + messages_sql)
+            assert "chat_message_content_bigram" in "\n".join(row for (row,) in cursor.fetchall())
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + messages_sql)
+            assert "FROM chat_message_bigram s " in messages_sql
+            assert "SCAN s VIRTUAL TABLE INDEX" in "\n".join(row[-1] for row in cursor.fetchall())
+
+
+@each_database
 def test_a_deleted_conversation_is_no_longer_found(alice):
     gone = conversation(alice, "ValueError here", "and 北京天气 there", title="ValueError")
     kept = conversation(alice, "another ValueError")
@@ -332,16 +411,40 @@ def test_without_the_trigram_tokenizer_sqlite_scans_and_finds_the_same(alice, mo
 
 
 def search_schema(connection) -> set[str]:
-    """The tables, indexes and triggers of migration 0004 in this database."""
+    """The tables, indexes, triggers and functions of migrations 0004 and 0007 in this database."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ["%_trgm"])
+            cursor.execute(
+                "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s OR indexname LIKE %s "
+                "UNION SELECT proname FROM pg_proc WHERE proname = 'chat_message_bigrams'",
+                ["%_trgm", "%_bigram"],
+            )
         else:
-            cursor.execute("SELECT name FROM sqlite_master WHERE name LIKE %s", ["chat_message_search%"])
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE name LIKE %s OR name LIKE %s",
+                ["chat_message_search%", "chat_message_bigram%"],
+            )
         return {name for (name,) in cursor.fetchall()}
 
 
-SQLITE_TRIGGERS = {"chat_message_search_insert", "chat_message_search_update", "chat_message_search_delete"}
+def bigram_index(connection) -> dict[str, list[int]]:
+    """SQLite: what migration 0007's bigram table holds, pair by pair: the messages' ids."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE VIRTUAL TABLE temp.bigram_terms USING fts5vocab(main, chat_message_bigram, instance)")
+        try:
+            cursor.execute("SELECT term, doc FROM temp.bigram_terms ORDER BY term, doc")
+            index: dict[str, list[int]] = {}
+            for term, doc in cursor.fetchall():
+                index.setdefault(term, []).append(doc)
+            return index
+        finally:
+            cursor.execute("DROP TABLE temp.bigram_terms")
+
+
+SQLITE_TRIGGERS = {
+    "chat_message_search_insert", "chat_message_search_update", "chat_message_search_delete",
+    "chat_message_bigram_insert", "chat_message_bigram_update", "chat_message_bigram_delete",
+}
 
 
 @pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3", reason="SQLite only")
@@ -357,14 +460,18 @@ def test_the_search_triggers_outlive_every_later_migration():
 
 
 @pytest.mark.parametrize("database", on_each_database(transaction=True))
-def test_the_migration_indexes_existing_messages_and_goes_back(alice, database):
+@pytest.mark.parametrize("before, left", [
+    ("0003_message_notes", lambda name: False),  # before either index
+    ("0006_api_keys", lambda name: "bigram" not in name),  # before 0007's alone
+])
+def test_the_migrations_index_existing_messages_and_go_back(alice, database, before, left):
     connection = connections[database]
     indexed = search_schema(connection)
     executor = MigrationExecutor(connection)
-    before = [("chat", "0003_message_notes")]
+    before = [("chat", before)]
     executor.migrate(before)
     try:
-        assert search_schema(connection) == set()
+        assert search_schema(connection) == {name for name in indexed if left(name)}
         # The models as they were then: later migrations add columns the current ones write.
         old = executor.loader.project_state(before).apps
         made = old.get_model("chat", "Conversation").objects.using(database).create(user_id=alice.pk, model="yi-large")
@@ -378,6 +485,9 @@ def test_the_migration_indexes_existing_messages_and_goes_back(alice, database):
     assert search_schema(connection) == indexed != set()
     assert found(alice, "北京天气") == [(made.pk, message.pk)]
     assert found(alice, "valueerror") == [(made.pk, message.pk)]
+    assert found(alice, "天气") == [(made.pk, message.pk)]
+    if connection.vendor == "sqlite":
+        assert bigram_index(connection) == {"北京": [message.pk], "京天": [message.pk], "天气": [message.pk]}
 
 
 @pytest.mark.django_db(transaction=True)
