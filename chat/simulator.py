@@ -25,6 +25,10 @@ and last deltas are an empty `content` (the other models' carry the role, and no
 
 Faults are asked for per request, with no shared state, by a directive in the last user
 message, e.g. `[sim deltas=5 interval=0 cut=3]`. See DIRECTIVE_DEFAULTS for the keys.
+
+yi-large-fc calls tools as the reference describes, streamed as OpenAI streams them; when,
+which and with what is decided from the request alone (`[sim-call NAME {...}]`
+directives, tool_choice, the question): chat/simulator_tools.py.
 Environment: SIMULATOR_API_KEY (accept only this key), SIMULATOR_DELTA_MS (pace).
 """
 
@@ -41,6 +45,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chat.images import ImageDescription, ImageRefused, image_describe
+from chat.simulator_tools import (
+    ToolRequestRefused,
+    call_directives_parse,
+    tool_call_deltas,
+    tool_calls_choose,
+    tool_calls_message,
+    tool_request_check,
+    tool_results_text,
+)
 
 # Context windows from the reference's model table ("32K" read as 32 * 1024).
 CONTEXT_WINDOWS = {
@@ -50,7 +63,6 @@ CONTEXT_WINDOWS = {
     "yi-vision": 16 * 1024,
 }
 VISION_MODELS = {"yi-vision"}
-TOOL_MODELS = {"yi-large-fc"}
 MODEL_CREATED = 1708258504  # the reference's example timestamp
 TOKENS_PER_IMAGE = 1000
 DEFAULT_DELTA_MS = 20.0
@@ -83,7 +95,7 @@ ERRORS = {
     529: ("overloaded_error", "System busy: our servers are experiencing high traffic."),
 }
 
-DIRECTIVE_RE = re.compile(r"\[sim\b([^\]]*)\]")
+DIRECTIVE_RE = re.compile(r"\[sim(?=[\s\]])([^\]]*)\]")  # not [sim-call ...]: chat/simulator_tools.py
 DIRECTIVE_DEFAULTS = {
     "deltas": None,      # int: answer is exactly N deltas "t0 ", "t1 ", ...
     "interval": None,    # float ms between deltas; None -> SIMULATOR_DELTA_MS or 20
@@ -97,6 +109,9 @@ DIRECTIVE_DEFAULTS = {
     "accumulate": 1,     # 0: no top-level "content" in stream chunks
     "usage": 1,          # 0: no usage in the last chunk / the completion
     "stamp": 0,          # 1: delta i is "t{i}@{unix time it was sent, 6 decimals} "
+    "tool_calls": 1,     # 0: under tool_choice "auto", answer in text (chat/simulator_tools.py)
+    "tool_rounds": 1,    # int: rounds of tool calls under "auto" before the answer in text
+    "broken": None,      # int: the K-th call of the first round has invalid JSON arguments
 }
 DIRECTIVE_TYPES = {"interval": float, "stall_for": float, "retry_after": str}
 
@@ -134,17 +149,18 @@ class ChatRequest:
     question: str                                # last user text, directives removed
     images: list[ImageDescription] = field(default_factory=list)  # in order
     prompt_tokens: int = 0
+    calls: list = field(default_factory=list)    # its [sim-call NAME {...}]: (name, arguments or None)
 
 
 @dataclass
 class Answer:
-    pieces: list                 # text deltas, or the pieces of a tool call's arguments
+    pieces: list                 # text deltas, or the deltas of tool calls (dicts)
     finish_reason: str
-    tool_call: dict | None = None  # {"id", "name"} when the answer is a tool call
+    tool_calls: list | None = None  # [{"id", "name", "arguments"}] when the answer calls tools
 
     @property
     def text(self) -> str:
-        return "" if self.tool_call else "".join(self.pieces)
+        return "" if self.tool_calls else "".join(self.pieces)
 
 
 # ---------------------------------------------------------------- reading the request
@@ -254,11 +270,16 @@ def request_parse(body: bytes) -> ChatRequest:
 
     last_user = next((m for m in reversed(messages) if m["role"] == "user"), {})
     user_text = message_text(last_user.get("content"))
+    try:
+        tool_request_check(data.get("tools"), data.get("tool_choice"), messages)
+        calls, user_text = call_directives_parse(user_text)
+    except ToolRequestRefused as refused:
+        raise SimulatedError(400, str(refused)) from None
     request = ChatRequest(
         model=model, messages=messages, stream=data.get("stream") is True,
         max_tokens=max_tokens, tools=data.get("tools") or [],
         tool_choice=data.get("tool_choice"), directives=directives_parse(user_text),
-        question=" ".join(DIRECTIVE_RE.sub(" ", user_text).split()))
+        question=" ".join(DIRECTIVE_RE.sub(" ", user_text).split()), calls=calls)
     prompt_inspect(request)
     return request
 
@@ -351,48 +372,6 @@ def vision_sentence(images: list[ImageDescription]) -> str:
     return f"I see {len(images)} {noun}: {'; '.join(described)}."
 
 
-def tool_result_text(messages: list) -> str:
-    """Answer to a `role: tool` message: quote what the tool returned."""
-    result = messages[-1]
-    name = result.get("name")
-    for message in messages:  # the real flow names the tool only in the assistant call
-        for call in message.get("tool_calls") or []:
-            if call.get("id") == result.get("tool_call_id"):
-                name = name or call.get("function", {}).get("name")
-    return (f"The tool `{name or 'tool'}` returned:\n\n```\n"
-            f"{message_text(result.get('content'))}\n```\n\n"
-            "That is the result, as read by the offline simulator.")
-
-
-def tool_choose(request: ChatRequest) -> dict | None:
-    """The function to call, or None when this turn should be answered in text."""
-    functions = [t["function"] for t in request.tools
-                 if isinstance(t, dict) and isinstance(t.get("function"), dict)]
-    if (request.model not in TOOL_MODELS or not functions
-            or request.tool_choice == "none" or request.messages[-1]["role"] != "user"):
-        return None
-    if isinstance(request.tool_choice, dict) and isinstance(
-            request.tool_choice.get("function"), dict):
-        wanted = request.tool_choice["function"].get("name")
-        return next((f for f in functions if f.get("name") == wanted), functions[0])
-    return functions[0]
-
-
-def tool_arguments(function: dict) -> dict:
-    """Placeholder values for the schema's required properties."""
-    schema = function.get("parameters") or {}
-    properties = schema.get("properties") or {}
-    placeholders = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
-    arguments = {}
-    for name in schema.get("required") or []:
-        spec = properties.get(name) or {}
-        if spec.get("enum"):
-            arguments[name] = spec["enum"][0]
-        else:
-            arguments[name] = placeholders.get(spec.get("type"), "1")
-    return arguments
-
-
 # How yiweb asks for a conversation's title (chat/titles.py's TITLE_PROMPT begins so): a
 # model would answer with a few words, so the stand-in does too.
 TITLE_REQUEST = "Write a title for this conversation"
@@ -406,24 +385,22 @@ def title_asked(request: ChatRequest) -> bool:
 def title_for(request: ChatRequest) -> str:
     """The question's first five words, as a model's title might be."""
     text = message_text(request.messages[-1].get("content")).removeprefix("Question:")
-    words = DIRECTIVE_RE.sub(" ", text.split("\n\nAnswer:")[0]).split()
+    words = DIRECTIVE_RE.sub(" ", call_directives_parse(text.split("\n\nAnswer:")[0])[1]).split()
     return "Simulated: " + " ".join(words[:5]) if words else "Simulated title"
 
 
 def answer_compose(request: ChatRequest) -> Answer:
-    function = tool_choose(request)
-    if function is not None:
-        arguments = json.dumps(tool_arguments(function))
-        pieces = [arguments[i:i + 8] for i in range(0, len(arguments), 8)]
-        return Answer(pieces, "tool_calls",
-                      {"id": "call_" + new_id(), "name": function.get("name", "")})
+    calls = tool_calls_choose(request)
+    if calls:
+        return Answer(tool_call_deltas(calls), "tool_calls", calls)
     deltas = request.directives["deltas"]
+    results = tool_results_text(request.messages, message_text)
     if title_asked(request):
         pieces = text_split(title_for(request))
     elif deltas is not None:
         pieces = [f"t{i} " for i in range(deltas)]
-    elif request.messages[-1]["role"] == "tool":
-        pieces = text_split(tool_result_text(request.messages))
+    elif results is not None:
+        pieces = text_split(results)
     elif request.model in VISION_MODELS:
         pieces = text_split(vision_sentence(request.images) + "\n\n" + default_text(request))
     else:
@@ -494,12 +471,9 @@ async def completion_send(send, request: ChatRequest, answer: Answer) -> None:
     message = {"role": "assistant", "content": answer.text}
     if d["stamp"]:
         message["content"] = "".join(piece_stamp(i) for i in range(len(answer.pieces)))
-    if answer.tool_call:
+    if answer.tool_calls:
         message["content"] = None
-        message["tool_calls"] = [{
-            "id": answer.tool_call["id"], "type": "function",
-            "function": {"name": answer.tool_call["name"],
-                         "arguments": "".join(answer.pieces)}}]
+        message["tool_calls"] = tool_calls_message(answer.tool_calls)
     if request.model in VISION_MODELS:
         # As in the reference's vision example: no id, no object (the SDK shows both as
         # None) and "created": 0.
@@ -519,16 +493,6 @@ async def completion_send(send, request: ChatRequest, answer: Answer) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body[:len(body) // 2]})
-
-
-def tool_call_delta(answer: Answer, index: int) -> dict:
-    """OpenAI-style: the first delta names the call, later ones carry argument text."""
-    piece = {"index": 0, "function": {"arguments": answer.pieces[index]}}
-    if index == 0:
-        piece = {"index": 0, "id": answer.tool_call["id"], "type": "function",
-                 "function": {"name": answer.tool_call["name"],
-                              "arguments": answer.pieces[0]}}
-    return {"tool_calls": [piece]}
 
 
 async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
@@ -579,8 +543,8 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
         if sent == total:
             break
         await pace.next()
-        if answer.tool_call:
-            delta = tool_call_delta(answer, sent)
+        if answer.tool_calls:
+            delta = answer.pieces[sent]
         else:
             piece = piece_stamp(sent) if d["stamp"] else answer.pieces[sent]
             so_far += dumps(piece)[1:-1]
