@@ -15,6 +15,8 @@ plan carries to its generation and nowhere else.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db.models import Q
 
@@ -44,7 +46,9 @@ def key_credential(key: ApiKey) -> Credential:
         plain = secret_decrypt(key.key_encrypted)
     except SecretUnreadable:
         raise SendRefused("key_unreadable", KEY_UNREADABLE.format(label=key.label)) from None
-    return Credential(base_url=key.base_url, api_key=plain, label=key.label, key_id=key.pk, tier=key.tier)
+    # A key for the server's own Yi API base URL is for the Yi API, wherever that points.
+    yi = key.base_url.rstrip("/") == settings.YI_API_BASE
+    return Credential(base_url=key.base_url, api_key=plain, label=key.label, key_id=key.pk, tier=key.tier, yi=yi)
 
 
 def key_missing() -> SendRefused:
@@ -74,6 +78,29 @@ def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
         else:
             raise SendRefused("no_key", NO_KEY)
     return credentials
+
+
+def key_choices(*, user_id: int) -> dict:
+    """What the chat page's key picker offers: the user's keys (masked) and the server's
+    credential, if people may use it. Never a key."""
+    keys = [
+        {"id": key.pk, "label": key.label, "host": key_host(key.base_url), "last4": key.key_last4,
+         "is_default": key.is_default}
+        for key in ApiKey.objects.filter(user_id=user_id)
+    ]
+    server = server_credential()
+    return {
+        "keys": keys,
+        "server": {
+            "label": "Offline simulator" if settings.YI_SIMULATOR else "Server key",
+            "host": server.host,
+            "usable": bool(settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR),
+        },
+    }
+
+
+def key_host(base_url: str) -> str:
+    return urlsplit(base_url).hostname or base_url
 
 
 def client_for(credential: Credential) -> YiClient:

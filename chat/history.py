@@ -246,6 +246,7 @@ def conversation_row_to_dict(conversation: Conversation) -> dict[str, Any]:
         "pinned": conversation.pinned,
         "archived": conversation.archived,
         "has_images": getattr(conversation, "has_images", None),
+        "key_id": conversation.api_key_id,
         "updated_at": conversation.updated_at.isoformat(),
     }
 
@@ -277,6 +278,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "status": message.status,
         "model": message.model,
         "params": message.params,
+        "key_id": message.api_key_id,  # the key that paid (None: the server's, or one since deleted)
         "finish_reason": message.finish_reason,
         "usage": usage,
         "error_code": message.error_code,

@@ -24,7 +24,7 @@ from chat import accounts, attachments, catalog, exports, history, imports, orga
 from chat.input_checks import text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
-from chat.credentials import client_for, credentials_for, key_missing
+from chat.credentials import client_for, credentials_for, key_choices, key_missing
 from chat.images import ImageRefused, image_too_large
 from chat.refusals import SendRefused
 from chat.upstream import Credential, UpstreamError
@@ -56,6 +56,7 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
             "conversation_data": history.conversation_to_dict(conversation) if conversation else None,
             "messages_data": messages_data,
             "default_model": conversation.model if conversation else settings.YI_DEFAULT_MODEL,
+            "key_choices": key_choices(user_id=request.user.pk),
             "simulator": settings.YI_SIMULATOR,
         },
     )

@@ -23,6 +23,7 @@
   const messageMaxChars = readJSON("message-max-chars") || Infinity; // MESSAGE_MAX_CHARS
   const imageLimits = readJSON("image-limits") || {}; // IMAGES_PER_MESSAGE, IMAGE_MAX_BYTES
   const conversationsNext = readJSON("conversations-next"); // the list's second page
+  const keyChoices = readJSON("key-choices"); // the user's keys, masked (chat/credentials.py)
 
   const $ = (id) => document.getElementById(id);
   const app = $("chat-app");
@@ -37,6 +38,7 @@
     send: $("send-button"),
     stop: $("stop-button"),
     model: $("model-select"),
+    key: $("key-select"),
     modelError: $("model-error"),
     error: $("send-error"),
     errorText: $("send-error-text"),
@@ -54,6 +56,11 @@
       app.dataset.conversationUrl.replace(app.dataset.conversationUrlPlaceholder, String(id)),
     socket: (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/chat/",
   };
+
+  const keyPicker = new KeyPicker(ui.key, keyChoices);
+  AnswerFacts.keyName = (keyId) => keyPicker.describe(keyId);
+  // A conversation without a key of its own uses the default, whatever that is now.
+  ConversationFacts.keyName = (keyId) => (keyId == null ? keyPicker.defaultText() : keyPicker.describe(keyId));
 
   const state = {
     conversation: initialConversation,
@@ -202,6 +209,7 @@
       message_id: view.id,
       text,
       model: ui.model.value || defaultModel,
+      key_id: keyPicker.value(),
       client_id: SendChecks.newClientId(),
     };
     const refusal = SendChecks.sendRefusal(frame, messageMaxChars);
@@ -416,6 +424,7 @@
       conversation_id: pending.conversationId,
       text: pending.text,
       model: pending.model,
+      key_id: pending.keyId,
       client_id: pending.clientId,
     };
     if (pending.attachmentIds.length) frame.attachment_ids = pending.attachmentIds;
@@ -445,6 +454,9 @@
   }
 
   function conversationShown(conversation) {
+    // Another conversation: its own key. The same one again (a rename, a new title): the
+    // picker keeps what the person may have just picked.
+    if (!state.conversation || state.conversation.id !== conversation.id) keyPicker.fill(conversation.key_id);
     state.conversation = conversation;
     document.title = `${conversation.title || "New chat"} · yiweb`;
     facts.show(conversation);
@@ -577,6 +589,7 @@
       text,
       conversationId: state.conversationId,
       model: ui.model.value || defaultModel,
+      keyId: keyPicker.value(),
       attachmentIds,
     };
     // Refused here, the text stays in the box and nothing is sent.
@@ -665,13 +678,20 @@
   if (revealFromAddress() === null) scrollToBottom();
   // A search result opened in this same conversation changes only the address's #m….
   window.addEventListener("hashchange", revealFromAddress);
-  loadModelPicker({
-    select: ui.model,
-    problem: ui.modelError,
-    url: urls.models,
-    preferred: state.conversation && state.conversation.model,
-    fallback: defaultModel,
-  });
+  // The models of the provider the chosen key is for.
+  function modelsLoad() {
+    const keyId = keyPicker.value();
+    return loadModelPicker({
+      select: ui.model,
+      problem: ui.modelError,
+      url: keyId === null ? urls.models : `${urls.models}?key_id=${keyId}`,
+      preferred: ui.model.value || (state.conversation && state.conversation.model),
+      fallback: defaultModel,
+    });
+  }
+  keyPicker.fill(state.conversation && state.conversation.key_id);
+  ui.key.addEventListener("change", modelsLoad);
+  modelsLoad();
   socket.connect();
 
   window.addEventListener("online", () => socket.reconnectNow());

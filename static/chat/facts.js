@@ -74,6 +74,7 @@
     if (message.ttft_ms != null) rows.push(["First token after", seconds(message.ttft_ms)]);
     if (message.duration_ms != null) rows.push(["Duration", seconds(message.duration_ms)]);
     if (message.params && typeof message.params === "object") rows.push(["Parameters", paramsText(message.params)]);
+    if (AnswerFacts.keyName) rows.push(["Key", AnswerFacts.keyName(message.key_id)]);
     rows.push(["Ended", endingText(message)]);
     return rows;
   }
@@ -136,6 +137,7 @@
         ? new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(new Date(conversation.created_at))
         : "";
       const rows = [["Model", conversation.model], ["System prompt", prompt || "None"]];
+      if (ConversationFacts.keyName) rows.push(["Key", ConversationFacts.keyName(conversation.key_id)]);
       if (started) rows.push(["Started", started]);
       fillList(this.list, rows);
       this.list.querySelectorAll("dd")[1].classList.add("facts-prompt");
