@@ -89,6 +89,12 @@ def test_specs_are_the_references_tools_entries():
         "current_time", "calculator"]
 
 
+def test_a_spec_is_a_copy_the_caller_may_change():
+    tool_specs(["calculator"])[0]["function"]["parameters"]["required"].append("x")
+
+    assert tool_specs(["calculator"])[0]["function"]["parameters"]["required"] == ["expression"]
+
+
 def test_every_tool_is_json_serialisable_in_a_request():
     for spec in tool_specs():
         assert json.loads(json.dumps(spec)) == spec
@@ -206,6 +212,38 @@ async def test_a_slow_tool_times_out_without_holding_the_event_loop(test_tool):
     assert 0.3 <= took < 1.0
     # The loop went on turning: a tick at least every 100 ms while the tool ran.
     assert len(ticks) >= 15 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.1
+
+
+async def test_a_busy_tool_times_out_while_the_event_loop_goes_on(test_tool):
+    # Pure Python that computes rather than waits: it shares the GIL with the loop's
+    # thread, which still gets it every switch interval (5 ms).
+    release = threading.Event()
+
+    def spin():
+        end = time.monotonic() + 5
+        while not release.is_set() and time.monotonic() < end:
+            sum(range(1000))
+        return "done"
+
+    test_tool("spin", spin)
+    ticks = []
+
+    async def ticker():
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    ticking = asyncio.create_task(ticker())
+    start = time.monotonic()
+    try:
+        result = await tool_run_async("spin", "{}", timeout=0.3)
+    finally:
+        ticking.cancel()
+        release.set()
+
+    assert result.error.startswith("The tool spin took longer than 0.3 seconds")
+    assert time.monotonic() - start < 1.0
+    assert len(ticks) >= 10 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.1
 
 
 async def test_a_quick_tool_runs_off_the_event_loop():
@@ -348,6 +386,8 @@ def test_an_unbounded_expression_is_refused_through_the_whole_call_in_millisecon
     ("factorial(2.5)", "'factorial(2.5)': factorial takes a whole number, 0 or more."),
     ("min()", "min takes at least 1 argument, not 0 ('min()')."),
     ("round(1, 2, 3)", "round takes 1 to 2 arguments, not 3 ('round(1, 2, 3)')."),
+    ("round(5.5, 28)", "'round(5.5, 28)': that many decimal places would pass the calculator's 28 significant "
+                       "digits."),
     ("", "The expression is empty; write one, e.g. (29.12 - 28.89) / 28.89 * 100."),
     ("2 +", "'2 +' is not an arithmetic expression the calculator can read (invalid syntax); " + KNOWS),
     ("1 < 2", "The calculator does not do comparisons ('1 < 2'); " + KNOWS),

@@ -260,7 +260,11 @@ class _Evaluation:
         if digits != digits.to_integral_value() or abs(digits) > PRECISION:
             raise ToolError(f"{self._segment(node)}: round's second argument is a whole number of decimal "
                             f"places, at most {PRECISION}.")
-        return x.quantize(Decimal(1).scaleb(-int(digits)), rounding=ROUND_HALF_UP)
+        try:
+            return x.quantize(Decimal(1).scaleb(-int(digits)), rounding=ROUND_HALF_UP)
+        except InvalidOperation:
+            raise ToolError(f"{self._segment(node)}: that many decimal places would pass the calculator's "
+                            f"{PRECISION} significant digits.") from None
 
 
 def _trigonometry(function):

@@ -30,6 +30,7 @@ others; a call that waits for a free thread counts that wait against its limit.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import json
 import logging
@@ -66,8 +67,8 @@ class Tool:
 
     def spec(self) -> dict[str, Any]:
         """The entry of a request's `tools` list, as the reference shows it."""
-        return {"type": "function",
-                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.description, "parameters": copy.deepcopy(self.parameters)}}
 
 
 @dataclass(frozen=True)
