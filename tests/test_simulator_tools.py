@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from chat.tools import tool_run, tool_specs
+from chat.upstream import Finish, StreamDecoder, ToolCallDelta
 from tests.simulator_server import running_simulator
 from tests.test_simulator import KEY, error_body, stream_chunks
 
@@ -112,6 +113,20 @@ def test_two_streamed_calls_name_themselves_then_split_their_arguments(client):
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["usage"]["completion_tokens"] == len(chunks) - 2
     assert all(chunk["content"] == "" for chunk in chunks)
+
+
+def test_our_stream_decoder_reads_the_two_calls(client):
+    response = client.post("/chat/completions", json={**ask(REVENUE_QUESTION), "stream": True})
+    decoder = StreamDecoder()
+    events = decoder.feed(response.content) + decoder.close()
+    deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+    merged: dict[int, str] = {}
+    for delta in deltas:
+        merged[delta.index] = merged.get(delta.index, "") + delta.arguments
+
+    assert [(d.index, d.name) for d in deltas if d.name] == [(0, "percentage_change"), (1, "percentage_change")]
+    assert [json.loads(merged[i]) for i in (0, 1)] == [arguments for _, arguments in APRIL_CALLS]
+    assert events[-1] == Finish("tool_calls")
 
 
 def test_the_answer_after_the_tools_quotes_each_result(client):
