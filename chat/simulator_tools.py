@@ -177,7 +177,8 @@ def tool_calls_choose(request) -> list[dict] | None:
     forced = choice == "required" or named is not None
     if not forced and (request.directives["tool_calls"] == 0 or rounds >= request.directives["tool_rounds"]):
         return None
-    wanted = request.calls or _calls_read(request.question, functions)
+    offered = functions if named is None else [f for f in functions if f["name"] == named]
+    wanted = request.calls or _calls_read(request.question, offered)
     if named is not None:
         wanted = [c for c in wanted if c[0] == named] or [(named, None)]
     wanted = wanted or [(functions[0]["name"], None)]
@@ -229,14 +230,18 @@ def _calls_read(question: str, functions: list[dict]) -> list[tuple[str, dict]]:
         if calls := _changes_read(question, function):
             return calls
     if function := _with_parameters(functions, "timezone"):
-        zone = re.search(r"\b(UTC|[A-Z][A-Za-z]+(?:/[A-Z][A-Za-z_+\-]+)+)\b", question)
+        zone = re.search(r"\b(UTC|[A-Z][A-Za-z]{1,30}(?:/[A-Z][A-Za-z_+\-]{1,30}){1,2})\b", question)
         if zone:
             return [(function["name"], {"timezone": zone.group(1)})]
         if re.search(r"\b(time|date|today|weekday)\b|几点|日期|今天", question, re.IGNORECASE):
             return [(function["name"], {"timezone": "UTC"})]
     if function := _with_parameters(functions, "expression"):
-        found = [m.group(0).strip() for m in re.finditer(r"[\d(.][\d\s.+\-*/^%()×÷]*[\d)]", question)]
-        found = [f for f in found if re.search(r"[\d)]\s*(\*\*|[-+*/^%×÷])\s*[\d(.]", f)]
+        # Runs of arithmetic characters, trimmed by hand: a pattern that must end on a digit
+        # backtracks over every long run, quadratic on a question of brackets.
+        runs = (run.lstrip(" \t\n+*/^%×÷)").rstrip(" \t\n.+-*/^%×÷(")
+                for run in re.findall(r"[\d\s.+\-*/^%()×÷]+", question))
+        found = [run for run in runs if re.search(r"[\d)]\s*(\*\*|[-+*/^%×÷])\s*[\d(.]", run)
+                 and not re.fullmatch(r"\d{4}-\d{1,2}(-\d{1,2})?", run)]  # a date, not a subtraction
         if found:
             return [(function["name"], {"expression": max(found, key=len)})]
     return []
@@ -245,7 +250,7 @@ def _calls_read(question: str, functions: list[dict]) -> list[tuple[str, dict]]:
 def _changes_read(question: str, function: dict) -> list[tuple[str, dict]]:
     """The reference's question: a table of months and figures, and MoM and/or YoY of one
     month (named before the table, else the table's last)."""
-    rows = dict(re.findall(r"\|\s*(\d{4}-\d{2})\s*\|\s*([-+]?[\d,]*\.?\d+)\s*\|", question))
+    rows = dict(re.findall(r"\|\s*(\d{4}-\d{2})\s*\|\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*\|", question))
     if not rows:
         return []
     asked = question.split("|", 1)[0]

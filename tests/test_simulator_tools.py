@@ -165,6 +165,19 @@ def test_an_expression_in_the_question_is_asked_of_the_calculator(client):
     assert calls_of(choice) == [("calculator", {"expression": "(1234.5 - 1000) * 1.07^3"})]
 
 
+def test_a_named_function_is_called_for_what_the_question_asks_of_it(client):
+    choice = complete(client, ask("What is 6*7 in Asia/Tokyo?",
+                                  tool_choice={"type": "function", "function": {"name": "calculator"}}))
+
+    assert calls_of(choice) == [("calculator", {"expression": "6*7"})]
+
+
+def test_a_date_is_not_an_expression(client):
+    choice = complete(client, ask("Was 2024-04-01 a Monday?", tools=tool_specs(["calculator"])))
+
+    assert calls_of(choice) == [("calculator", {"expression": "1"})]
+
+
 def test_a_question_it_cannot_read_calls_the_first_tool_with_placeholders(client):
     choice = complete(client, ask("Hello there"))
 
