@@ -2,7 +2,7 @@
 
 A tool is a plain Python function with a JSON Schema for its keyword arguments
 (docs/tools.md). The model's side of a call is untrusted text: the reference warns that
-the arguments "may not always be valid" JSON, the model may name a tool nobody offered,
+"the JSON response may not always be valid", the model may name a tool nobody offered,
 leave out a parameter or give one of the wrong type, and the function itself may fail.
 `tool_run` turns each of these into a `ToolResult` whose `content` (sent back to the
 model as the `role: tool` message) says in one sentence what went wrong and how to call
@@ -10,8 +10,10 @@ the tool instead, so the model can try again; nothing is raised to the caller.
 
 Running with a time limit (`tool_run_async`): in a thread of a small pool of our own,
 abandoned when the limit passes. A thread cannot be stopped from outside, so an
-abandoned call runs on to its end; that is acceptable only because every built-in tool
-is bounded by construction, and a new tool must be too (docs/tools.md, "Limits"):
+abandoned call runs on to its end, and while it computes in Python it takes its share of
+the GIL from the event loop's thread (every relayed answer slows a little). That is
+acceptable only because every built-in tool is bounded by construction, and a new tool
+must be too (docs/tools.md, "Limits"):
 - the calculator checks sizes *before* an operation (exponent, magnitude, nesting),
   and computes in Decimal at a fixed precision, so no single step is long; this
   matters beyond the thread question, because one long C-level operation (a big
