@@ -42,9 +42,8 @@ from chat.generation import (
     generation_snapshot_request,
     generation_start,
     generation_stop,
-    generation_sweep,
-    upkeep_ensure,
 )
+from chat.upkeep import generation_sweep, upkeep_ensure
 from chat.models import Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
 

@@ -32,7 +32,19 @@ def upstream_settings(settings, simulator_url):
     # Many tests have one person send a burst; the limits have tests of their own (test_limits.py).
     settings.USER_ANSWERS_AT_ONCE = 1000
     settings.USER_SENDS_PER_MINUTE = 10000
+    # The test key would be paced as Free (4 requests a minute); pacing has tests of its own (test_pacing.py).
+    settings.PACING = False
     return settings
+
+
+@pytest.fixture(autouse=True)
+def running_forgotten():
+    """Each test starts with a process that runs nothing (chat/running.py): a generation or
+    an upkeep loop of an earlier test's event loop is not this test's."""
+    yield
+    from chat.running import running
+
+    running.reset()
 
 
 @pytest.fixture

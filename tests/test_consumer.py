@@ -14,9 +14,12 @@ from django.db import DatabaseError
 from channels.testing import WebsocketCommunicator
 
 from chat import consumers as consumers_module
-from chat import generation as generation_module
 from chat.conversations import Send, exchanges_send
-from chat.generation import CHECKPOINT_SLICES, FRAME_PAUSE_MAX, Generation, frame_pause
+from chat import relay, upkeep
+from chat.relay import FRAME_PAUSE_MAX, Generation, frame_pause
+from chat.running import running
+from chat.shutdown import generations_interrupt
+from chat.upkeep import CHECKPOINT_SLICES
 from chat.requests import RequestPlan
 from chat.models import Conversation, Message
 from tests.simulator_server import canned_api
@@ -285,8 +288,8 @@ async def test_an_ending_refused_for_a_moment_is_stored_once_the_database_takes_
 
 @pytest.fixture
 def quick_retries(monkeypatch):
-    monkeypatch.setattr(generation_module, "FINISH_RETRY_DELAYS", (0.05, 0.05))
-    monkeypatch.setattr(generation_module, "FINISH_RETRY_EVERY", 0.05)
+    monkeypatch.setattr(relay, "FINISH_RETRY_DELAYS", (0.05, 0.05))
+    monkeypatch.setattr(relay, "FINISH_RETRY_EVERY", 0.05)
 
 
 async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_stored_when_it_can_be(
@@ -303,7 +306,7 @@ async def test_an_ending_the_database_keeps_refusing_is_shown_as_not_saved_then_
         assert THIRTY_TOKENS.startswith(message.content) and len(message.content) < len(THIRTY_TOKENS)
         # Still this process's to end: a sweep leaves it be, however old its heartbeat.
         settings.GENERATION_STALE_AFTER = 0
-        assert await generation_module.generation_sweep() == 0
+        assert await upkeep.generation_sweep() == 0
         # A tab that opens the conversation now learns how it stands, not "streaming".
         await other.send_json_to({"type": "subscribe", "conversation_id": conversation_id_of(frames)})
         joined = (await frames_until(other, is_done, timeout=5))[-1]["message"]
@@ -347,7 +350,7 @@ async def test_a_stopping_process_waits_for_an_ending_being_retried_instead_of_c
         frames += await frames_until(ws, lambda f: "t29 " in f.get("text", ""))
         await asyncio.sleep(0.1)  # the first attempt to end it met the refusal; a retry waits
         # The process is told to stop; the database takes writes again 0.5 s later.
-        interrupt = asyncio.ensure_future(generation_module.generations_interrupt(timeout=5))
+        interrupt = asyncio.ensure_future(generations_interrupt(timeout=5))
         await asyncio.sleep(0.5)
     assert await interrupt == 0  # every answer stored before the process would stop
     message = await stored(answer_of(frames)["id"])
@@ -357,7 +360,7 @@ async def test_a_stopping_process_waits_for_an_ending_being_retried_instead_of_c
 async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
     user, connect, quick_retries, monkeypatch, settings
 ):
-    monkeypatch.setattr(generation_module, "FINISH_RETRY_FOR", 0.2)
+    monkeypatch.setattr(relay, "FINISH_RETRY_FOR", 0.2)
     monkeypatch.setattr(consumers_module, "SNAPSHOT_TIMEOUT", 0.2)
     ws, other = await connect(user), await connect(user)
     async with answer_with_writes_refused(ws) as frames:
@@ -455,17 +458,17 @@ async def test_a_checkpoint_the_database_refused_is_written_at_the_next_tick(use
     )
     generation = Generation(answer, RequestPlan(body={}))
     generation.parts = ["all ", "of ", "it"]
-    generation_module._running[answer.pk] = generation
+    running.generations[answer.pk] = generation
     try:
         await writes_refused(True)
         try:
             with pytest.raises(DatabaseError):
-                await generation_module._checkpoint()
+                await upkeep._checkpoint()
         finally:
             await writes_refused(False)
-        await generation_module._checkpoint()
+        await upkeep._checkpoint()
     finally:
-        generation_module._running.pop(answer.pk, None)
+        running.generations.pop(answer.pk, None)
     message = await stored(answer.pk)
     assert (message.content, message.seq) == ("all of it", 3)
 
@@ -555,19 +558,19 @@ async def test_answers_running_together_are_checkpointed_a_slice_at_a_time(user,
     for i, generation in enumerate(started):
         generation.parts = [f"answer {i}"]
         generation.last_write -= settings.CHECKPOINT_INTERVAL  # all due on the same tick
-        generation_module._running[generation.message_id] = generation
+        running.generations[generation.message_id] = generation
     # Answers of earlier tests may still run here (a closed tab does not stop its answer).
-    per_tick = math.ceil(len(generation_module._running) / CHECKPOINT_SLICES)
+    per_tick = math.ceil(len(running.generations) / CHECKPOINT_SLICES)
     try:
         written = []
         for _ in range(CHECKPOINT_SLICES):
-            await generation_module._checkpoint()
+            await upkeep._checkpoint()
             texts = await database_sync_to_async(
                 lambda: set(Message.objects.filter(role="assistant").exclude(content="").values_list("content", flat=True)))()
             written.append(len(texts))
     finally:
         for generation in started:
-            generation_module._running.pop(generation.message_id, None)
+            running.generations.pop(generation.message_id, None)
     # A tenth per tick (not all twenty in one write), and every one within the interval.
     assert all(b - a <= per_tick for a, b in zip([0, *written], written))
     assert written[0] <= per_tick < 20 and written[-1] == 20
@@ -842,23 +845,23 @@ async def test_a_heartbeat_left_stale_by_refused_writes_is_not_taken_for_a_dead_
     await writes_refused(True)
     try:
         with pytest.raises(DatabaseError):
-            await generation_module.generation_sweep()
+            await upkeep.generation_sweep()
         await asyncio.sleep(0.3)  # longer than a suspect settles
     finally:
         await writes_refused(False)
     # Writes work again. Its first sweep only suspects the answer; the owner's next
     # checkpoint refreshes the heartbeat; the sweep after that finds it alive.
-    assert await generation_module.generation_sweep() == 0
-    await generation_module._checkpoint_write([], [answer.pk])
+    assert await upkeep.generation_sweep() == 0
+    await upkeep._checkpoint_write([], [answer.pk])
     await asyncio.sleep(0.3)
-    assert await generation_module.generation_sweep() == 0
+    assert await upkeep.generation_sweep() == 0
     assert (await stored(answer.pk)).status == "streaming"
 
     # An owner that never refreshes it again is gone: two sweeps, 0.25 s apart, end it.
     await asyncio.sleep(1.05)
-    assert await generation_module.generation_sweep() == 0
+    assert await upkeep.generation_sweep() == 0
     await asyncio.sleep(0.3)
-    assert await generation_module.generation_sweep() == 1
+    assert await upkeep.generation_sweep() == 1
     message = await stored(answer.pk)
     assert (message.status, message.content, message.seq) == ("interrupted", "so far", 3)
 
@@ -917,9 +920,9 @@ async def test_a_sweep_that_waited_out_a_write_lock_leaves_the_owner_time_to_ref
     answer = await stale_answer(user)
     with another_connection_writing(1.0):
         # Its suspicion is written down once the lock is released, after a 1 s wait.
-        assert await generation_module.generation_sweep() == 0
+        assert await upkeep.generation_sweep() == 0
     await asyncio.sleep(0.1)  # one upkeep tick: too soon for the owner to have refreshed it
-    assert await generation_module.generation_sweep() == 0
+    assert await upkeep.generation_sweep() == 0
     assert (await stored(answer.pk)).status == "streaming"
 
 
@@ -928,12 +931,12 @@ async def test_a_heartbeat_refreshed_while_the_sweep_ends_the_answer_keeps_it(us
 
     settings.GENERATION_STALE_AFTER = 1.0
     answer = await stale_answer(user)
-    assert await generation_module.generation_sweep() == 0  # suspected
+    assert await upkeep.generation_sweep() == 0  # suspected
     await asyncio.sleep(0.3)  # settled: the next sweep ends it unless its heartbeat moved
     # The owner's checkpoint is in flight when the sweep reads, and commits 0.3 s later.
     refresh = "UPDATE chat_message SET heartbeat_at = ? WHERE id = ?"
     with another_connection_writing(0.3, refresh, (timezone.now().strftime("%Y-%m-%d %H:%M:%S.%f"), answer.pk)):
-        assert await generation_module.generation_sweep() == 0
+        assert await upkeep.generation_sweep() == 0
     assert (await stored(answer.pk)).status == "streaming"
 
 

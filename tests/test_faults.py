@@ -152,7 +152,7 @@ async def test_a_server_told_to_stop_mid_answer_ends_it_as_interrupted_keeping_a
 async def test_a_server_told_to_stop_while_the_database_is_locked_stops_within_its_wait(simulator_url):
     """The stop's promise is a few seconds, not the database's: an ending that cannot be
     stored in time is left to the sweep, and the process exits anyway."""
-    from chat.generation import SHUTDOWN_TIMEOUT
+    from chat.shutdown import SHUTDOWN_TIMEOUT
 
     async with long_answer_streaming(simulator_url, "kim") as (database, process, tab, frames):
         answer_id = frames[-1]["message_id"]

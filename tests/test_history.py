@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from django.utils import timezone
 
-from chat import generation
+from chat.running import running
 from chat.history import ListCursor, conversation_list
 from chat.models import Conversation, Message
 from tests.test_consumer import answer_of, conversation_id_of, first, frames_until, send
@@ -143,15 +143,15 @@ async def test_deleting_a_conversation_stops_its_running_answer_first(user, conn
     await send(ws, "Long one [sim deltas=500 interval=20]")
     frames = await frames_until(ws, lambda f: f["type"] == "delta")
     conversation_id, answer_id = conversation_id_of(frames), answer_of(frames)["id"]
-    assert answer_id in generation._running
+    assert answer_id in running.generations
     await ws.send_json_to({"type": "delete_conversations", "conversation_ids": [conversation_id]})
     await frames_until(ws, lambda f: f["type"] == "conversation_deleted")
     assert await stored(Message) == []
     for _ in range(100):  # the generation ends within a moment, writing nothing back
-        if answer_id not in generation._running:
+        if answer_id not in running.generations:
             break
         await asyncio.sleep(0.05)
-    assert answer_id not in generation._running
+    assert answer_id not in running.generations
     assert await stored(Message) == [] and await stored(Conversation) == []
 
 

@@ -148,7 +148,7 @@ def stopping() -> Deferred | None:
     the running answers as interrupted with all their text, and close the upstream
     connections. The pages learn those endings from the process they reconnect to."""
     consumers = sys.modules.get("chat.consumers")
-    generation = sys.modules.get("chat.generation")
+    generation = sys.modules.get("chat.running")  # imported once the app could run answers
     if consumers is None and generation is None:
         return None  # not the chat app (the simulator), or it never served a socket
 
@@ -157,9 +157,10 @@ def stopping() -> Deferred | None:
         if consumers is not None:
             await consumers.sockets_close()
         if generation is not None:
+            from chat.shutdown import generations_interrupt
             from chat.upstream import pool_close
 
-            _left_unstored = await generation.generations_interrupt()
+            _left_unstored = await generations_interrupt()
             await pool_close()
 
     return Deferred.fromFuture(asyncio.ensure_future(stop()))

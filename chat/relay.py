@@ -1,0 +1,310 @@
+"""Relaying one answer: a generation streams it from upstream into the browsers and, at its
+end, the database.
+
+A generation is an asyncio task owned by the server process, not by any websocket:
+closing the tab leaves it running, Stop ends it. It listens on a channel-layer group of
+its own (`generation.<message id>`), so Stop and "what do I have so far" requests reach
+it from any process (chat/generation.py is how the rest of the app asks).
+
+Upstream deltas are appended to a pending buffer and sent to the conversation's group by
+one sender loop, one layer message at a time. While a send is in flight, new text piles
+up and leaves as one merged delta, so a busy layer (or Redis) gets fewer, larger messages
+instead of a backlog. The process also sends at most about RELAY_FRAMES_PER_SECOND frames
+in all: after each frame an answer waits its share (`frame_pause`), so one answer sends
+every token at once while 50 fast ones merge theirs 8 ms at a time, since every frame
+costs a system call per watching socket and a browser paints only 60 times a second.
+Each sent delta has the next `seq`; `parts[i]` is exactly the text of seq i+1, which is
+what lets a reconnecting tab resume from any seq. The text is written to the database by
+the upkeep (chat/upkeep.py), not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import asdict
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError
+
+from chat.batches import DatabaseBatch
+from chat.credentials import client_for
+from chat.endings import answer_unsaved_event, messages_finish
+from chat.events import BroadcastFailed, Event, conversation_group, frame_send, generation_group, layer_message
+from chat.models import Message
+from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
+from chat.requests import ImageUnreadable, RequestPlan, request_body
+from chat.running import running
+from chat.titles import title_improve_start
+from chat.upkeep import endings_tell
+from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage
+
+logger = logging.getLogger(__name__)
+
+FRAME_PAUSE_MAX = 0.05
+# An ending the database refuses (a locked SQLite file, a PostgreSQL fail-over) is tried
+# again after each of these pauses, in seconds; then the tabs are told it is not saved
+# yet, and it is tried every FINISH_RETRY_EVERY seconds for up to FINISH_RETRY_FOR more.
+# Meanwhile the answer stays among this process's running ones: checkpoints keep its
+# text and heartbeat, and no sweep ends it with less text than the tabs were shown.
+FINISH_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+FINISH_RETRY_EVERY = 2.0
+FINISH_RETRY_FOR = 300.0
+
+
+# Answers that end together are stored together (chat.batches).
+_finish_write = DatabaseBatch(messages_finish)
+_unsaved_event = database_sync_to_async(answer_unsaved_event)
+
+
+class Generation:
+    def __init__(self, answer: Message, plan: RequestPlan):
+        self.message_id = answer.pk
+        self.plan = plan
+        self.conversation_id: int | None = None
+        self.parts: list[str] = []  # parts[i] is the text of delta seq i+1, as sent
+        self.pending: list[str] = []  # received from upstream, not sent yet
+        self.checkpointed_seq = 0
+        self.base_seq = 0  # the seq of the stored text a continued answer starts from
+        # Due at once: the first text is checkpointed at the next tick that has room for it.
+        self.last_write = time.monotonic() - settings.CHECKPOINT_INTERVAL
+        self.stop_requested = False
+        self.unsaved: Event | None = None  # the `not_saved` done the tabs got, while it is retried
+        self.task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.resume_from(answer)
+
+    def resume_from(self, answer: Message) -> None:
+        """Start from the stored text (non-empty when continuing an ended answer)."""
+        self.conversation_id = answer.conversation_id
+        if answer.content:
+            # Tabs hold the stored text as one block at `seq`: the new deltas number on from it.
+            self.base_seq = max(answer.seq, 1)
+            self.parts = [""] * (self.base_seq - 1) + [answer.content]
+            self.checkpointed_seq = self.base_seq
+
+    @property
+    def seq(self) -> int:
+        return len(self.parts)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        listener = asyncio.create_task(self._listen())
+        sender = None
+        fields: dict[str, Any] = {"status": Message.Status.COMPLETE}
+        ttft_ms = None
+        tool_calls: dict[int, dict[str, Any]] = {}
+        try:
+            sender = asyncio.create_task(self._send_loop())
+            # Images are read and encoded in a worker thread: a burst of them must not
+            # stall the event loop that relays every other answer.
+            request = await asyncio.to_thread(request_body, self.plan) if self.plan.images else request_body(self.plan)
+            async for event in client_for(self.plan.credential).stream(request):
+                if isinstance(event, TextDelta):
+                    if ttft_ms is None:
+                        ttft_ms = int((time.monotonic() - started) * 1000)
+                    self.pending.append(event.text)
+                    self._wake.set()
+                elif isinstance(event, ToolCallDelta):
+                    _tool_call_merge(tool_calls, event)
+                elif isinstance(event, Usage):
+                    # A figure the API left out (or sent wrong) keeps an earlier chunk's.
+                    fields.update({key: value for key, value in asdict(event).items() if value is not None})
+                elif isinstance(event, Finish):
+                    fields["finish_reason"] = event.reason
+                elif isinstance(event, Retrying):
+                    await self._announce_retry(event)
+        except asyncio.CancelledError:
+            fields["status"] = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
+            if not self.stop_requested:
+                fields.update(error_code="interrupted", error_message="The server stopped while answering.")
+        except ImageUnreadable as error:
+            fields.update(status=Message.Status.ERROR, error_code="image_unreadable", error_message=error.message)
+            logger.error("generation %s: %s", self.message_id, error)
+        except UpstreamError as error:
+            fields.update(status=Message.Status.ERROR, error_code=error.code, error_message=error.message)
+            logger.info("generation %s failed: %s (%s)", self.message_id, error.code, error.detail or error)
+        except Exception:
+            logger.exception("generation %s crashed", self.message_id)
+            fields.update(
+                status=Message.Status.ERROR,
+                error_code="internal",
+                error_message="Something went wrong on the server while answering. The text so far is kept.",
+            )
+        finally:
+            running.ending.add(self.message_id)
+            if sender is not None:
+                self._closing = True
+                self._wake.set()
+                await asyncio.shield(sender)
+            fields.update(
+                content=self.text(),
+                seq=self.seq,
+                ttft_ms=ttft_ms,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
+            )
+            try:
+                await asyncio.shield(self._finish(fields))
+            finally:
+                # Until here it answers snapshot requests (a tab that reconnects while the
+                # ending is retried learns how it stands).
+                listener.cancel()
+                running.generations.pop(self.message_id, None)
+                running.ending.discard(self.message_id)
+                await _generation_group_leave(self)
+
+    async def _finish(self, fields: dict[str, Any]) -> None:
+        """Store the ending and tell the tabs. While the database cannot take it, keep
+        trying (FINISH_RETRY_DELAYS, then every FINISH_RETRY_EVERY for FINISH_RETRY_FOR),
+        the tabs told in between that it is not saved yet."""
+        delays = iter(FINISH_RETRY_DELAYS)
+        give_up_at = math.inf
+        while True:
+            try:
+                events = await _finish_write((self.message_id, fields))
+            except DatabaseError as error:
+                passing = isinstance(error, DATABASE_UNAVAILABLE)
+                if passing:
+                    database_outage.failed(error)  # counted: one line per outage, not per try
+                else:
+                    logger.error("answer %s could not be ended: %s", self.message_id, error)
+                delay = next(delays, None) if passing else None
+                if delay is None:
+                    if self.unsaved is None:
+                        self.unsaved = await _unsaved_event(self.message_id, self.conversation_id, fields)
+                        await endings_tell([self.unsaved])
+                        give_up_at = time.monotonic() + FINISH_RETRY_FOR
+                    if not passing or time.monotonic() >= give_up_at:
+                        logger.error("answer %s could not be ended; the sweep will end it", self.message_id)
+                        return
+                    delay = FINISH_RETRY_EVERY
+                await asyncio.sleep(delay)
+            else:
+                await endings_tell(events)
+                if events and fields.get("status") == Message.Status.COMPLETE:
+                    self._title_improve(fields.get("content", ""))
+                return
+
+    def _title_improve(self, answer: str) -> None:
+        """After a conversation's first answer, ask for a better title (chat/titles.py)."""
+        asked = [m for m in self.plan.body["messages"] if m["role"] == "user"]
+        if len(asked) != 1 or not answer:
+            return
+        content = asked[0]["content"]
+        question = content if isinstance(content, str) else " ".join(
+            part.get("text", "") for part in content if part.get("type") == "text"
+        )
+        title_improve_start(
+            conversation_id=self.conversation_id, model=self.plan.body["model"], question=question, answer=answer,
+            credential=self.plan.credential,
+        )
+
+    async def _send_loop(self) -> None:
+        """Send pending text as numbered deltas, one layer message in flight at a time."""
+        group = conversation_group(self.conversation_id)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.pending:
+                text = "".join(self.pending)
+                self.pending.clear()
+                self.parts.append(text)
+                frame = {"type": "delta", "message_id": self.message_id, "seq": len(self.parts), "text": text}
+                try:
+                    await frame_send(group, frame)
+                except BroadcastFailed:
+                    pass  # counted; the text stays in `parts`: tabs that missed it resync from a snapshot
+            if self._closing and not self.pending:
+                return
+            pause = frame_pause(len(running.generations) - len(running.ending))
+            if pause and not self._closing:
+                # What arrives meanwhile rides in the next frame.
+                await asyncio.sleep(pause)
+
+    async def _announce_retry(self, event: Retrying) -> None:
+        frame = {
+            "type": "retrying",
+            "message_id": self.message_id,
+            "attempt": event.attempt,
+            "delay": round(event.delay, 2),
+            "reason": event.error.message,
+        }
+        with contextlib.suppress(BroadcastFailed):  # counted; the wait goes on regardless
+            await frame_send(conversation_group(self.conversation_id), frame)
+
+    async def _listen(self) -> None:
+        """Answer stop and snapshot requests sent to this generation's group from any process."""
+        layer = get_channel_layer()
+        self.channel = await layer.new_channel()
+        await layer.group_add(generation_group(self.message_id), self.channel)
+        while True:
+            request = await layer.receive(self.channel)
+            try:
+                await self._answer(layer, request)
+            except Exception as error:  # a reply the layer could not take: the tab's deadline reads the database
+                layer_outage.failed(error)
+
+    async def _answer(self, layer, request: dict[str, Any]) -> None:
+        if request.get("type") == "generation.stop":
+            if self.message_id not in running.ending:  # an answer that has ended has nothing left to stop
+                self.stop_requested = True
+                if self.task is not None:
+                    self.task.cancel()
+        elif request.get("type") == "generation.snapshot":
+            frame = self.snapshot_frame(int(request.get("from_seq") or 0))
+            await layer.send(request["reply_channel"], layer_message(frame))
+
+    def snapshot_frame(self, from_seq: int) -> dict[str, Any]:
+        """The text after `from_seq` as a `snapshot` frame; once ended but not saved, the
+        `not_saved` done the other tabs were told."""
+        if self.unsaved is not None:
+            return self.unsaved[1]
+        from_seq = min(max(from_seq, 0), self.seq)
+        if from_seq < self.base_seq:
+            from_seq = 0  # the stored text is one block: send it whole
+        return {
+            "type": "snapshot",
+            "message_id": self.message_id,
+            "from_seq": from_seq,
+            "seq": self.seq,
+            "text": "".join(self.parts[from_seq:]),
+        }
+
+
+def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
+    call = calls.setdefault(delta.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    if delta.id:
+        call["id"] = delta.id
+    if delta.name:
+        call["function"]["name"] += delta.name
+    call["function"]["arguments"] += delta.arguments
+
+
+async def _generation_group_leave(generation: Generation) -> None:
+    channel = getattr(generation, "channel", None)
+    if channel:
+        try:
+            await get_channel_layer().group_discard(generation_group(generation.message_id), channel)
+        except Exception as error:  # the layer drops it when it works again (chat.redis_layer)
+            layer_outage.failed(error)
+
+
+def frame_pause(answers: int) -> float:
+    """Seconds an answer waits after a frame when `answers` share the process's
+    frame budget; none under a millisecond (a timer would cost more than it saves), and
+    never more than FRAME_PAUSE_MAX, so a crowded process still paints smoothly."""
+    if not settings.RELAY_FRAMES_PER_SECOND:
+        return 0.0
+    pause = min(answers / settings.RELAY_FRAMES_PER_SECOND, FRAME_PAUSE_MAX)
+    return pause if pause >= 0.001 else 0.0
