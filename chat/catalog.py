@@ -1,17 +1,24 @@
-"""What the app knows about models: context windows, which take images, and prices.
+"""What the app knows about models: context windows, which take images and call tools,
+prices, and the models a credential may use.
 
 The reference's table ("Models and Pricing") for the Yi models; settings add to it for
 other OpenAI-compatible providers (VISION_MODELS, MODEL_CONTEXT_WINDOWS). A model the
 app knows nothing about gets no window: its requests are sent whole and the provider
-decides, as before the app fitted anything.
+decides, as before the app fitted anything. The model picker shows what is known and
+nothing for the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+
+from chat.credentials import client_for
+from chat.upstream import Credential
 
 
 @dataclass(frozen=True)
@@ -21,22 +28,62 @@ class ModelInfo:
     # US dollars per 1M tokens, in and out; None where the price is unknown.
     price_in: Decimal | None = None
     price_out: Decimal | None = None
+    tools: bool = False  # calls the tools a request offers (the reference: yi-large-fc)
 
 
 # The reference's "32K" is read as 32 * 1024, as the simulator does.
 REFERENCE_MODELS = {
     "yi-large": ModelInfo(32 * 1024, False, Decimal(3), Decimal(3)),
     "yi-large-turbo": ModelInfo(4 * 1024, False, Decimal("0.19"), Decimal("0.19")),
-    "yi-large-fc": ModelInfo(32 * 1024, False, Decimal(3), Decimal(3)),
+    "yi-large-fc": ModelInfo(32 * 1024, False, Decimal(3), Decimal(3), tools=True),
     "yi-vision": ModelInfo(16 * 1024, True, Decimal("0.19"), Decimal("0.19")),
 }
+# How long a credential's model list is kept before `GET /models` is asked again.
+MODELS_CACHE_SECONDS = 300
 
 
 def model_info(model: str) -> ModelInfo:
     known = REFERENCE_MODELS.get(model, ModelInfo(None, False))
     window = settings.MODEL_CONTEXT_WINDOWS.get(model, known.context_window)
     vision = known.vision or model in settings.VISION_MODELS or model == settings.VISION_MODEL
-    return ModelInfo(window, vision, known.price_in, known.price_out)
+    return ModelInfo(window, vision, known.price_in, known.price_out, known.tools)
+
+
+def model_to_dict(model: dict[str, Any]) -> dict[str, Any]:
+    """A model as the picker shows it: the provider's id and owner, and what the app knows
+    of it (None, or False, where it knows nothing: another provider's models). Prices are
+    strings, exact (JSON numbers are floats)."""
+    info = model_info(model["id"])
+    return {
+        "id": model["id"],
+        "owned_by": str(model.get("owned_by") or ""),
+        "context_window": info.context_window,
+        "vision": info.vision,
+        "tools": info.tools,
+        "price_in": None if info.price_in is None else str(info.price_in),
+        "price_out": None if info.price_out is None else str(info.price_out),
+    }
+
+
+async def models_list(*, credential: Credential, refresh: bool = False) -> list[dict[str, Any]]:
+    """The models `credential` may use (its provider's `GET /models`) as the picker shows
+    them, kept MODELS_CACHE_SECONDS per credential (one person's list is never another's);
+    `refresh` asks the provider again. Raises UpstreamError when the provider cannot say."""
+    key = f"yiweb:models:{credential.cache_id}"
+    listed = None if refresh else await cache.aget(key)
+    if listed is None:
+        # As the provider said it (the Yi API's `ownedBy`, the others' `owned_by`); what
+        # the app knows of each is added at every read, so a changed setting shows at once.
+        listed = [{"id": m["id"], "owned_by": m.get("owned_by") or m.get("ownedBy") or ""}
+                  for m in await client_for(credential).list_models()]
+        await cache.aset(key, listed, MODELS_CACHE_SECONDS)
+    return [model_to_dict(m) for m in listed]
+
+
+def models_known(*, credential: Credential) -> list[dict[str, Any]]:
+    """What the picker offers when the provider cannot list its models: the reference's
+    models for the Yi API, nothing for another (its default model is still offered)."""
+    return [model_to_dict({"id": m, "owned_by": "01.ai"}) for m in REFERENCE_MODELS] if credential.is_yi else []
 
 
 def model_for_images(requested: str) -> str | None:

@@ -305,6 +305,11 @@ async def pool_close() -> None:
 
 # Hosts of 01.AI's own API: errors from them are "the Yi API's".
 YI_HOSTS = ("api.01.ai", "api.lingyiwanwu.com")
+# OpenAI-compatible APIs (OpenAI, vLLM, Ollama) stream usage only when asked, in one more
+# chunk with empty `choices`. The Yi API sends it unasked with the finish, and its
+# reference does not name `stream_options`: it is not sent there, where an API that checks
+# its parameters could answer 400.
+STREAM_USAGE_ASKED = {"stream_options": {"include_usage": True}}
 
 
 @dataclass(frozen=True)
@@ -325,8 +330,12 @@ class Credential:
         return httpx.URL(self.base_url).host
 
     @property
+    def is_yi(self) -> bool:
+        return self.yi or self.host in YI_HOSTS
+
+    @property
     def provider(self) -> str:
-        return "The Yi API" if self.yi or self.host in YI_HOSTS else f"The API at {self.host}"
+        return "The Yi API" if self.is_yi else f"The API at {self.host}"
 
     @property
     def key_named(self) -> str:
@@ -463,7 +472,7 @@ class YiClient:
             "POST",
             self._url("chat/completions"),
             headers=self._headers(),
-            json={**body, "stream": True},
+            json={**body, "stream": True, **({} if self.credential.is_yi else STREAM_USAGE_ASKED)},
             timeout=httpx.Timeout(**(client.timeout.as_dict() | {"read": None})),
         )
         try:

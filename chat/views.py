@@ -12,7 +12,6 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import LoginView
-from django.core.cache import cache
 from django.db import IntegrityError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -24,14 +23,10 @@ from chat import accounts, attachments, catalog, exports, history, imports, orga
 from chat.input_checks import text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
-from chat.credentials import client_for, credentials_for, key_choices, key_missing
+from chat.credentials import credentials_for, key_choices, key_missing
 from chat.images import ImageRefused, image_too_large
 from chat.refusals import SendRefused
 from chat.upstream import Credential, UpstreamError
-
-MODELS_CACHE_SECONDS = 300
-# Shown when the upstream cannot list its models, so the picker still offers something.
-REFERENCE_MODELS = list(catalog.REFERENCE_MODELS)
 
 
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
@@ -81,9 +76,10 @@ def conversations_json(request: HttpRequest) -> JsonResponse:
 
 
 async def models_json(request: HttpRequest) -> JsonResponse:
-    """The models a credential may use (`GET /models`), cached for a few minutes per
-    credential (one user's list is never another's): `?key_id=` names one of the user's
-    keys; without it, the one their sends use by default."""
+    """The models a credential may use (`GET /models`), with what the app knows of each,
+    cached for a few minutes per credential (one user's list is never another's):
+    `?key_id=` names one of the user's keys, without it the one their sends use by
+    default; `?refresh=1` asks the provider again."""
     raw_key = request.GET.get("key_id") or None
     key_id = int(raw_key) if raw_key is not None and raw_key.isdigit() and len(raw_key) < 19 else None
     if raw_key is not None and key_id is None:
@@ -93,18 +89,14 @@ async def models_json(request: HttpRequest) -> JsonResponse:
         credential = await sync_to_async(_credential_chosen)(user_id=user.pk, key_id=key_id)
     except SendRefused as refused:
         return JsonResponse({"code": refused.code, "message": refused.message}, status=404)
-    key = f"yiweb:models:{credential.cache_id}"
-    models = await cache.aget(key)
-    if models is None:
-        try:
-            listed = await client_for(credential).list_models()
-        except UpstreamError as error:
-            return JsonResponse(
-                {"models": [{"id": m} for m in REFERENCE_MODELS], "default": settings.YI_DEFAULT_MODEL, "error": error.message},
-                status=502,
-            )
-        models = [{"id": m["id"], "owned_by": m.get("ownedBy") or m.get("owned_by", "")} for m in listed]
-        await cache.aset(key, models, MODELS_CACHE_SECONDS)
+    try:
+        models = await catalog.models_list(credential=credential, refresh=request.GET.get("refresh") == "1")
+    except UpstreamError as error:
+        return JsonResponse(
+            {"models": catalog.models_known(credential=credential), "default": settings.YI_DEFAULT_MODEL,
+             "error": error.message},
+            status=502,
+        )
     return JsonResponse({"models": models, "default": settings.YI_DEFAULT_MODEL})
 
 
