@@ -12,6 +12,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from chat.catalog import tokens_cost
 from chat.events import Event, conversation_group
 from chat.history import message_to_dict
 from chat.models import Conversation, Message
@@ -63,8 +64,16 @@ def messages_finish(
     now = timezone.now()
     frames: list[list[Event] | Exception] = [[] for _ in endings]
     with transaction.atomic():
+        # Which model answered (for the cost) and which key paid, for the whole batch at once.
+        answers = {pk: (model, key_id) for pk, model, key_id in Message.objects.filter(
+            pk__in=[message_id for message_id, _ in endings]).values_list("pk", "model", "api_key_id")}
         ended = []
         for i, (message_id, fields) in enumerate(endings):
+            model, _ = answers.get(message_id, ("", None))
+            if "prompt_tokens" in fields or "completion_tokens" in fields:
+                # Stored, so that usage and history show what it cost at today's prices.
+                fields = {**fields, "cost_usd": tokens_cost(model, fields.get("prompt_tokens"),
+                                                            fields.get("completion_tokens"))}
             try:
                 with transaction.atomic():  # one ending the database refuses must not fail the others
                     unmoved = {"heartbeat_at": heartbeats[message_id]} if heartbeats else {}

@@ -13,7 +13,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, Q
 
 from chat.attachments import attachment_to_dict
-from chat.catalog import tokens_cost
 from chat.models import Attachment, Conversation, Message
 from chat.refusals import conversation_missing
 
@@ -298,8 +297,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
 
 def _cost(message: Message) -> str | None:
-    """The answer's price in US dollars, as a string (exact: JSON numbers are floats)."""
-    if message.role != Message.Role.ASSISTANT:
+    """The answer's price in US dollars as stored when it ended (chat/endings.py), as a
+    string (exact: JSON numbers are floats)."""
+    if message.role != Message.Role.ASSISTANT or message.cost_usd is None:
         return None
-    cost = tokens_cost(message.model, message.prompt_tokens, message.completion_tokens)
-    return None if cost is None else f"{cost:.6f}"
+    return f"{message.cost_usd:.6f}"

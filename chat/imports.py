@@ -25,6 +25,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from chat.attachments import attachment_create, image_prepare_upload
+from chat.catalog import tokens_cost
 from chat.input_checks import text_storable
 from chat.exports import FORMAT, VERSION
 from chat.images import ImageRefused, PreparedImage
@@ -171,6 +172,8 @@ def _message(raw: Any, index: int, where: str) -> _Message:
         if value is not None and (type(value) is not int or not 0 <= value < 2**31):
             raise ImportRefused(f"{where} has a figure ({name}) that is not a whole number.")
         fields[name] = value
+    if role == Message.Role.ASSISTANT:  # what it costs at today's prices, as an answer ending here stores it
+        fields["cost_usd"] = tokens_cost(fields["model"], fields["prompt_tokens"], fields["completion_tokens"])
     fields["seq"] = 1 if fields["content"] else 0
     images = raw.get("images") or []
     if not isinstance(images, list):

@@ -89,8 +89,9 @@ def test_answers_ending_together_get_their_done_frames_and_a_late_ending_gets_no
     ]
     with CaptureQueriesContext(connection) as queries:
         frames = messages_finish(endings)
-    # The transaction's two, a savepoint's two and an UPDATE each, one read, conversations' updated_at.
-    assert len(queries) == 4 + 3 * len(endings)
+    # The transaction's two, the answers' models and keys (for the cost and the key's last use), a
+    # savepoint's two and an UPDATE each, one read, conversations' updated_at (no key paid: no UPDATE of keys).
+    assert len(queries) == 5 + 3 * len(endings)
 
     assert [len(f) for f in frames] == [1, 1, 0, 1]
     (group, done), = frames[0]

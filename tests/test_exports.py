@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -84,6 +85,9 @@ def test_a_conversation_goes_out_and_comes_back_with_its_branches_and_images(use
     # The app's own notes come back; nothing else a file calls a note is taken (it could forge one).
     assert [m.notes for m in Message.objects.filter(conversation=copy_, role="assistant").order_by("pk")] == [
         ["yi-large does not take images, so yi-vision answered."], []]
+    # An imported answer costs what one ending here would store (usage and history read that).
+    assert [m.cost_usd for m in Message.objects.filter(conversation=copy_, role="assistant").order_by("pk")] == [
+        Decimal("0.000193"), None]
 
 
 def test_a_note_the_app_never_writes_is_not_imported(user, conversation):

@@ -9,17 +9,20 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from chat.models import Conversation, Message
-from chat.usage import DAYS, usage_read
+from chat.catalog import tokens_cost
+from chat.models import ApiKey, Conversation, Message
+from chat.usage import DAYS, key_usage_read, usage_read
 
 pytestmark = pytest.mark.django_db
 
 
-def answer(user, model, prompt, completion, days_ago=0):
+def answer(user, model, prompt, completion, days_ago=0, key=None):
+    """An answer as chat/endings.py stores one: with its cost at the reference's prices."""
     conversation = Conversation.objects.create(user=user, model=model)
     message = Message.objects.create(conversation=conversation, role="assistant", model=model, content="x",
                                      prompt_tokens=prompt, completion_tokens=completion,
-                                     total_tokens=prompt + completion)
+                                     total_tokens=prompt + completion, api_key=key,
+                                     cost_usd=tokens_cost(model, prompt, completion))
     Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
 
 
@@ -60,3 +63,27 @@ def test_an_answer_carries_its_cost_where_the_price_is_known(user):
     priced, unknown = Message.objects.order_by("pk")
     assert message_to_dict(priced)["cost_usd"] == "0.000570"
     assert message_to_dict(unknown)["cost_usd"] is None
+
+
+def test_usage_and_history_read_the_cost_stored_when_the_answer_ended(user):
+    """Prices change; what an answer cost does not."""
+    from chat.history import message_to_dict
+
+    answer(user, "yi-large", 1_000_000, 0)
+    Message.objects.update(cost_usd=Decimal("0.5"))  # stored when yi-large cost less
+    assert usage_read(user=user).total.cost == Decimal("0.5")
+    assert message_to_dict(Message.objects.get())["cost_usd"] == "0.500000"
+
+
+def test_each_keys_tokens_and_cost_over_the_last_30_days(user, other_user):
+    work, home = (ApiKey.objects.create(user=user, label=label, base_url="https://api.01.ai/v1", key_encrypted="x",
+                                        key_last4="abcd") for label in ("Work", "Home"))
+    answer(user, "yi-large", 1_000_000, 500_000, key=work)
+    answer(user, "local", 10, 20, days_ago=2, key=work)
+    answer(user, "yi-vision", 1000, 2000, days_ago=40, key=home)  # too old
+    answer(user, "yi-large", 5, 5)  # the server's key
+    tallies = key_usage_read(user=user)
+    assert list(tallies) == [work.pk]
+    assert (tallies[work.pk].answers, tallies[work.pk].total_tokens, tallies[work.pk].cost,
+            tallies[work.pk].unpriced_tokens) == (2, 1_500_030, Decimal("4.5"), 30)
+    assert key_usage_read(user=other_user) == {}
