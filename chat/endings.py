@@ -15,6 +15,7 @@ from django.utils import timezone
 from chat.catalog import tokens_cost
 from chat.events import Event, conversation_group
 from chat.history import message_to_dict
+from chat.keys import key_used
 from chat.models import Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE
 
@@ -88,6 +89,7 @@ def messages_finish(
                 frames[i] = error
         messages = Message.objects.in_bulk([endings[i][0] for i in ended])
         Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}).update(updated_at=now)
+        key_used({answers[endings[i][0]][1] for i in ended} - {None}, when=now)
     for i in ended:
         frames[i] = [done_event(message_to_dict(messages[endings[i][0]]))]
     return frames

@@ -112,6 +112,13 @@ class NotFoundError(UpstreamError):
     code = "not_found"
 
 
+class NotAModelListError(NotFoundError):
+    """`GET /models` answered 200 with something that is not an OpenAI-compatible model
+    list (a web page, a login form, another API): the base URL is wrong."""
+
+    code = "not_a_model_list"
+
+
 class RateLimitError(UpstreamError):
     code = "rate_limited"
     retryable = True
@@ -390,8 +397,18 @@ class YiClient:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content, response.headers, credential=self.credential)
-        data = response.json().get("data", [])
-        return [m for m in data if isinstance(m, dict) and m.get("id")]
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        listed = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise NotAModelListError(
+                f"{self._named_at()} answered, but not with an OpenAI-compatible list of models. "
+                + "C" + self.credential.base_url_advice.removeprefix("or c"),
+                status=response.status_code,
+            )
+        return [m for m in listed if isinstance(m, dict) and m.get("id")]
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /chat/completions` without streaming: the chat.completion object."""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import key_views, views
 
 app_name = "chat"
 
@@ -11,6 +11,12 @@ urlpatterns = [
     path("api/conversations", views.conversations_json, name="conversations"),
     path("api/search", views.search_json, name="search"),
     path("usage/", views.usage_page, name="usage"),
+    path("keys/", key_views.keys_page, name="keys"),
+    path("keys/<str:key_id>/verify/", key_views.key_verify, name="key_verify"),
+    path("keys/<str:key_id>/default/", key_views.key_default, name="key_default"),
+    path("keys/<str:key_id>/tier/", key_views.key_tier, name="key_tier"),
+    path("keys/<str:key_id>/delete/", key_views.key_delete, name="key_delete"),
+    path("api/keys", key_views.keys_json, name="keys_json"),
     path("export/", views.export_download, name="export"),
     path("import/", views.import_upload, name="import"),
     path("attachments/", views.attachment_upload, name="attachment_upload"),

@@ -16,7 +16,8 @@ from django.urls import get_resolver
 from PIL import Image
 
 from chat.attachments import attachment_create, image_prepare_upload
-from chat.models import Attachment, Conversation, Message
+from chat.crypto import secret_encrypt
+from chat.models import ApiKey, Attachment, Conversation, Message
 from tests.test_consumer import frames_until, nothing_but_titles
 from yiweb.asgi import application
 
@@ -39,7 +40,10 @@ def owned(user, settings, tmp_path):
                                    model="yi-vision", prompt_tokens=12345, completion_tokens=6789)
     second = Message.objects.create(conversation=conversation, role="assistant", parent=question, content="Again.",
                                     model="yi-vision")
-    return {"conversation": conversation, "question": question, "image": image, "first": first, "second": second}
+    key = ApiKey.objects.create(user=user, label=f"Key {SECRET}", base_url="https://api.01.ai/v1",
+                                key_encrypted=secret_encrypt("sk-privacy-0123456789"), key_last4="6789", is_default=True)
+    return {"conversation": conversation, "question": question, "image": image, "first": first, "second": second,
+            "key": key}
 
 
 def http_paths(owned) -> list[str]:
@@ -55,7 +59,8 @@ def test_every_url_of_the_app_is_walked_here():
     accounts pages and the admin are Django's own, with tests of their own.)"""
     walked = {"", "c/<int:conversation_id>/", "attachments/<int:attachment_id>/",
               "attachments/<int:attachment_id>/thumbnail/", "export/", "import/", "attachments/", "api/search",
-              "api/conversations", "api/models", "usage/"}
+              "api/conversations", "api/models", "usage/", "keys/", "api/keys", "keys/<str:key_id>/verify/",
+              "keys/<str:key_id>/default/", "keys/<str:key_id>/tier/", "keys/<str:key_id>/delete/"}
     (chat,) = [p for p in get_resolver().url_patterns if getattr(p, "app_name", None) == "chat"]
     unwalked = {str(p.pattern) for p in chat.url_patterns} - walked
     assert not unwalked, f"not walked as a second user and a visitor: {unwalked}"
@@ -66,8 +71,13 @@ def test_a_second_user_gets_404_or_nothing_of_theirs_over_http(owned, other_user
     intruder.force_login(other_user)
     for path in http_paths(owned):
         assert intruder.get(path).status_code == 404, path
+    key = owned["key"]
+    for action in ("verify", "default", "tier", "delete"):
+        assert intruder.post(f"/keys/{key.pk}/{action}/", {"tier": "5"}).status_code == 404, action
+    assert intruder.get(f"/api/models?key_id={key.pk}").status_code == 404
+    assert ApiKey.objects.filter(pk=key.pk, tier="free", is_default=True).exists()
     for path in ("/api/conversations", "/api/conversations?archived=1", f"/api/search?q={SECRET}", "/export/",
-                 "/usage/", "/"):
+                 "/usage/", "/", "/keys/", "/api/keys"):
         response = intruder.get(path)
         body = response.content.decode()
         assert SECRET not in body and "12345" not in body, path
@@ -77,9 +87,13 @@ def test_a_second_user_gets_404_or_nothing_of_theirs_over_http(owned, other_user
 
 def test_a_visitor_who_is_not_signed_in_is_sent_to_sign_in_everywhere(owned):
     visitor = Client()
-    for path in [*http_paths(owned), "/api/conversations", f"/api/search?q={SECRET}", "/export/", "/usage/", "/"]:
+    for path in [*http_paths(owned), "/api/conversations", f"/api/search?q={SECRET}", "/export/", "/usage/", "/",
+                 "/keys/", "/api/keys"]:
         response = visitor.get(path)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), path
+    for action in ("verify", "default", "tier", "delete"):
+        assert visitor.post(f"/keys/{owned['key'].pk}/{action}/").status_code in (302, 403), action
+    assert visitor.post("/keys/", {"label": "x", "key": "sk-x"}).status_code in (302, 403)
     assert visitor.post("/attachments/", b"x", content_type="application/octet-stream").status_code in (302, 403)
     assert visitor.post("/import/", {}).status_code in (302, 403)
 

@@ -319,6 +319,9 @@ MESSAGE_MAX_CHARS = int(os.environ.get("MESSAGE_MAX_CHARS", "100000"))
 # Upstream timing: retries before the first delta, and how long a silent stream may stall.
 UPSTREAM_CONNECT_TIMEOUT = _env_float("UPSTREAM_CONNECT_TIMEOUT", 10.0)
 UPSTREAM_STALL_TIMEOUT = _env_float("UPSTREAM_STALL_TIMEOUT", 60.0)
+# Seconds the Keys page waits for `GET /models` when it checks a key being saved: a person
+# is waiting at the form, so far less than a stream's stall timeout (chat/keys.py).
+KEY_VERIFY_TIMEOUT = _env_float("KEY_VERIFY_TIMEOUT", 15.0)
 UPSTREAM_MAX_RETRIES = int(os.environ.get("UPSTREAM_MAX_RETRIES", "3"))
 UPSTREAM_RETRY_BASE = _env_float("UPSTREAM_RETRY_BASE", 1.0)
 UPSTREAM_RETRY_MAX = _env_float("UPSTREAM_RETRY_MAX", 20.0)

@@ -1,0 +1,144 @@
+"""The Keys page and its JSON: thin, as chat/views.py. The work is chat/keys.py's.
+
+Every change is a POST with the CSRF token and ends in a redirect to the page (so a reload
+repeats nothing), with a sentence saying what happened; the add form instead shows itself
+again with each problem beside its field, the key never filled back in.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from chat import keys
+from chat.models import ApiKey
+
+
+class KeyForm(forms.Form):
+    """The add form's fields and how they show. What a valid key is, is chat/keys.py's
+    (`key_input_check`): no field here refuses anything, so each problem is said once, in
+    the service's words."""
+
+    label = forms.CharField(required=False, strip=False,
+                            widget=forms.TextInput(attrs={"autocomplete": "off", "maxlength": keys.LABEL_MAX_CHARS}),
+                            help_text="How you will recognise it, for example “Work” or “Personal”.")
+    key = forms.CharField(
+        label="API key", required=False, strip=False,
+        # Never filled back in: a form shown again asks for the key again.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false",
+                                                              "autocapitalize": "off"}),
+        help_text="Stored encrypted; this page shows only its last four characters.",
+    )
+    base_url = forms.CharField(
+        label="Base URL", required=False, strip=False, initial=keys.DEFAULT_BASE_URL,
+        widget=forms.URLInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off",
+                                     "inputmode": "url"}),
+        help_text="The 01.AI Yi API, or any OpenAI-compatible API (OpenAI, vLLM, Ollama: …/v1).",
+    )
+    tier = forms.CharField(label="Usage tier", initial=ApiKey.Tier.FREE, required=False,
+                           widget=forms.Select(choices=ApiKey.Tier.choices),
+                           help_text="Your account's tier at the provider: requests are paced to stay within it.")
+    save_anyway = forms.BooleanField(label="Save it anyway, unchecked", required=False)
+
+    def refused(self, refused: keys.KeyRefused) -> None:
+        for field, message in refused.errors.items():
+            self.add_error(field, message)
+
+
+def _id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise Http404("No such key")
+    return int(raw)
+
+
+def _page(request: HttpRequest, form: KeyForm, *, offer_save_anyway: bool = False, status: int = 200) -> HttpResponse:
+    return render(request, "chat/keys.html", {
+        "form": form, "rows": keys.key_rows(user=request.user), "offer_save_anyway": offer_save_anyway,
+        "tiers": ApiKey.Tier.choices, "server_key_for_all": settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR,
+    }, status=status)
+
+
+async def keys_page(request: HttpRequest) -> HttpResponse:
+    """GET: the person's keys (masked) and the add form. POST: add a key, verified first."""
+    if request.method == "POST":
+        form = KeyForm(request.POST)
+        form.is_valid()  # always valid: it only reads the fields
+        value = {name: form.cleaned_data[name] for name in ("label", "key", "base_url", "tier")}
+        user = await request.auser()
+        try:
+            added = await keys.api_key_add(user=user, **value, save_anyway=bool(form.cleaned_data.get("save_anyway")))
+        except keys.KeyRefused as refused:
+            form = KeyForm({name: v for name, v in value.items() if name != "key"})
+            form.is_valid()
+            form.refused(refused)
+            return await sync_to_async(_page)(request, form, offer_save_anyway=refused.unverified, status=400)
+        label = added.key.label
+        if added.problem:
+            messages.warning(request, f"Saved “{label}” without checking it: {added.problem}")
+        else:
+            messages.success(request, f"Saved “{label}”: {keys.key_host(added.key.base_url)} accepted it.")
+        return redirect("chat:keys")
+    if request.method != "GET":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    return await sync_to_async(_page)(request, KeyForm())
+
+
+@require_POST
+async def key_verify(request: HttpRequest, key_id: str) -> HttpResponse:
+    user = await request.auser()
+    try:
+        problem = await keys.api_key_verify(user=user, key_id=_id(key_id))
+    except keys.KeyNotFound:
+        raise Http404("No such key") from None
+    if problem:
+        messages.error(request, problem)
+    else:
+        messages.success(request, "The key works: the provider accepted it just now.")
+    return redirect("chat:keys")
+
+
+@require_POST
+def key_default(request: HttpRequest, key_id: str) -> HttpResponse:
+    try:
+        key = keys.api_key_default_set(user=request.user, key_id=_id(key_id))
+    except keys.KeyNotFound:
+        raise Http404("No such key") from None
+    messages.success(request, f"“{key.label}” is now your default key.")
+    return redirect("chat:keys")
+
+
+@require_POST
+def key_tier(request: HttpRequest, key_id: str) -> HttpResponse:
+    try:
+        key = keys.api_key_tier_set(user=request.user, key_id=_id(key_id), tier=request.POST.get("tier", ""))
+    except keys.KeyNotFound:
+        raise Http404("No such key") from None
+    except keys.KeyRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"“{key.label}” is paced as {key.get_tier_display()} now.")
+    return redirect("chat:keys")
+
+
+@require_POST
+def key_delete(request: HttpRequest, key_id: str) -> HttpResponse:
+    try:
+        key, successor = keys.api_key_delete(user=request.user, key_id=_id(key_id))
+    except keys.KeyNotFound:
+        raise Http404("No such key") from None
+    said = f"Deleted “{key.label}”."
+    if successor is not None:
+        said += f" “{successor.label}” is your default key now."
+    messages.success(request, said)
+    return redirect("chat:keys")
+
+
+@require_GET
+def keys_json(request: HttpRequest) -> JsonResponse:
+    """The person's keys for the chat page's key picker: [{id, label, host, last4, is_default, tier}]."""
+    return JsonResponse(keys.key_list(user=request.user), safe=False)
