@@ -1,7 +1,32 @@
 from django.contrib import admin
 
 from chat.account_forms import AdminSignInForm
-from chat.models import Attachment, Conversation, Message
+from chat.keys import key_host
+from chat.models import ApiKey, Attachment, Conversation, Message
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """What an administrator may see of a person's key: never the key, encrypted or not.
+    Keys are added by their owners on the Keys page (it verifies them); here a key can be
+    relabelled, re-tiered or deleted."""
+
+    list_display = ["label", "user", "host", "key_last4", "tier", "is_default", "verified_at", "last_used_at",
+                    "created_at"]
+    list_filter = ["tier", "is_default"]
+    search_fields = ["label", "user__username"]
+    exclude = ["key_encrypted"]
+    readonly_fields = ["user", "base_url", "key_last4", "is_default", "verified_at", "last_used_at", "created_at"]
+
+    @admin.display(description="provider")
+    def host(self, key: ApiKey) -> str:
+        return key_host(key.base_url)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("key_encrypted").select_related("user")
 
 
 @admin.register(Conversation)

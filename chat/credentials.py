@@ -15,6 +15,7 @@ plan carries to its generation and nowhere else.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -104,8 +105,12 @@ def key_host(base_url: str) -> str:
 
 
 def client_for(credential: Credential) -> YiClient:
+    # Here, not at the top: pacing needs chat.requests, which needs this module (chat.catalog).
+    from chat.pacing import pacing_slow_down
+
     return YiClient(
         credential=credential,
+        rate_limited=functools.partial(pacing_slow_down, credential),
         connect_timeout=settings.UPSTREAM_CONNECT_TIMEOUT,
         stall_timeout=settings.UPSTREAM_STALL_TIMEOUT,
         max_retries=settings.UPSTREAM_MAX_RETRIES,

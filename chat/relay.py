@@ -39,6 +39,7 @@ from chat.endings import answer_unsaved_event, messages_finish
 from chat.events import BroadcastFailed, Event, conversation_group, frame_send, generation_group, layer_message
 from chat.models import Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
+from chat.pacing import pacing_wait, request_tokens
 from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.running import running
 from chat.titles import title_improve_start
@@ -76,6 +77,7 @@ class Generation:
         self.last_write = time.monotonic() - settings.CHECKPOINT_INTERVAL
         self.stop_requested = False
         self.unsaved: Event | None = None  # the `not_saved` done the tabs got, while it is retried
+        self.queued: tuple[int, float] | None = None  # waiting its turn (chat/pacing.py): place, when it goes
         self.task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -109,6 +111,8 @@ class Generation:
             # Images are read and encoded in a worker thread: a burst of them must not
             # stall the event loop that relays every other answer.
             request = await asyncio.to_thread(request_body, self.plan) if self.plan.images else request_body(self.plan)
+            await pacing_wait(self.plan.credential, request_tokens(request), on_queued=self._announce_queued)
+            self.queued = None
             async for event in client_for(self.plan.credential).stream(request):
                 if isinstance(event, TextDelta):
                     if ttft_ms is None:
@@ -243,6 +247,13 @@ class Generation:
         with contextlib.suppress(BroadcastFailed):  # counted; the wait goes on regardless
             await frame_send(conversation_group(self.conversation_id), frame)
 
+    async def _announce_queued(self, position: int, starts_in: float) -> None:
+        """Its request waits for the key's tier (chat/pacing.py): where it stands in line."""
+        self.queued = (position, time.monotonic() + starts_in)
+        frame = {"type": "queued", "message_id": self.message_id, "position": position, "starts_in": round(starts_in, 1)}
+        with contextlib.suppress(BroadcastFailed):  # counted; a tab that missed it learns from a snapshot
+            await frame_send(conversation_group(self.conversation_id), frame)
+
     async def _listen(self) -> None:
         """Answer stop and snapshot requests sent to this generation's group from any process."""
         layer = get_channel_layer()
@@ -279,7 +290,12 @@ class Generation:
             "from_seq": from_seq,
             "seq": self.seq,
             "text": "".join(self.parts[from_seq:]),
+            **({"queued": self._queued_now()} if self.queued else {}),
         }
+
+    def _queued_now(self) -> dict[str, Any]:
+        position, starts_at = self.queued
+        return {"position": position, "starts_in": round(max(starts_at - time.monotonic(), 0.0), 1)}
 
 
 def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:

@@ -29,7 +29,10 @@ message, e.g. `[sim deltas=5 interval=0 cut=3]`. See DIRECTIVE_DEFAULTS for the 
 yi-large-fc calls tools as the reference describes, streamed as OpenAI streams them; when,
 which and with what is decided from the request alone (`[sim-call NAME {...}]`
 directives, tool_choice, the question): chat/simulator_tools.py.
-Environment: SIMULATOR_API_KEY (accept only this key), SIMULATOR_DELTA_MS (pace).
+Environment: SIMULATOR_API_KEY (accept only this key), SIMULATOR_DELTA_MS (pace),
+SIMULATOR_RPM (past this many chat requests of one key in a minute, a 429 with
+Retry-After, as a usage tier would; the minute is PACING_WINDOW_SECONDS long, which tests
+shorten, as they do the app's).
 """
 
 import asyncio
@@ -40,9 +43,14 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from chat.images import ImageDescription, ImageRefused, image_describe
 from chat.simulator_tools import (
@@ -578,7 +586,8 @@ class Pace:
 
 # ---------------------------------------------------------------- the ASGI application
 
-def auth_check(scope) -> None:
+def auth_check(scope) -> str:
+    """The request's key; a 401 for none, a wrong one, or one that starts with "invalid"."""
     headers = dict(scope.get("headers") or [])
     scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     key = key.strip()
@@ -586,6 +595,27 @@ def auth_check(scope) -> None:
     if (scheme.lower() != "bearer" or not key or key.startswith("invalid")
             or (expected and key != expected)):
         raise SimulatedError(401)
+    return key
+
+
+# Chat requests per key in the last minute, for SIMULATOR_RPM (the requests refused are
+# not counted).
+_requests_counted = MovingWindowRateLimiter(MemoryStorage())
+
+
+def rate_check(key: str) -> None:
+    """A 429 past SIMULATOR_RPM chat requests of `key` in PACING_WINDOW_SECONDS, whose
+    Retry-After is the whole seconds until the oldest of them leaves the window."""
+    rpm = int(os.environ.get("SIMULATOR_RPM") or 0)
+    if rpm <= 0:
+        return
+    limit = RateLimitItemPerSecond(rpm, int(os.environ.get("PACING_WINDOW_SECONDS") or 60))
+    if _requests_counted.hit(limit, key):
+        return
+    wait = _requests_counted.get_window_stats(limit, key).reset_time - time.time()
+    # A line in the server's output, which tests count.
+    print(f"simulator: 429, over SIMULATOR_RPM={rpm}", file=sys.stderr, flush=True)
+    raise SimulatedError(429, headers=[(b"retry-after", str(max(math.ceil(wait), 1)).encode())])
 
 
 async def body_read(receive) -> bytes | None:
@@ -618,7 +648,7 @@ async def chat_respond(scope, receive, send) -> None:
     if body is None:
         return
     try:
-        auth_check(scope)
+        rate_check(auth_check(scope))
         request = await request_read(body)
         fault_check(request.directives, body)
         answer = answer_compose(request)

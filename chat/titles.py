@@ -16,6 +16,7 @@ from chat.credentials import client_for
 from chat.events import BroadcastFailed, events_send, user_group
 from chat.history import conversation_updated_frame
 from chat.models import Conversation
+from chat.pacing import pacing_wait, request_tokens
 from chat.upstream import Credential
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ async def _title_improve(*, conversation_id: int, model: str, question: str, ans
         "temperature": 0.3,
     }
     try:
+        await pacing_wait(credential, request_tokens(body))  # it counts against the key's tier too
         title = title_clean(_reply_text(await client_for(credential).complete(body)))
         if not title:
             return

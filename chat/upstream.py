@@ -28,7 +28,7 @@ import time
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,6 +375,9 @@ class YiClient:
     max_retries: int = 3
     retry_base: float = 1.0
     retry_max: float = 20.0
+    # Told of every 429, with its Retry-After (None without one), before the client waits
+    # or gives up: pacing holds the key's other requests back (chat/pacing.py).
+    rate_limited: Callable[[float | None], Awaitable[None]] | None = field(default=None, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -419,10 +422,12 @@ class YiClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code != 200:
-            raise error_from_response(
+            error = error_from_response(
                 response.status_code, response.content, response.headers, model=body.get("model", ""),
                 credential=self.credential,
             )
+            await self._note_rate_limited(error)
+            raise error
         return response.json()
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[Event]:
@@ -460,6 +465,7 @@ class YiClient:
                         yield event
                 return
             except UpstreamError as error:
+                await self._note_rate_limited(error)
                 if started or not error.retryable or attempt >= self.max_retries:
                     raise
                 delay = self._backoff(attempt, error.retry_after)
@@ -468,6 +474,10 @@ class YiClient:
                 attempt += 1
                 yield Retrying(attempt=attempt, delay=delay, error=error)
                 await asyncio.sleep(delay)
+
+    async def _note_rate_limited(self, error: UpstreamError) -> None:
+        if isinstance(error, RateLimitError) and self.rate_limited is not None:
+            await self.rate_limited(error.retry_after)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
         if retry_after is not None:

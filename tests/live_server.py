@@ -39,7 +39,9 @@ def app_env(**extra: str) -> dict[str, str]:
                 "SIGNUPS_PER_ADDRESS_PER_HOUR": "0",
                 # One person runs many answers at once here; the per-person limits have
                 # tests of their own (tests/test_limits.py).
-                "USER_ANSWERS_AT_ONCE": "1000", "USER_SENDS_PER_MINUTE": "10000"})
+                "USER_ANSWERS_AT_ONCE": "1000", "USER_SENDS_PER_MINUTE": "10000",
+                # Nor is a key paced by its tier (tests/test_pacing.py turns it on).
+                "PACING": "0"})
     env.update(extra)
     return env
 

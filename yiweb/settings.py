@@ -302,8 +302,19 @@ if YI_SIMULATOR:
     YI_API_KEY = "offline-simulator"
 YI_DEFAULT_MODEL = os.environ.get("YI_DEFAULT_MODEL", "yi-large")
 # The reference's usage tier of YI_API_KEY ("free", "1" to "5"), which paces its requests
-# (chat/pacing.py); users' own keys have theirs on the Keys page.
-YI_API_TIER = os.environ.get("YI_API_TIER", "free")
+# (chat/pacing.py); users' own keys have theirs on the Keys page. "none": not paced (a
+# provider without the reference's limits), the default for the offline simulator.
+YI_API_TIER = os.environ.get("YI_API_TIER", "none" if YI_SIMULATOR else "free").strip().lower()
+if YI_API_TIER not in {"free", "1", "2", "3", "4", "5", "none"}:
+    raise ImproperlyConfigured(f"YI_API_TIER is {YI_API_TIER!r}: it must be free, 1, 2, 3, 4, 5 or none.")
+# Pacing (chat/pacing.py): each key's requests kept within its tier's requests and tokens
+# per minute, a send over them waiting its turn in a queue the page shows. Off: every
+# request goes at once, and a 429 is retried and then shown as an error.
+PACING = _env_bool("PACING", True)
+# The length of the tiers' "minute", in whole seconds. For tests only: they shorten it to
+# a few seconds (the simulator reads it too, for SIMULATOR_RPM) to see a queue form and
+# drain without waiting minutes.
+PACING_WINDOW_SECONDS = int(os.environ.get("PACING_WINDOW_SECONDS", "60"))
 # Whether people with no key of their own send with YI_API_KEY (chat/credentials.py). Off:
 # each person must add a key on the Keys page first.
 SERVER_KEY_FOR_ALL = _env_bool("SERVER_KEY_FOR_ALL", True)

@@ -545,6 +545,10 @@
       if (notShown(frame.message_id)) return;
       viewFor(frame.message_id).retrying(frame);
     },
+    queued(frame) {
+      if (notShown(frame.message_id)) return;
+      viewFor(frame.message_id).queued(frame);
+    },
     done(frame) {
       const view = state.views.get(frame.message_id);
       if (view) {

@@ -13,8 +13,15 @@
   };
   const RESYNC_AGAIN_MS = 2000;
 
-  // Countdowns of `retrying` notices: one timer for every view counting down, running only
-  // while one is (and is on the page).
+  // "1st", "2nd", "3rd", "4th", "11th", "22nd": a place in line.
+  function ordinal(n) {
+    const tens = n % 100;
+    const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+    return `${n}${suffix}`;
+  }
+
+  // Countdowns of `retrying` and `queued` notices: one timer for every view counting down,
+  // running only while one is (and is on the page).
   const counting = new Set();
   let countdownTimer = null;
 
@@ -288,6 +295,9 @@
 
     snapshot(frame) {
       this.heard();
+      // A tab that opens (or comes back to) an answer waiting its turn learns its place.
+      if (this.streaming && frame.queued) this.queued(frame.queued);
+      else if (this.retry && this.retry.position) this.clearRetry();
       if (!this.streaming) {
         // Only a reopened answer has text past its ending; a snapshot taken before the
         // ending that arrives after it has none, and must not undo the final text.
@@ -349,7 +359,22 @@
       this.heard();
       if (!this.streaming) return; // late: the answer has ended since
       this.retry = { reason: frame.reason || "no answer", until: Date.now() + (Number(frame.delay) || 0) * 1000 };
+      this.retryNotice.dataset.kind = "retrying";
       this.retryNotice.dataset.attempt = String(frame.attempt ?? "");
+      this.retryNotice.hidden = false;
+      this.tickRetry();
+      countDown(this);
+    }
+
+    // The `queued` frame (or a snapshot's `queued`): the key's usage tier has no room for
+    // this answer's request yet (docs/websocket.md); show its place in line and count down
+    // the estimate, in the answer's place, until its first text.
+    queued(frame) {
+      this.heard();
+      if (!this.streaming) return;
+      const position = Math.max(1, Number(frame.position) || 1);
+      this.retry = { position, until: Date.now() + (Number(frame.starts_in) || 0) * 1000 };
+      this.retryNotice.dataset.kind = "queued";
       this.retryNotice.hidden = false;
       this.tickRetry();
       countDown(this);
@@ -358,6 +383,11 @@
     tickRetry() {
       if (!this.retry) return false;
       const left = Math.ceil((this.retry.until - Date.now()) / 1000);
+      if (this.retry.position) {
+        const when = left > 0 ? `starts in ${left} s` : "starts any moment";
+        this.retryNotice.textContent = `Queued: ${when} (${ordinal(this.retry.position)} in line)`;
+        return true;
+      }
       const when = left > 0 ? `retrying in ${left} s` : "retrying now…";
       this.retryNotice.textContent = `The Yi API is busy (${this.retry.reason}); ${when}`;
       return true;
