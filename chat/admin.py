@@ -8,15 +8,16 @@ from chat.models import ApiKey, Attachment, Conversation, Message
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """What an administrator may see of a person's key: never the key, encrypted or not.
-    Keys are added by their owners on the Keys page (it verifies them); here a key can be
-    relabelled, re-tiered or deleted."""
+    Keys are added by their owners on the Keys page (it verifies them); here a key's tier
+    can be changed, or the key deleted."""
 
     list_display = ["label", "user", "host", "key_last4", "tier", "is_default", "verified_at", "last_used_at",
                     "created_at"]
     list_filter = ["tier", "is_default"]
     search_fields = ["label", "user__username"]
     exclude = ["key_encrypted"]
-    readonly_fields = ["user", "base_url", "key_last4", "is_default", "verified_at", "last_used_at", "created_at"]
+    readonly_fields = ["user", "label", "base_url", "key_last4", "is_default", "verified_at", "last_used_at",
+                       "created_at"]
 
     @admin.display(description="provider")
     def host(self, key: ApiKey) -> str:

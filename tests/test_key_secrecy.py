@@ -174,11 +174,11 @@ async def test_a_saved_key_appears_nowhere_in_the_clear(user, simulator_url, con
             assert response.status_code == 200, url
             saw(url, response)
         saw("admin change saved", await admin.post(f"/admin/chat/apikey/{canary.pk}/change/",
-                                                   {"label": "Canary 2", "tier": "3"}, follow=True))
+                                                   {"tier": "3"}, follow=True))
         saw("delete", await owner.post(f"/keys/{echo.pk}/delete/", follow=True))
     await upstream.pool_close()
 
-    assert await database_sync_to_async(lambda: ApiKey.objects.get(pk=canary.pk).label)() == "Canary 2"
+    assert await database_sync_to_async(lambda: ApiKey.objects.get(pk=canary.pk).tier)() == "3"
     logged = "\n".join(
         f"{r.getMessage()}\n{r.exc_text or ''}\n{logging.Formatter().formatException(r.exc_info) if r.exc_info else ''}"
         for r in caplog.records)
