@@ -294,3 +294,14 @@ async def test_a_200_that_is_not_a_model_list_is_its_own_error():
         f"The API at {host} answered, but not with an OpenAI-compatible list of models. Check on the Keys page "
         "that the base URL of the key “Lab” ends in /v1.")
     await asyncio.sleep(0)
+
+
+async def test_someone_elses_key_cannot_be_sent_with_over_the_websocket(user, other_user, simulator_url, connect):
+    theirs = (await api_key_add(user=user, label="Alice private", key=KEY, base_url=simulator_url)).key
+    ws = await connect(other_user)
+    await send(ws, "on alice's bill", key_id=theirs.pk)
+    reply = await ws.receive_json_from(timeout=5)
+    assert (reply["type"], reply["code"], reply["message"]) == (
+        "error", "key_not_found", "That API key does not exist or is not yours. Pick another on the Keys page.")
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    assert (await keys_of(user))[0].last_used_at is None
