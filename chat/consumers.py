@@ -32,7 +32,7 @@ from chat.batches import DatabaseBatch
 from chat.conversations import Exchange, Resent
 from chat.credentials import key_missing
 from chat.endings import done_event
-from chat.input_checks import params_validate, send_validate
+from chat.input_checks import params_validate, send_validate, tools_validate
 from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
@@ -254,10 +254,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         key_id = _int(raw_key)
         if raw_key is not None and key_id is None:
             raise key_missing()
+        tools, tool_choice = tools_validate(content.get("tools"), content.get("tool_choice"))
         send = conversations.Send(
             user=self.user,
             conversation_id=conversation_id,
             key_id=key_id,
+            tools=tools,
+            tool_choice=tool_choice,
             text=text,
             model=model,
             client_id=client_id,

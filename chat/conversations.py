@@ -13,6 +13,7 @@ event loop delivers, and every socket's delta would queue behind it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -74,6 +75,9 @@ class Send:
     # The API key the conversation uses from now on (chat/credentials.py); None: the
     # user's default, else the server's.
     key_id: int | None = None
+    # Tools on or off, and the tool_choice, from now on; None: as the conversation has them.
+    tools: bool | None = None
+    tool_choice: Any = None
     # An earlier question this one is a new version of: it goes beside it (a branch),
     # with its images, and the conversation shows the new branch.
     edit_of: int | None = None
@@ -219,7 +223,8 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
         [
             Conversation(
                 user=s.user, model=s.model, title=title_from(s.text, images=len(s.attachment_ids)),
-                system_prompt=s.system_prompt, api_key_id=s.key_id,
+                system_prompt=s.system_prompt, api_key_id=s.key_id, tools=bool(s.tools),
+                tool_choice=s.tool_choice if s.tool_choice is not None else "auto",
             )
             for s in sends
         ]
@@ -260,6 +265,10 @@ def _exchange_append(send: Send) -> Exchange:
         raise conversation_busy(streaming.pk)
     [credential] = credentials_for([(send.user.pk, send.key_id)])
     conversation.api_key_id = send.key_id
+    if send.tools is not None:
+        conversation.tools = send.tools
+    if send.tool_choice is not None:
+        conversation.tool_choice = send.tool_choice
     edited = None
     if send.edit_of is not None:
         edited = Message.objects.filter(pk=send.edit_of, conversation=conversation, role=Message.Role.USER).first()
@@ -286,7 +295,7 @@ def _exchange_append(send: Send) -> Exchange:
     answer.save()
     conversation.model = send.model
     conversation.leaf = answer
-    conversation.save(update_fields=["model", "api_key", "leaf", "updated_at"])
+    conversation.save(update_fields=["model", "api_key", "tools", "tool_choice", "leaf", "updated_at"])
     if edited is None:
         return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
     question.sibling_ids = message_versions(question)
@@ -388,6 +397,7 @@ def _answer_unsaved(*, conversation: Conversation, parent_id: int | None, model:
         model=model,
         params=params,
         heartbeat_at=timezone.now(),
+        run_id=uuid.uuid4().hex,
     )
 
 
@@ -467,9 +477,11 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
         answer.status = Message.Status.STREAMING
         answer.error_code = answer.error_message = answer.finish_reason = ""
         answer.heartbeat_at = timezone.now()
+        answer.run_id = answer.run_id or uuid.uuid4().hex  # rows from before runs had ids
         answer.notes = [note for note in answer.notes if note not in plan.notes] + plan.notes
         answer.save(update_fields=[
-            "status", "error_code", "error_message", "finish_reason", "heartbeat_at", "notes", "api_key", "updated_at"
+            "status", "error_code", "error_message", "finish_reason", "heartbeat_at", "notes", "api_key", "run_id",
+            "updated_at",
         ])
         frame = {"type": "message", "message": message_to_dict(answer)}
     return Exchange(answer.conversation_id, answer, plan, [(conversation_group(answer.conversation_id), frame)])

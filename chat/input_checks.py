@@ -1,5 +1,5 @@
-"""What a send must be before anything is stored: its text, model, system prompt and
-sampling parameters, each refused with the sentence the page shows (SendRefused)."""
+"""What a send must be before anything is stored: its text, model, system prompt,
+sampling parameters and tool settings, each refused with the sentence the page shows (SendRefused)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from typing import Any
 from django.conf import settings
 
 from chat.refusals import SendRefused
+from chat.tools import tool_names
+
+# The reference's forms of `tool_choice` besides one named function.
+TOOL_CHOICES = ("auto", "none", "required")
 
 
 def send_validate(*, text: Any, model: Any, system_prompt: Any = "", images: int = 0) -> tuple[str, str, str]:
@@ -35,6 +39,26 @@ def send_validate(*, text: Any, model: Any, system_prompt: Any = "", images: int
             f"The system prompt is too long ({len(system_prompt):,} characters; the limit is {limit:,}). Shorten it.",
         )
     return text, model.strip(), system_prompt
+
+
+def tools_validate(tools: Any, tool_choice: Any) -> tuple[bool | None, Any]:
+    """A send's tool settings: `tools` on or off, and `tool_choice` in one of the forms the
+    reference defines ("auto", "none", "required", or one named built-in function); None
+    for what the send leaves as the conversation has it."""
+    if tools is not None and not isinstance(tools, bool):
+        raise SendRefused("bad_tools", "Tools are either on or off.")
+    if tool_choice is None or tool_choice in TOOL_CHOICES:
+        return tools, tool_choice
+    names = tool_names()
+    function = tool_choice.get("function") if isinstance(tool_choice, dict) else None
+    named = isinstance(function, dict) and tool_choice.get("type") == "function"
+    name = function.get("name") if named else None
+    if name not in names:
+        raise SendRefused(
+            "bad_tool_choice",
+            f"Tool choice must be auto, none, required, or one of the tools: {', '.join(names)}.",
+        )
+    return tools, {"type": "function", "function": {"name": name}}
 
 
 def text_storable(text: str) -> bool:

@@ -46,6 +46,10 @@ class ApiKey(models.Model):
         return f"{self.label} (…{self.key_last4})"
 
 
+def tool_choice_default() -> str:
+    return "auto"
+
+
 class Conversation(models.Model):
     class TitleSource(models.TextChoices):
         MESSAGE = "message"  # the first message's first line, set at once
@@ -57,6 +61,10 @@ class Conversation(models.Model):
     title_source = models.CharField(max_length=10, choices=TitleSource.choices, default=TitleSource.MESSAGE)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # Tool use (chat/tools): whether its requests offer the built-in tools, and the
+    # `tool_choice` sent with them ("auto", "none", "required" or one named function).
+    tools = models.BooleanField(default=False)
+    tool_choice = models.JSONField(default=tool_choice_default, blank=True)
     # The key its sends use; None: the user's default key, else the server's (chat/keys.py).
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
     pinned = models.BooleanField(default=False)
@@ -120,6 +128,10 @@ class Message(models.Model):
     seq = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
+    # One answer with tools spans several messages (the call, the tools' results, the
+    # answer again): they share the run's id, which Stop, the busy check and the sweep
+    # follow (chat/relay.py). Blank for messages written before runs had ids.
+    run_id = models.CharField(max_length=32, blank=True)
     # Tool use: an assistant message's calls ([{"id", "type", "function": {"name", "arguments"}}]),
     # and on a `tool` message the call it answers.
     tool_calls = models.JSONField(default=list, blank=True)

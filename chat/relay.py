@@ -36,13 +36,23 @@ from django.db import DatabaseError
 from chat.batches import DatabaseBatch
 from chat.credentials import client_for
 from chat.endings import answer_unsaved_event, messages_finish
-from chat.events import BroadcastFailed, Event, conversation_group, frame_send, generation_group, layer_message
+from chat.events import (
+    BroadcastFailed,
+    Event,
+    conversation_group,
+    events_send,
+    frame_send,
+    generation_group,
+    layer_message,
+)
 from chat.models import Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
 from chat.pacing import pacing_wait, request_tokens
 from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.running import running
 from chat.titles import title_improve_start
+from chat.tool_rounds import TOOL_NOT_RUN, TOOL_STOPPED, tool_round_store
+from chat.tools import tool_run_async
 from chat.upkeep import endings_tell
 from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage
 
@@ -59,9 +69,13 @@ FINISH_RETRY_EVERY = 2.0
 FINISH_RETRY_FOR = 300.0
 
 
+# Tool rounds one answer may run before it must answer in text (chat/tool_rounds.py).
+TOOL_ROUNDS_MAX = 5
+
 # Answers that end together are stored together (chat.batches).
 _finish_write = DatabaseBatch(messages_finish)
 _unsaved_event = database_sync_to_async(answer_unsaved_event)
+_tool_round_store = database_sync_to_async(tool_round_store)
 
 
 class Generation:
@@ -79,6 +93,9 @@ class Generation:
         self.unsaved: Event | None = None  # the `not_saved` done the tabs got, while it is retried
         self.queued: tuple[int, float] | None = None  # waiting its turn (chat/pacing.py): place, when it goes
         self.task: asyncio.Task | None = None
+        self.rounds = 0  # tool rounds run so far
+        self.groups: list[int] = [answer.pk]  # the run's answers whose groups reach it (stop, snapshots)
+        self.channel: str | None = None
         self._wake = asyncio.Event()
         self._closing = False
         self.resume_from(answer)
@@ -100,17 +117,58 @@ class Generation:
         return "".join(self.parts)
 
     async def run(self) -> None:
-        started = time.monotonic()
+        """Stream the answer; when it ends by asking for tools (and the conversation offers
+        them), run the calls, store their results, and stream the next answer of the run
+        from them, up to TOOL_ROUNDS_MAX rounds. Stop ends the run wherever it is."""
         listener = asyncio.create_task(self._listen())
+        try:
+            # Images are read and encoded in a worker thread: a burst of them must not
+            # stall the event loop that relays every other answer.
+            stored = {"content": self.text(), "seq": self.seq}
+            try:
+                request = await asyncio.to_thread(request_body, self.plan) if self.plan.images else request_body(self.plan)
+            except asyncio.CancelledError:
+                await self._end({**self._cancelled(), **stored})
+                return
+            except ImageUnreadable as error:
+                logger.error("generation %s: %s", self.message_id, error)
+                await self._end({"status": Message.Status.ERROR, "error_code": "image_unreadable",
+                                 "error_message": error.message, **stored})
+                return
+            while True:
+                fields = await self._stream(request)
+                calls = fields.get("tool_calls") or []
+                if not (calls and fields["status"] == Message.Status.COMPLETE and "tools" in request):
+                    await self._end(fields)
+                    return
+                try:
+                    request = await self._tool_round(request, fields, calls)
+                except Exception:
+                    # The answer ends as an error (a no-op once it ended); messages of the
+                    # round left streaming are ended by the sweep.
+                    logger.exception("generation %s: its tool round failed", self.message_id)
+                    await self._end({**fields, "status": Message.Status.ERROR, "error_code": "internal",
+                                     "error_message": "Something went wrong on the server while running tools."})
+                    return
+                if request is None:
+                    return
+        finally:
+            # Until here it answers snapshot requests (a tab that reconnects while the
+            # ending is retried learns how it stands).
+            listener.cancel()
+            running.generations.pop(self.message_id, None)
+            running.ending.discard(self.message_id)
+            await _generation_group_leave(self)
+
+    async def _stream(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request's answer streamed into `message_id`: the fields of its ending."""
+        started = time.monotonic()
         sender = None
         fields: dict[str, Any] = {"status": Message.Status.COMPLETE}
         ttft_ms = None
         tool_calls: dict[int, dict[str, Any]] = {}
         try:
             sender = asyncio.create_task(self._send_loop())
-            # Images are read and encoded in a worker thread: a burst of them must not
-            # stall the event loop that relays every other answer.
-            request = await asyncio.to_thread(request_body, self.plan) if self.plan.images else request_body(self.plan)
             await pacing_wait(self.plan.credential, request_tokens(request), on_queued=self._announce_queued)
             self.queued = None
             async for event in client_for(self.plan.credential).stream(request):
@@ -129,12 +187,7 @@ class Generation:
                 elif isinstance(event, Retrying):
                     await self._announce_retry(event)
         except asyncio.CancelledError:
-            fields["status"] = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
-            if not self.stop_requested:
-                fields.update(error_code="interrupted", error_message="The server stopped while answering.")
-        except ImageUnreadable as error:
-            fields.update(status=Message.Status.ERROR, error_code="image_unreadable", error_message=error.message)
-            logger.error("generation %s: %s", self.message_id, error)
+            fields.update(self._cancelled())
         except UpstreamError as error:
             fields.update(status=Message.Status.ERROR, error_code=error.code, error_message=error.message)
             logger.info("generation %s failed: %s (%s)", self.message_id, error.code, error.detail or error)
@@ -146,7 +199,6 @@ class Generation:
                 error_message="Something went wrong on the server while answering. The text so far is kept.",
             )
         finally:
-            running.ending.add(self.message_id)
             if sender is not None:
                 self._closing = True
                 self._wake.set()
@@ -158,39 +210,128 @@ class Generation:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
             )
-            try:
-                await asyncio.shield(self._finish(fields))
-            finally:
-                # Until here it answers snapshot requests (a tab that reconnects while the
-                # ending is retried learns how it stands).
-                listener.cancel()
-                running.generations.pop(self.message_id, None)
-                running.ending.discard(self.message_id)
-                await _generation_group_leave(self)
+        return fields
+
+    def _cancelled(self) -> dict[str, Any]:
+        """How the run ends when its task is cancelled: by Stop, or by the process stopping."""
+        if self.stop_requested:
+            return {"status": Message.Status.STOPPED}
+        return {"status": Message.Status.INTERRUPTED, "error_code": "interrupted",
+                "error_message": "The server stopped while answering."}
+
+    async def _end(self, fields: dict[str, Any]) -> None:
+        """The run's last ending: from here on Stop has nothing left to stop."""
+        running.ending.add(self.message_id)
+        await asyncio.shield(self._finish(fields))
+
+    async def _tool_round(self, request: dict[str, Any], fields: dict[str, Any], calls: list[dict]) -> dict | None:
+        """Store the calls and the answer that will follow them, end this answer, run the
+        calls, and move on to the next answer: the request that asks it, or None when the
+        run ended here (stopped, or its rounds used up)."""
+        self.rounds += 1
+        more = self.rounds <= TOOL_ROUNDS_MAX
+        stored = await _tool_round_store(answer_id=self.message_id, calls=calls, answer_next=more)
+        if stored.next_answer is not None:
+            await self._group_join(stored.next_answer.pk)  # Stop on the next answer stops the round
+        with contextlib.suppress(BroadcastFailed):  # tabs that miss them catch up from the database
+            await events_send(stored.events)
+        results: dict[int, str] = {}
+        try:
+            if not more:
+                # The model asked again after the last round it may have: its calls are
+                # answered as not run, so the thread stays one every API accepts.
+                await self._end(fields)
+                await self._tools_end(stored.tool_messages, {}, TOOL_NOT_RUN, Message.Status.ERROR)
+                return None
+            await asyncio.shield(self._finish(fields))
+            offered = [spec["function"]["name"] for spec in request["tools"]]
+            await asyncio.gather(*(
+                self._tool_call(message, call, offered, results) for message, call in zip(stored.tool_messages, calls)
+            ))
+        except asyncio.CancelledError:
+            ending = self._cancelled()
+            await asyncio.shield(self._tools_end(stored.tool_messages, results, TOOL_STOPPED, ending["status"]))
+            if stored.next_answer is not None:
+                self._become(stored.next_answer)
+                await self._end({**ending, "content": "", "seq": 0})
+            return None
+        self._become(stored.next_answer)
+        asked = {"role": "assistant", "content": fields.get("content") or None, "tool_calls": calls}
+        answered = [
+            {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.name, "content": results[message.pk]}
+            for message in stored.tool_messages
+        ]
+        # A forced choice ("required", a named function) forces every request: after its
+        # round the model chooses; the last round's request may not call at all.
+        tool_choice = request.get("tool_choice")
+        if tool_choice not in ("auto", "none"):
+            tool_choice = "auto"
+        if self.rounds == TOOL_ROUNDS_MAX:
+            tool_choice = "none"
+        return {**request, "messages": [*request["messages"], asked, *answered], "tool_choice": tool_choice}
+
+    async def _tool_call(self, message: Message, call: dict, offered: list[str], results: dict[int, str]) -> None:
+        """Run one call off the event loop and store its result; every failure is a result
+        that says what went wrong (chat/tools), for the model to recover from."""
+        function = call.get("function") or {}
+        result = await tool_run_async(
+            str(function.get("name", "")), str(function.get("arguments", "")), settings.TOOL_TIMEOUT, offered=offered
+        )
+        results[message.pk] = result.content
+        fields = {"status": Message.Status.COMPLETE, "content": result.content,
+                  "duration_ms": round(result.elapsed_ms), "error_code": "" if result.ok else "tool_failed",
+                  "error_message": result.error}
+        events = await asyncio.shield(_finish_write((message.pk, fields)))
+        await endings_tell(events)
+
+    async def _tools_end(self, messages: list[Message], results: dict[int, str], content: str, status: str) -> None:
+        """End the tool messages that have no result yet with `content` (each call must be
+        answered for the thread to be sent again)."""
+        endings = [(m.pk, {"status": status, "content": content}) for m in messages if m.pk not in results]
+        for events in await asyncio.gather(*(_finish_write(ending) for ending in endings), return_exceptions=True):
+            if isinstance(events, list):
+                await endings_tell(events)
+
+    def _become(self, answer: Message) -> None:
+        """Go on as the run's next answer: its own text, sequence and checkpoints, and the
+        group its tabs ask."""
+        running.generations.pop(self.message_id, None)
+        running.ending.discard(self.message_id)
+        self.message_id = answer.pk
+        self.parts, self.pending = [], []
+        self.checkpointed_seq = self.base_seq = 0
+        self.last_write = time.monotonic() - settings.CHECKPOINT_INTERVAL
+        self.unsaved = None
+        self.queued = None
+        self._closing = False
+        self._wake = asyncio.Event()
+        running.generations[self.message_id] = self
 
     async def _finish(self, fields: dict[str, Any]) -> None:
         """Store the ending and tell the tabs. While the database cannot take it, keep
         trying (FINISH_RETRY_DELAYS, then every FINISH_RETRY_EVERY for FINISH_RETRY_FOR),
-        the tabs told in between that it is not saved yet."""
+        the tabs told in between that it is not saved yet. (The answer is the one of the
+        moment it was called: a run goes on to its next answer while this retries.)"""
+        message_id = self.message_id
         delays = iter(FINISH_RETRY_DELAYS)
         give_up_at = math.inf
         while True:
             try:
-                events = await _finish_write((self.message_id, fields))
+                events = await _finish_write((message_id, fields))
             except DatabaseError as error:
                 passing = isinstance(error, DATABASE_UNAVAILABLE)
                 if passing:
                     database_outage.failed(error)  # counted: one line per outage, not per try
                 else:
-                    logger.error("answer %s could not be ended: %s", self.message_id, error)
+                    logger.error("answer %s could not be ended: %s", message_id, error)
                 delay = next(delays, None) if passing else None
                 if delay is None:
                     if self.unsaved is None:
-                        self.unsaved = await _unsaved_event(self.message_id, self.conversation_id, fields)
+                        self.unsaved = await _unsaved_event(message_id, self.conversation_id, fields)
                         await endings_tell([self.unsaved])
                         give_up_at = time.monotonic() + FINISH_RETRY_FOR
                     if not passing or time.monotonic() >= give_up_at:
-                        logger.error("answer %s could not be ended; the sweep will end it", self.message_id)
+                        logger.error("answer %s could not be ended; the sweep will end it", message_id)
                         return
                     delay = FINISH_RETRY_EVERY
                 await asyncio.sleep(delay)
@@ -258,7 +399,8 @@ class Generation:
         """Answer stop and snapshot requests sent to this generation's group from any process."""
         layer = get_channel_layer()
         self.channel = await layer.new_channel()
-        await layer.group_add(generation_group(self.message_id), self.channel)
+        for message_id in self.groups:
+            await self._group_add(message_id)
         while True:
             request = await layer.receive(self.channel)
             try:
@@ -266,9 +408,20 @@ class Generation:
             except Exception as error:  # a reply the layer could not take: the tab's deadline reads the database
                 layer_outage.failed(error)
 
+    async def _group_join(self, message_id: int) -> None:
+        self.groups.append(message_id)
+        if self.channel:  # else the listener joins it when it starts
+            await self._group_add(message_id)
+
+    async def _group_add(self, message_id: int) -> None:
+        try:
+            await get_channel_layer().group_add(generation_group(message_id), self.channel)
+        except Exception as error:  # the layer joins it when it works again (chat.redis_layer)
+            layer_outage.failed(error)
+
     async def _answer(self, layer, request: dict[str, Any]) -> None:
         if request.get("type") == "generation.stop":
-            if self.message_id not in running.ending:  # an answer that has ended has nothing left to stop
+            if self.message_id not in running.ending:  # a run whose last answer has ended has nothing to stop
                 self.stop_requested = True
                 if self.task is not None:
                     self.task.cancel()
@@ -308,10 +461,11 @@ def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> 
 
 
 async def _generation_group_leave(generation: Generation) -> None:
-    channel = getattr(generation, "channel", None)
-    if channel:
+    if not generation.channel:
+        return
+    for message_id in generation.groups:
         try:
-            await get_channel_layer().group_discard(generation_group(generation.message_id), channel)
+            await get_channel_layer().group_discard(generation_group(message_id), generation.channel)
         except Exception as error:  # the layer drops it when it works again (chat.redis_layer)
             layer_outage.failed(error)
 

@@ -24,9 +24,10 @@ from typing import Any
 from django.conf import settings
 
 from chat.attachments import attachment_data_url
-from chat.catalog import model_info
+from chat.catalog import REFERENCE_MODELS, model_info
 from chat.history import message_images
 from chat.models import Attachment, Conversation, Message
+from chat.tools import tool_specs
 from chat.upstream import Credential
 
 CONTINUE_PROMPT = (
@@ -137,6 +138,13 @@ def request_plan(*, conversation: Conversation, thread: list[Message], answer: M
     for name in ("temperature", "top_p", "max_tokens"):
         if answer.params.get(name) is not None:
             body[name] = answer.params[name]
+    if conversation.tools:
+        if model in REFERENCE_MODELS and not model_info(model).tools:
+            # A Yi model that calls no tools: offered them, the API would refuse or ignore them.
+            notes.append(f"{model} does not call tools, so none were offered. Pick yi-large-fc to use them.")
+        else:
+            body["tools"] = tool_specs()
+            body["tool_choice"] = conversation.tool_choice
     return RequestPlan(body=body, images=[image for e in kept for image in e.images], notes=notes)
 
 

@@ -340,7 +340,7 @@ UPSTREAM_RETRY_MAX = _env_float("UPSTREAM_RETRY_MAX", 20.0)
 # The partial answer is written to the database at most this often, not per delta.
 CHECKPOINT_INTERVAL = _env_float("CHECKPOINT_INTERVAL", 1.0)
 # About how many delta frames a process sends a second, all answers together: when more
-# tokens arrive, each answer merges its tokens into fewer frames (chat/generation.py).
+# tokens arrive, each answer merges its tokens into fewer frames (chat/relay.py).
 # Every frame is a system call per socket (docs/benchmarks.md); 0 sends each token at once.
 RELAY_FRAMES_PER_SECOND = _env_float("RELAY_FRAMES_PER_SECOND", 6000.0)
 # A websocket whose frames wait unsent past this many bytes (its reader does not read) is
@@ -349,6 +349,9 @@ WEBSOCKET_BUFFER_MAX_BYTES = int(os.environ.get("WEBSOCKET_BUFFER_MAX_BYTES", st
 # A streaming answer whose process has not written for this long is marked interrupted
 # (the process died); every process checks for such answers every half of this.
 GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
+# Seconds one tool call may run (chat/tools) before its result says it timed out; under
+# GENERATION_STALE_AFTER, so that a round's messages never look like a dead process's.
+TOOL_TIMEOUT = _env_float("TOOL_TIMEOUT", 10.0)
 
 # Uploaded images (chat/images.py): a larger file, or one declaring more pixels, is
 # refused with a sentence before it is decoded.
