@@ -83,20 +83,32 @@
   // What a frame may spend on rendering answers; a view with more to do (a long answer
   // shown in pieces) is rendered on in the next frame.
   const FRAME_BUDGET_MS = 12;
+  // A tab the browser does not paint gets no animation frames (hidden), or one a second
+  // (Chromium's tabs behind another in a window: docs/benchmarks.md, bench/browser.py):
+  // text waiting for one would reach the DOM up to a second late. A frame not come this
+  // long after it was asked for is not waited for: the next frame that arrives, or a
+  // timer, renders instead.
+  const FRAME_LATE_MS = 50;
   const dirty = new Set();
-  let frameRequested = false;
+  let frameRequest = null; // {at, frame, timer} while a render is waited for
   let pinnedToBottom = true;
 
   function scheduleRender(view) {
     dirty.add(view);
-    if (!frameRequested) {
-      frameRequested = true;
-      requestAnimationFrame(renderFrame);
+    if (frameRequest === null) {
+      frameRequest = { at: performance.now(), frame: requestAnimationFrame(renderFrame),
+                       timer: setTimeout(renderFrame, FRAME_LATE_MS) };
+    } else if (performance.now() - frameRequest.at >= FRAME_LATE_MS) {
+      renderFrame(); // a hidden tab's timers are slowed too; socket frames are not
     }
   }
 
   function renderFrame() {
-    frameRequested = false;
+    if (frameRequest !== null) {
+      cancelAnimationFrame(frameRequest.frame);
+      clearTimeout(frameRequest.timer);
+      frameRequest = null;
+    }
     const deadline = performance.now() + FRAME_BUDGET_MS;
     const views = [...dirty];
     dirty.clear();

@@ -1,0 +1,49 @@
+"""Issue 17 in Debian's Chromium: an answer reaches the page whether or not the browser paints it.
+
+A tab the browser does not paint gets no animation frames (a hidden tab), or one a second
+(a tab behind another in its window, measured by bench/browser.py: docs/benchmarks.md).
+The page must not hold an answer's text until a frame comes. Black box, as
+tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.test_browser import CHROMIUM, app, app_url, browser, page, sign_up  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+
+# What a tab the browser does not paint sees: frames asked for never come.
+NO_FRAMES = "window.requestAnimationFrame = () => 1; window.cancelAnimationFrame = () => {};"
+# The tokens the streaming answer shows, read while it is still streaming.
+STREAMING_TOKENS = """() => {
+  const answer = [...document.querySelectorAll('[data-role=assistant]')].pop();
+  if (!answer || answer.dataset.status !== 'streaming') return null;
+  return (answer.querySelector('.message-body').textContent.match(/t\\d+@/g) || []).length;
+}"""
+
+
+def test_an_answer_streams_into_a_tab_that_gets_no_animation_frames(page, app_url):
+    page.add_init_script(NO_FRAMES)
+    sign_up(page, app_url, "unpainted")
+    # Playwright's own waits poll on animation frames unless told otherwise.
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1", polling=50)
+    page.fill("#message-input", "[sim deltas=150 interval=20 stamp=1]")
+    page.keyboard.press("Enter")
+
+    # Three seconds of answer: its text is in the page long before the end.
+    page.wait_for_function(f"() => ({STREAMING_TOKENS})() >= 20", timeout=2500, polling=50)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-role=assistant]')].pop().dataset.status === 'complete'",
+        timeout=30_000,
+        polling=50,
+    )
+    shown = page.locator('[data-role="assistant"] .message-body').last.inner_text()
+    assert re.findall(r"t(\d+)@", shown) == [str(i) for i in range(150)]
+    assert page.problems == []
