@@ -171,7 +171,8 @@ class Generation:
             sender = asyncio.create_task(self._send_loop())
             await pacing_wait(self.plan.credential, request_tokens(request), on_queued=self._announce_queued)
             self.queued = None
-            async for event in client_for(self.plan.credential).stream(request):
+            client = client_for(self.plan.credential)
+            async for event in client.stream(request) if settings.STREAM_ANSWERS else client.reply(request):
                 if isinstance(event, TextDelta):
                     if ttft_ms is None:
                         ttft_ms = int((time.monotonic() - started) * 1000)

@@ -413,6 +413,12 @@ class YiClient:
             )
         return [m for m in listed if isinstance(m, dict) and m.get("id")]
 
+    async def reply(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        """`POST /chat/completions` without streaming, as the events a stream would give
+        (for providers that cannot stream, STREAM_ANSWERS off): all at once, at the end."""
+        for event in reply_events(await self.complete(body)):
+            yield event
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /chat/completions` without streaming: the chat.completion object."""
         try:
@@ -656,6 +662,31 @@ def _call_index(value: Any) -> int:
 
 def _text_field(value: Any) -> str:
     return _storable(value) if isinstance(value, str) else ""
+
+
+def reply_events(reply: Any) -> list[Event]:
+    """The events of a non-stream reply (a chat.completion object), as a stream would have
+    given them: its text, its tool calls, its usage and how it finished. Only
+    `choices[0].message` and `usage` are relied on (the reference's vision replies lack
+    `id` and `object`); a reply of another shape is an error with a sentence."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    message = choice.get("message") if choice else None
+    if not isinstance(message, dict):
+        raise UpstreamError("The API answered, but not with a chat completion. The answer could not be read.")
+    events: list[Event] = []
+    if text := _text_field(message.get("content")):
+        events.append(TextDelta(text))
+    events += [
+        ToolCallDelta(index=i, id=d.id, name=d.name, arguments=d.arguments)
+        for i, d in enumerate(_tool_call_deltas(message.get("tool_calls")))
+    ]
+    usage = reply.get("usage")
+    if isinstance(usage, dict):
+        events.append(Usage(*(_whole_number(usage.get(key)) for key in USAGE_KEYS)))
+    if choice.get("finish_reason"):
+        events.append(Finish(reason=_storable(str(choice["finish_reason"]))[:FINISH_REASON_MAX]))
+    return events
 
 
 class StreamDecoder:

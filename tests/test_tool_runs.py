@@ -207,3 +207,18 @@ async def test_the_run_leaves_the_conversation_busy_until_its_last_answer(user, 
     refusal = (await frames_until(ws, lambda f: f["type"] == "error", timeout=20))[-1]
     assert refusal["code"] == "busy"
     await asyncio.sleep(0)
+
+
+async def test_the_tool_loop_runs_without_streaming_too(user, connect, settings):
+    """STREAM_ANSWERS off (a server that cannot stream): each request's reply is read
+    whole, tool calls included, and the run goes on the same way."""
+    settings.STREAM_ANSWERS = False
+    ws = await connect(user)
+    frames = await ask(ws, '[sim-call calculator {"expression": "1234.5 * 3"}] what is it?')
+    messages = await thread_of(frames[-1]["message"]["conversation_id"])
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[1].tool_calls[0]["function"]["name"] == "calculator"
+    assert "3703.5" in messages[2].content and "3703.5" in messages[3].content
+    assert messages[3].completion_tokens  # the reply's usage is kept
+    # The answer came whole: one delta.
+    assert len([f for f in frames if f["type"] == "delta" and f["message_id"] == messages[3].pk]) == 1

@@ -435,3 +435,20 @@ def test_characters_that_cannot_be_stored_are_dropped_from_the_model_output():
     chunk = {"choices": [{"delta": {"content": "a\u0000b\ud800c"}, "index": 0}]}
     events = upstream.StreamDecoder().feed(f"data: {json.dumps(chunk)}\n\n".encode())
     assert events == [TextDelta("ab\ufffdc")]
+
+
+def test_a_non_stream_reply_reads_as_the_events_a_stream_would_give():
+    from chat.upstream import UpstreamError, reply_events
+
+    reply = {"choices": [{"message": {"role": "assistant", "content": "Hi\x00!", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": {"expression": "1+1"}}}]},
+        "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 3, "completion_tokens": True, "total_tokens": 5}}
+    assert reply_events(reply) == [
+        TextDelta("Hi!"),
+        ToolCallDelta(index=0, id="call_1", name="calculator", arguments='{"expression": "1+1"}'),
+        Usage(3, None, 5),
+        Finish("tool_calls"),
+    ]
+    for wrong in ({}, {"choices": []}, {"choices": ["x"]}, [], {"choices": [{"message": "text"}]}):
+        with pytest.raises(UpstreamError, match="not with a chat completion"):
+            reply_events(wrong)

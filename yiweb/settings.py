@@ -349,6 +349,9 @@ WEBSOCKET_BUFFER_MAX_BYTES = int(os.environ.get("WEBSOCKET_BUFFER_MAX_BYTES", st
 # A streaming answer whose process has not written for this long is marked interrupted
 # (the process died); every process checks for such answers every half of this.
 GENERATION_STALE_AFTER = _env_float("GENERATION_STALE_AFTER", 20.0)
+# Whether answers are asked for as a stream. Off for an OpenAI-compatible server that
+# cannot stream (some cannot stream tool calls): each answer then appears whole at its end.
+STREAM_ANSWERS = _env_bool("STREAM_ANSWERS", True)
 # Seconds one tool call may run (chat/tools) before its result says it timed out; under
 # GENERATION_STALE_AFTER, so that a round's messages never look like a dead process's.
 TOOL_TIMEOUT = _env_float("TOOL_TIMEOUT", 10.0)
