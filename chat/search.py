@@ -239,7 +239,8 @@ def fts5_trigram_available() -> bool:
 
 def fts5_bigram_available() -> bool:
     """Whether migration 0007 could make the bigram index: it needs what the trigram one
-    needs and a WITH inside a trigger; if not, 2-character queries are scanned with LIKE."""
+    needs and a WITH ... AS MATERIALIZED inside a trigger (SQLite 3.35); if not,
+    2-character queries are scanned with LIKE."""
     return fts5_trigram_available() and _with_in_triggers()
 
 
@@ -249,8 +250,9 @@ def _with_in_triggers() -> bool:
         with contextlib.closing(sqlite3.connect(":memory:")) as probe:
             probe.execute("CREATE TABLE probe (x)")
             probe.execute(
-                "CREATE TRIGGER probe_insert AFTER INSERT ON probe WHEN new.x = 1 BEGIN INSERT INTO probe "
-                "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 3) SELECT i FROM n; END"
+                "CREATE TRIGGER probe_insert AFTER INSERT ON probe WHEN new.x = 1 BEGIN "
+                "INSERT INTO probe WITH RECURSIVE n(i) AS MATERIALIZED "
+                "(SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 3) SELECT i FROM n; END"
             )
             probe.execute("INSERT INTO probe VALUES (1)")
     except sqlite3.Error:

@@ -99,16 +99,26 @@ SQLITE_TRIGGERS = [
         INSERT INTO chat_message_bigram(chat_message_bigram, rowid, bigrams)
             VALUES ('delete', old.id, {bigrams_sql('old.content')});
     END""",
-    # Checkpoints of a streaming answer land here, once a second each.
+    # Checkpoints of a streaming answer land here, about once a second each, the text grown
+    # by what came since: the old pairs are made once, for the delete, and the new ones are
+    # those and the pairs of the end that was added (from the old text's last character).
+    # The delete goes first (UNION ALL keeps the order).
     f"""CREATE TRIGGER chat_message_bigram_update AFTER UPDATE OF content, role ON chat_message
     WHEN old.content IS NOT new.content OR old.role IS NOT new.role
     BEGIN
         INSERT INTO chat_message_bigram(chat_message_bigram, rowid, bigrams)
-            SELECT 'delete', old.id, {bigrams_sql('old.content')}
-            WHERE old.role IN {SEARCHED} AND old.content {HAS_PAIR};
-        INSERT INTO chat_message_bigram(rowid, bigrams)
-            SELECT new.id, {bigrams_sql('new.content')}
-            WHERE new.role IN {SEARCHED} AND new.content {HAS_PAIR};
+        WITH old_pairs(pairs) AS MATERIALIZED (
+            SELECT {bigrams_sql('old.content')} WHERE old.role IN {SEARCHED} AND old.content {HAS_PAIR}
+        )
+        SELECT 'delete', old.id, pairs FROM old_pairs
+        UNION ALL
+        SELECT NULL, new.id, CASE
+            WHEN old.role IS new.role AND substr(new.content, 1, length(old.content)) = old.content
+            THEN coalesce((SELECT pairs FROM old_pairs), '')
+                || coalesce({bigrams_sql('substr(new.content, max(length(old.content), 1))')}, '')
+            ELSE {bigrams_sql('new.content')}
+        END
+        WHERE new.role IN {SEARCHED} AND new.content {HAS_PAIR};
     END""",
 ]
 SQLITE_BACKWARD = [
@@ -143,16 +153,18 @@ POSTGRESQL_BACKWARD = [
 
 def fts5_bigram_available() -> bool:
     """Whether this Python's SQLite has what the index needs: FTS5 with the trigram
-    tokenizer (0004's index; without it search scans anyway) and a WITH inside a trigger.
-    chat/search.py asks the same question and scans with LIKE when the answer is no."""
+    tokenizer (0004's index; without it search scans anyway), and the triggers' SQL (a
+    WITH inside a trigger, AS MATERIALIZED: SQLite 3.35). chat/search.py asks the same
+    question and scans with LIKE when the answer is no."""
     try:
         with contextlib.closing(sqlite3.connect(":memory:")) as probe:
             probe.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize='trigram')")
-            probe.execute("CREATE TABLE pairs (x)")
-            probe.execute("CREATE VIRTUAL TABLE probe_pairs USING fts5(x, content='', detail=none, tokenize='ascii')")
-            probe.execute(f"CREATE TRIGGER probe_trigger AFTER INSERT ON pairs BEGIN "
-                          f"INSERT INTO probe_pairs(rowid, x) VALUES (1, {bigrams_sql('new.x')}); END")
-            probe.execute("INSERT INTO pairs VALUES ('北京')")
+            probe.execute("CREATE TABLE chat_message (id INTEGER PRIMARY KEY, role TEXT, content TEXT)")
+            for statement in SQLITE_TABLE + SQLITE_TRIGGERS:
+                probe.execute(statement)
+            probe.execute("INSERT INTO chat_message VALUES (1, 'user', '北京')")
+            probe.execute("UPDATE chat_message SET content = '北京天气'")
+            probe.execute("DELETE FROM chat_message")
     except sqlite3.Error:
         return False
     return True
@@ -170,9 +182,9 @@ def forward(apps, schema_editor) -> None:
     elif vendor == "sqlite":
         if not fts5_bigram_available():
             logger.warning(
-                "SQLite %s cannot hold the bigram index (it needs FTS5's trigram tokenizer, SQLite 3.34 or later): "
+                "SQLite %s cannot hold the bigram index (it needs FTS5's trigram tokenizer and SQLite 3.35 or later): "
                 "a 2-character search will scan every message. After upgrading SQLite, run "
-                "`manage.py migrate chat 0003` and then `manage.py migrate` to index.",
+                "`manage.py migrate chat 0006` and then `manage.py migrate` to index.",
                 sqlite3.sqlite_version,
             )
             return
