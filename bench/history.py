@@ -20,6 +20,11 @@ keep-alive connection, after a few warm-up requests:
   searchable  a question with a word never seen before is sent over the websocket; the
           simulator's answer quotes it; from the answer's `done` frame, searches for the
           word one after another until one finds the answer.
+Then, from a process of its own on the same database, what the bigram index of migration
+0007 costs: its size beside the trigram index's and the messages', and the time of the
+checkpoint writes of a long streaming answer (Chinese, then English) with it, without it
+(dropped), and with it again (made anew for the existing messages, as the migration does:
+that time too).
 Figures: docs/benchmarks.md; all of them also in bench/results/history-<database>.json.
 """
 
@@ -66,6 +71,11 @@ TARGET_LIST_P95_MS = 50.0
 TARGET_OPEN_P95_MS = 100.0
 TARGET_SEARCH_P95_MS = 100.0
 TARGET_SEARCHABLE_MS = 1000.0
+
+# A long answer, checkpointed as it streams: CHECKPOINTS writes of a growing text, each
+# in its own transaction as chat.generation writes them, to these many characters.
+LONG_ANSWER_CHARS = {"Chinese": 6000, "English": 16000}
+CHECKPOINTS = 30
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,87 @@ def worker_main() -> int:
                     cursor.execute(explain + query["sql"])
                     plans.append("\n".join(" ".join(str(c) for c in row) for row in cursor.fetchall()))
             answer = {"plans": plans}
+        elif request["op"] == "bigram_cost":
+            answer = bigram_cost(user)
         print(json.dumps(answer), flush=True)
     return 0
+
+
+def bigram_cost(user) -> dict:
+    """Migration 0007's index: its size, and checkpoint writes with it, without it, and with
+    it made again for the existing messages (timed). Leaves the index as it found it."""
+    import importlib
+    import random
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from chat.management.commands.seed_history import Text
+    from chat.models import Conversation, Message
+
+    migration = importlib.import_module("chat.migrations.0007_search_bigrams")
+    text = Text(random.Random(7))
+    texts = {}
+    for language, code in (("Chinese", "zh"), ("English", "en")):
+        written = ""
+        while len(written) < LONG_ANSWER_CHARS[language]:
+            written += text.answer(code) + "\n\n"
+        texts[language] = written[: LONG_ANSWER_CHARS[language]]
+    conversation = Conversation.objects.filter(user=user).order_by("-id").first()
+
+    def writes(language: str) -> dict:
+        answer = Message.objects.create(conversation=conversation, role="assistant", status="streaming", content="")
+        timings = []
+        for k in range(1, CHECKPOINTS + 1):
+            started = time.perf_counter()
+            with transaction.atomic():
+                Message.objects.filter(pk=answer.pk, status=Message.Status.STREAMING).update(
+                    content=texts[language][: len(texts[language]) * k // CHECKPOINTS], seq=k, heartbeat_at=timezone.now()
+                )
+            timings.append((time.perf_counter() - started) * 1000)
+        answer.delete()
+        return figures(timings, last_ms=timings[-1], chars=len(texts[language]))
+
+    def run(statements: list[str]) -> float:
+        started = time.monotonic()
+        with transaction.atomic(), connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+        return time.monotonic() - started
+
+    if connection.vendor == "sqlite":
+        drop, make = migration.SQLITE_BACKWARD, migration.SQLITE_TABLE + migration.SQLITE_FILL + migration.SQLITE_TRIGGERS
+    else:
+        drop, make = migration.POSTGRESQL_BACKWARD, migration.POSTGRESQL_FORWARD
+    result = {"sizes": index_sizes(connection), "with": {language: writes(language) for language in texts}}
+    run(drop)
+    result["without"] = {language: writes(language) for language in texts}
+    result["build_s"] = run(make)
+    result["with_again"] = {language: writes(language) for language in texts}
+    result["sizes_rebuilt"] = index_sizes(connection)
+    return result
+
+
+def index_sizes(connection) -> dict:
+    """Bytes of the bigram index, the trigram index and the messages' table."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT CASE WHEN name LIKE 'chat_message_bigram%' THEN 'bigram' "
+                "WHEN name LIKE 'chat_message_search%' THEN 'trigram' ELSE 'messages' END, sum(pgsize) "
+                "FROM dbstat WHERE name LIKE 'chat_message_bigram%' OR name LIKE 'chat_message_search%' "
+                "OR name = 'chat_message' GROUP BY 1"
+            )
+            sizes = dict(cursor.fetchall())
+            cursor.execute("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+            sizes["database"] = cursor.fetchone()[0]
+        else:
+            cursor.execute(
+                "SELECT pg_relation_size('chat_message_content_bigram'), pg_relation_size('chat_message_content_trgm'), "
+                "pg_table_size('chat_message'), pg_database_size(current_database())"
+            )
+            sizes = dict(zip(("bigram", "trigram", "messages", "database"), cursor.fetchone()))
+    return sizes
 
 
 # --- the measurements -------------------------------------------------------------------------
@@ -301,6 +390,7 @@ def database_measure(database: str, size: Size, args, simulator_url: str) -> dic
                 probes = asyncio.run(searchable_measure(base, client, size.probes))
                 result["searchable"] = {**figures([p["ms"] for p in probes]), "probes": probes}
             result["plans"] = {q: worker.ask(op="explain", query=q)["plans"] for _, _, q in SEARCHES}
+            result["bigram_cost"] = worker.ask(op="bigram_cost")
         finally:
             worker.close()
     return result
@@ -349,11 +439,31 @@ def report(result: dict, targets: list[dict], machine: dict, args) -> str:
     lines.append("targets")
     lines += [f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']}: {t['value']} ({t['of_target']:.2f}× the target)"
               for t in targets]
+    lines += bigram_cost_report(result["bigram_cost"])
     slow = [s["query"] for s in result["search"] if s["p95_ms"] > TARGET_SEARCH_P95_MS]
     for query in slow:
         lines.append(f"query plan of the search for {query}:")
         lines += ["  " + line for plan in result["plans"][query] for line in plan.splitlines()]
     return "\n".join(lines)
+
+
+def bigram_cost_report(cost: dict) -> list[str]:
+    def mb(size: int | None) -> str:
+        return "none" if size is None else f"{size / 1e6:.1f} MB"
+
+    sizes = cost["sizes"]
+    lines = [
+        f"bigram index (migration 0007): {mb(sizes.get('bigram'))} (made anew: {mb(cost['sizes_rebuilt'].get('bigram'))}, "
+        f"in {cost['build_s']:.1f} s); trigram index {mb(sizes.get('trigram'))}, messages {mb(sizes.get('messages'))}, "
+        f"database {mb(sizes.get('database'))}",
+        f"checkpoint writes of a streaming answer, {CHECKPOINTS} to its length{'':<6}{'p50':>9}{'p95':>9}{'last':>9}",
+    ]
+    for phase, label in (("with", "with the bigram index"), ("without", "without it"),
+                         ("with_again", "with it, made anew")):
+        for language, f in cost[phase].items():
+            name = f"  {language}, {f['chars']:,} characters, {label}"
+            lines.append(f"{name:<58}{ms(f['p50_ms']):>9}{ms(f['p95_ms']):>9}{ms(f['last_ms']):>9}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
