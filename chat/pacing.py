@@ -270,8 +270,13 @@ async def pacing_wait(credential: Credential, tokens: int, *, on_queued: OnQueue
         del line.waiters[place]
         for other in line.waiters[place:]:
             other.moved.set()  # one place up
-        if not line.waiters and _lines.get(credential.cache_id) is line and not line.sent:
-            del _lines[credential.cache_id]
+        if not line.waiters and _lines.get(credential.cache_id) is line:
+            # Kept while its requests' times still help estimate a queue's wait.
+            cutoff = time.time() - window_seconds()
+            while line.sent and line.sent[0] < cutoff:
+                line.sent.popleft()
+            if not line.sent:
+                del _lines[credential.cache_id]
 
 
 async def _turn(line: _Line, tier: Tier, name: str, tokens: int) -> float:
