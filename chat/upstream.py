@@ -314,8 +314,9 @@ async def pool_close() -> None:
 YI_HOSTS = ("api.01.ai", "api.lingyiwanwu.com")
 # OpenAI-compatible APIs (OpenAI, vLLM, Ollama) stream usage only when asked, in one more
 # chunk with empty `choices`. The Yi API sends it unasked with the finish, and its
-# reference does not name `stream_options`: it is not sent there, where an API that checks
-# its parameters could answer 400.
+# reference does not name `stream_options`: it is not sent to 01.AI's hosts, where an API
+# that checks its parameters could answer 400. Everywhere else it is, the server's own key
+# too (YI_API_BASE may name vLLM; the offline simulator ignores it).
 STREAM_USAGE_ASKED = {"stream_options": {"include_usage": True}}
 
 
@@ -343,6 +344,11 @@ class Credential:
     @property
     def provider(self) -> str:
         return "The Yi API" if self.is_yi else f"The API at {self.host}"
+
+    @property
+    def usage_asked(self) -> bool:
+        """Whether a stream asks for usage with `stream_options` (see STREAM_USAGE_ASKED)."""
+        return self.host not in YI_HOSTS
 
     @property
     def key_named(self) -> str:
@@ -505,7 +511,7 @@ class YiClient:
             "POST",
             self._url("chat/completions"),
             headers=self._headers(),
-            json={**body, "stream": True, **({} if self.credential.is_yi else STREAM_USAGE_ASKED)},
+            json={**body, "stream": True, **(STREAM_USAGE_ASKED if self.credential.usage_asked else {})},
             timeout=httpx.Timeout(**(client.timeout.as_dict() | {"read": None})),
         )
         try:

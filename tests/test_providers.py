@@ -99,14 +99,19 @@ async def test_the_client_reads_openais_stream_with_usage_after_the_finish_in_a_
     ]
 
 
-async def test_the_yi_api_is_not_sent_stream_options_which_its_reference_does_not_name(openai_url):
-    """The Yi API sends usage unasked; a parameter it does not document could earn a 400."""
+async def test_the_servers_key_pointed_at_another_provider_gets_usage_too(openai_url):
+    """YI_API_BASE may name vLLM or Ollama: the server's credential is asked for usage too."""
     client = YiClient(credential=Credential(base_url=openai_url, api_key="sk-client-0002", yi=True))
-    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "not asked"}]}
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "asked"}]}
     events = [event async for event in client.stream(body)]
     await upstream.pool_close()
-    assert not any(isinstance(event, Usage) for event in events)
-    assert "stream_options" not in requests_received(openai_url)[-1]
+    assert events[-1] == Usage(prompt_tokens=4, completion_tokens=2, total_tokens=6)
+
+
+@pytest.mark.parametrize("base_url", ["https://api.01.ai/v1", "https://api.lingyiwanwu.com/v1"])
+def test_01ais_own_hosts_are_not_sent_stream_options_which_the_reference_does_not_name(base_url):
+    """The Yi API sends usage unasked; a parameter it does not document could earn a 400."""
+    assert not Credential(base_url=base_url, api_key="sk-yi-0003").usage_asked
 
 
 async def test_another_providers_models_are_listed_with_their_owner_and_no_facts(async_client, user, openai_url):
