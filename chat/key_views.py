@@ -56,11 +56,11 @@ def _id(raw: str) -> int:
     return int(raw)
 
 
-def _page(request: HttpRequest, form: KeyForm, *, offer_save_anyway: bool = False, status: int = 200) -> HttpResponse:
+def _page(request: HttpRequest, form: KeyForm, *, offer_save_anyway: bool = False) -> HttpResponse:
     return render(request, "chat/keys.html", {
         "form": form, "rows": keys.key_rows(user=request.user), "offer_save_anyway": offer_save_anyway,
         "tiers": ApiKey.Tier.choices, "server_key_for_all": settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR,
-    }, status=status)
+    })
 
 
 async def keys_page(request: HttpRequest) -> HttpResponse:
@@ -76,7 +76,7 @@ async def keys_page(request: HttpRequest) -> HttpResponse:
             form = KeyForm({name: v for name, v in value.items() if name != "key"})
             form.is_valid()
             form.refused(refused)
-            return await sync_to_async(_page)(request, form, offer_save_anyway=refused.unverified, status=400)
+            return await sync_to_async(_page)(request, form, offer_save_anyway=refused.unverified)
         label = added.key.label
         if added.problem:
             messages.warning(request, f"Saved “{label}” without checking it: {added.problem}")
