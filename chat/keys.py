@@ -105,7 +105,8 @@ def key_input_check(*, label: str, key: str, base_url: str, tier: str) -> tuple[
     elif len(key) > KEY_MAX_CHARS:
         errors["key"] = f"That is too long for an API key ({len(key)} characters). Paste the key alone."
     elif not (key.isascii() and key.isprintable()):
-        errors["key"] = "The key holds a character no API key has (only letters, digits and punctuation). Copy it again."
+        errors["key"] = ("The key holds a character no API key has (only letters, digits and punctuation). "
+                         "Copy it again.")
 
     base_url = base_url.strip() or DEFAULT_BASE_URL
     if problem := base_url_problem(base_url):
@@ -212,8 +213,8 @@ async def key_verify(credential: Credential) -> KeyProblem | None:
         return KeyProblem("base_url", f"{host} did not answer within {settings.KEY_VERIFY_TIMEOUT:g} seconds. "
                                       "Check the base URL; if the service is only slow, try again.")
     except AuthError as error:
-        return KeyProblem("key", f"{credential.provider} rejected this key ({error.status}): it is wrong, expired "
-                                 "or disabled. Check that you copied all of it, and that it is a key for this provider.")
+        return KeyProblem("key", f"{credential.provider} rejected this key ({error.status}): it is wrong, expired or "
+                                 "disabled. Check that you copied all of it, and that it is a key for this provider.")
     except NotAModelListError:
         return KeyProblem("base_url", f"{host} answered, but not with an OpenAI-compatible list of models: this is "
                                       f"not the base URL of such an API. {check}")
@@ -246,7 +247,8 @@ async def api_key_add(
     label, key, base_url, tier = key_input_check(label=label, key=key, base_url=base_url, tier=tier)
     await sync_to_async(_key_conflicts)(user=user, label=label, key=key)
     # Named as chat/credentials.py names a saved key's, so the sentences match the chat's.
-    credential = Credential(base_url=base_url, api_key=key, label=label, yi=base_url == settings.YI_API_BASE.rstrip("/"))
+    yi = base_url == settings.YI_API_BASE.rstrip("/")
+    credential = Credential(base_url=base_url, api_key=key, label=label, yi=yi)
     problem = await key_verify(credential)
     if problem is not None and not save_anyway:
         raise KeyRefused({problem.field: problem.message}, unverified=True)
@@ -256,16 +258,22 @@ async def api_key_add(
     return KeyAdded(stored, problem.message if problem else "")
 
 
-def _api_key_store(*, user: AbstractBaseUser, label: str, key: str, base_url: str, tier: str, verified: bool) -> ApiKey:
+def _api_key_store(
+    *, user: AbstractBaseUser, label: str, key: str, base_url: str, tier: str, verified: bool
+) -> ApiKey:
+    fields = {"user": user, "label": label, "base_url": base_url, "tier": tier, "key_encrypted": secret_encrypt(key),
+              "key_last4": key_last4(key), "verified_at": timezone.now() if verified else None}
+    first = not ApiKey.objects.filter(user=user).exists()
     try:
         with transaction.atomic():
-            first = not ApiKey.objects.filter(user=user).exists()
-            return ApiKey.objects.create(
-                user=user, label=label, base_url=base_url, tier=tier, key_encrypted=secret_encrypt(key),
-                key_last4=key_last4(key), is_default=first, verified_at=timezone.now() if verified else None,
-            )
-    except IntegrityError:  # the same label, or a first key, saved by another tab meanwhile
-        raise KeyRefused({"label": f"You already have a key labelled “{label}”. Pick another label."}) from None
+            return ApiKey.objects.create(**fields, is_default=first)
+    except IntegrityError:
+        # Another tab saved a key meanwhile: one with this label, or a first key (the default).
+        if ApiKey.objects.filter(user=user, label=label).exists():
+            raise KeyRefused({"label": f"You already have a key labelled “{label}”. Pick another label."}) from None
+        if not first:
+            raise
+    return ApiKey.objects.create(**fields, is_default=False)
 
 
 def _key_owned(*, user: AbstractBaseUser, key_id: int) -> ApiKey:

@@ -149,7 +149,8 @@ async def test_a_saved_key_appears_nowhere_in_the_clear(user, simulator_url, con
         assert failed[-1]["message"]["error_code"] == "bad_request"
         assert "[hidden]" in failed[-1]["message"]["error_message"]
         await ws.send_json_to({"type": "subscribe", "conversation_id": conversation_id, "after_id": 0})
-        frames += failed + await frames_until(ws, lambda f: f["type"] == "message" and f["message"]["role"] == "assistant")
+        frames += failed + await frames_until(
+            ws, lambda f: f["type"] == "message" and f["message"]["role"] == "assistant")
         seen.append(("websocket frames", json.dumps(frames, ensure_ascii=False)))
 
         for action in ("verify", "default", "tier"):
@@ -161,8 +162,9 @@ async def test_a_saved_key_appears_nowhere_in_the_clear(user, simulator_url, con
             if "attachments/" in url:
                 continue  # images: bytes of their own, never a key (none is attached here)
             saw(url, await owner.get(url))
-        for url in (f"/api/models?key_id={canary.pk}", f"/api/models?key_id={echo.pk}", f"/export/?ids={conversation_id}",
-                    "/export/?format=md", "/api/search?q=hello", "/api/conversations?archived=1"):
+        for url in (f"/api/models?key_id={canary.pk}", f"/api/models?key_id={echo.pk}",
+                    f"/export/?ids={conversation_id}", "/export/?format=md", "/api/search?q=hello",
+                    "/api/conversations?archived=1"):
             saw(url, await owner.get(url))
 
         admin = await client_for(await make_admin())

@@ -240,7 +240,9 @@ async def test_verify_again_says_when_a_saved_key_stops_working(user, simulator_
     assert (await keys_of(user))[0].verified_at is None
 
 
-async def test_someone_elses_key_cannot_be_seen_verified_made_default_retiered_or_deleted(user, other_user, simulator_url):
+async def test_someone_elses_key_cannot_be_seen_verified_made_default_retiered_or_deleted(
+    user, other_user, simulator_url
+):
     theirs = (await api_key_add(user=user, label="Alice private", key=KEY, base_url=simulator_url)).key
     intruder = await signed_in(other_user)
     for action, data in [("verify", {}), ("default", {}), ("tier", {"tier": "5"}), ("delete", {})]:
