@@ -307,3 +307,20 @@ async def test_someone_elses_key_cannot_be_sent_with_over_the_websocket(user, ot
         "error", "key_not_found", "That API key does not exist or is not yours. Pick another on the Keys page.")
     assert await database_sync_to_async(Message.objects.count)() == 0
     assert (await keys_of(user))[0].last_used_at is None
+
+
+def test_the_keys_page_reads_its_rows_in_two_queries_however_many_keys(user, django_assert_num_queries):
+    from chat.crypto import secret_encrypt
+    from chat.keys import key_rows
+
+    for n in range(5):
+        key = ApiKey.objects.create(user=user, label=f"Key {n}", base_url="https://api.01.ai/v1",
+                                    key_encrypted=secret_encrypt(f"{KEY}{n}"), key_last4="cdef", is_default=n == 0)
+        conversation = key.conversations.create(user=user, model="yi-large")
+        Message.objects.create(conversation=conversation, role="assistant", model="yi-large", api_key=key,
+                               prompt_tokens=100 * n, completion_tokens=10, cost_usd=Decimal("0.001") * n)
+    with django_assert_num_queries(2):  # each key's usage, and the keys
+        rows = key_rows(user=user)
+    assert [(r.key.label, r.usage.total_tokens, r.usage.cost) for r in rows] == [
+        (f"Key {n}", 100 * n + 10, Decimal("0.001") * n) for n in range(5)]
+    assert all("key_encrypted" in r.key.get_deferred_fields() for r in rows)
