@@ -318,6 +318,10 @@ YI_HOSTS = ("api.01.ai", "api.lingyiwanwu.com")
 # that checks its parameters could answer 400. Everywhere else it is, the server's own key
 # too (YI_API_BASE may name vLLM; the offline simulator ignores it).
 STREAM_USAGE_ASKED = {"stream_options": {"include_usage": True}}
+# Base URLs that refused `stream_options` (an older or stricter server: "Unrecognized
+# request argument", a 422 for an extra field): asked without it from then on, in this
+# process, their answers stored without usage rather than failing.
+_stream_options_refused: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -477,6 +481,8 @@ class YiClient:
                         yield event
                 return
             except UpstreamError as error:
+                if not started and self._stream_options_refused(error):
+                    continue
                 await self._note_rate_limited(error)
                 if started or not error.retryable or attempt >= self.max_retries:
                     raise
@@ -486,6 +492,18 @@ class YiClient:
                 attempt += 1
                 yield Retrying(attempt=attempt, delay=delay, error=error)
                 await asyncio.sleep(delay)
+
+    def _usage_asked(self) -> bool:
+        return self.credential.usage_asked and self.base_url not in _stream_options_refused
+
+    def _stream_options_refused(self, error: UpstreamError) -> bool:
+        """True, the first time, for a request refused because of `stream_options`: it is
+        sent again without (and from then on)."""
+        if error.status not in (400, 422) or "stream_options" not in error.detail or not self._usage_asked():
+            return False
+        logger.info("%s refused stream_options: asked without it from now on", self.credential.host)
+        _stream_options_refused.add(self.base_url)
+        return True
 
     async def _note_rate_limited(self, error: UpstreamError) -> None:
         if isinstance(error, RateLimitError) and self.rate_limited is not None:
@@ -511,7 +529,7 @@ class YiClient:
             "POST",
             self._url("chat/completions"),
             headers=self._headers(),
-            json={**body, "stream": True, **(STREAM_USAGE_ASKED if self.credential.usage_asked else {})},
+            json={**body, "stream": True, **(STREAM_USAGE_ASKED if self._usage_asked() else {})},
             timeout=httpx.Timeout(**(client.timeout.as_dict() | {"read": None})),
         )
         try:

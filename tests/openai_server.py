@@ -13,11 +13,14 @@ The answer is deterministic: "Echo: " and the last user message's text, a word a
 Keys: any Bearer token that starts with "sk-" (else 401). A key may see models of its own,
 as an organisation sees its fine-tuned models: `POST /control/models` with
 `{"api_key", "id", "owned_by"}` adds one (test control, not an OpenAI endpoint), and
-`GET /control/requests` returns the bodies of the chat requests received so far.
+`GET /control/requests` returns the bodies of the chat requests received so far (refused
+ones too).
 
     python -m yiweb.server -b 127.0.0.1 -p 8002 tests.openai_server:app   (base URL http://127.0.0.1:8002/v1)
 
-Environment: OPENAI_SERVER_DELTA_MS (the pause between chunks, default 0).
+Environment: OPENAI_SERVER_DELTA_MS (the pause between chunks, default 0);
+OPENAI_SERVER_REFUSES (request fields refused as unrecognized, comma-separated, as an older
+or stricter server refuses what it does not know, e.g. `stream_options`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ MODELS = [
 _key_models: dict[str, list[dict]] = {}
 _requests: list[dict] = []
 DELTA_SECONDS = float(os.environ.get("OPENAI_SERVER_DELTA_MS", "0")) / 1000
+REFUSED_FIELDS = [name for name in os.environ.get("OPENAI_SERVER_REFUSES", "").split(",") if name]
 _WORD = re.compile(r"\S+\s*")
 
 
@@ -75,12 +79,16 @@ def request_check(key: str, body: bytes) -> dict:
         raise APIError(400, "We could not parse the JSON body of your request.") from None
     if not isinstance(data, dict):
         raise APIError(400, "We could not parse the JSON body of your request.")
+    _requests.append(data)  # refused or not
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise APIError(400, "Invalid 'messages': expected a non-empty array of message objects.", param="messages")
     if data.get("model") not in {m["id"] for m in models_of(key)}:
         raise APIError(404, f"The model `{data.get('model')}` does not exist or you do not have access to it.",
                        code="model_not_found")
+    for name in REFUSED_FIELDS:
+        if name in data:
+            raise APIError(400, f"Unrecognized request argument supplied: {name}")
     if "stream_options" in data and data.get("stream") is not True:
         raise APIError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                        param="stream_options")
@@ -137,7 +145,6 @@ async def json_send(send, status: int, payload) -> None:
 async def chat_respond(scope, receive, send) -> None:
     key = key_of(scope)
     data = request_check(key, await body_read(receive))
-    _requests.append(data)
     words, usage = answer_words(data)
     if data.get("stream") is not True:
         await json_send(send, 200, {

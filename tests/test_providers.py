@@ -33,6 +33,13 @@ def openai_url():
         yield url
 
 
+@pytest.fixture(scope="session")
+def strict_url():
+    """A server that refuses `stream_options` as an argument it does not know."""
+    with running_openai_server(env={"OPENAI_SERVER_REFUSES": "stream_options"}) as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def models_cache_empty():
     """Keys' ids come again in the next test's database: no list may outlive its test."""
@@ -112,6 +119,24 @@ async def test_the_servers_key_pointed_at_another_provider_gets_usage_too(openai
 def test_01ais_own_hosts_are_not_sent_stream_options_which_the_reference_does_not_name(base_url):
     """The Yi API sends usage unasked; a parameter it does not document could earn a 400."""
     assert not Credential(base_url=base_url, api_key="sk-yi-0003").usage_asked
+
+
+async def test_a_provider_that_refuses_stream_options_still_answers_without_usage(user, connect, strict_url):
+    await database_sync_to_async(key_add)(user, "Old server", key="sk-strict-0004", base_url=strict_url, default=True)
+    ws = await connect(user)
+    answers = []
+    for text in ("first question", "second question"):
+        await send(ws, text, model="llama3.2", conversation_id=answers[-1]["conversation_id"] if answers else None)
+        frames = await frames_until(ws, lambda f: is_done(f) or f["type"] == "error")
+        assert frames[-1]["type"] == "done"
+        answers.append(frames[-1]["message"])
+
+    assert [(a["status"], a["content"], a["usage"]) for a in answers] == [
+        ("complete", "Echo: first question", None), ("complete", "Echo: second question", None),
+    ]
+    streamed = [r for r in requests_received(strict_url) if r.get("stream") is True]
+    # Refused once with it, then asked without it, and the next answer without it at once.
+    assert ["stream_options" in r for r in streamed] == [True, False, False]
 
 
 async def test_another_providers_models_are_listed_with_their_owner_and_no_facts(async_client, user, openai_url):
