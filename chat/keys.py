@@ -229,8 +229,8 @@ async def key_verify(credential: Credential) -> KeyProblem | None:
             return KeyProblem("base_url", f"{host} sends {credential.base_url}/models elsewhere ({error.status}). "
                                           f"Check the address (https:// rather than http://?). {check}")
         status = f" ({error.status})" if error.status else ""
-        return KeyProblem(None, f"{credential.provider} could not check the key just now{status}. Try again in a "
-                                "moment, or save it without checking.")
+        return KeyProblem(None, f"{credential.provider} could not check the key just now{status}. "
+                                "Try again in a moment.")
     return None
 
 
@@ -285,14 +285,16 @@ def _key_owned(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
 
 async def api_key_verify(*, user: AbstractBaseUser, key_id: int) -> str:
     """Check a saved key again with `GET /models`: "" if it is accepted, else why not. Its
-    `verified_at` says when it last passed (None once it fails)."""
+    `verified_at` says when it last passed; None once the key or its base URL is found
+    wrong (a provider busy or failing for the moment leaves it as it was)."""
     key = await sync_to_async(_key_owned)(user=user, key_id=key_id)
     try:
         credential = key_credential(key)
     except SendRefused as refused:
         return refused.message
     problem = await key_verify(credential)
-    await ApiKey.objects.filter(pk=key.pk).aupdate(verified_at=None if problem else timezone.now())
+    if problem is None or problem.field is not None:
+        await ApiKey.objects.filter(pk=key.pk).aupdate(verified_at=None if problem else timezone.now())
     return problem.message if problem else ""
 
 

@@ -57,10 +57,11 @@ def keys_of(user) -> list[ApiKey]:
 
 
 @contextlib.asynccontextmanager
-async def html_at_models():
-    """A web server that answers every path with a 200 web page: not an API."""
+async def html_at_models(status: int = 200):
+    """A web server that answers every path with a web page (200: it is not an API; 500: a
+    provider failing for the moment)."""
     async def page(request):
-        return web.Response(text="<!doctype html><title>Welcome</title>", content_type="text/html")
+        return web.Response(text="<!doctype html><title>Welcome</title>", content_type="text/html", status=status)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", page)
@@ -238,6 +239,18 @@ async def test_verify_again_says_when_a_saved_key_stops_working(user, simulator_
     page = (await client.post(f"/keys/{key.pk}/verify/", follow=True)).content.decode()
     assert "The Yi API rejected this key (401)" in page and "Not verified" in page
     assert (await keys_of(user))[0].verified_at is None
+
+
+async def test_a_provider_failing_for_the_moment_does_not_unverify_a_key(user, simulator_url):
+    async with html_at_models(status=500) as base:
+        key = (await api_key_add(user=user, label="Lab", key=KEY, base_url=base, save_anyway=True)).key
+        verified = "2026-01-01T00:00:00+00:00"
+        await database_sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(verified_at=verified)
+        client = await signed_in(user)
+        page = (await client.post(f"/keys/{key.pk}/verify/", follow=True)).content.decode()
+    host = base.split("/")[2].split(":")[0]
+    assert f"The API at {host} could not check the key just now (500). Try again in a moment." in page
+    assert (await keys_of(user))[0].verified_at.isoformat() == verified
 
 
 async def test_someone_elses_key_cannot_be_seen_verified_made_default_retiered_or_deleted(
