@@ -67,3 +67,42 @@ def test_ten_messages_in_a_row_on_a_free_key_all_complete_and_the_page_shows_the
     assert "simulator: 429" not in simulator_log.read_text()
     assert page.problems == []
     print(f"ten messages in a row on a Free key, a 2 s minute: {took:.1f} s; queue shown for {shown}")
+
+
+@pytest.fixture(scope="module")
+def slow_paced_app(tmp_path_factory):
+    """A 5 s minute (6 s with the margin): an answer stays queued long enough to reload the page."""
+    with paced_app_and_simulator(tmp_path_factory.mktemp("pacing-slow"), window=5) as running:
+        yield running
+
+
+def test_a_page_reloaded_while_its_answer_waits_shows_the_queue_and_stop_ends_it(page, slow_paced_app):
+    base, simulator_log = slow_paced_app
+    sign_up(page, base, "uma")
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+    # The first answer and its title, then two more: the key's four requests of the minute.
+    for i in range(3):
+        page.fill("#message-input", f"[sim deltas=2 interval=1] question {i}")
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"() => document.querySelectorAll('[data-role=assistant]').length === {i + 1}")
+        wait_last_answer_status(page, "complete")
+    page.fill("#message-input", "[sim deltas=2 interval=1] the one that waits")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('[data-role=assistant]').length === 4")
+    notice = last_answer(page).locator('.retry-notice[data-kind="queued"]')
+    notice.wait_for(state="visible")
+    assert QUEUED.match(notice.inner_text().strip())
+
+    # A reload learns of the wait from the server (the snapshot's `queued`).
+    page.reload()
+    notice = last_answer(page).locator('.retry-notice[data-kind="queued"]')
+    notice.wait_for(state="visible", timeout=5_000)
+    assert QUEUED.match(notice.inner_text().strip()), notice.inner_text()
+    assert last_answer(page).get_attribute("data-status") == "streaming"
+
+    page.click("#stop-button")
+    page.wait_for_selector('[data-role="assistant"][data-status="stopped"]')
+    assert last_answer(page).locator(".message-body").inner_text().strip() == ""
+    assert notice.is_hidden()
+    assert "simulator: 429" not in simulator_log.read_text()
+    assert page.problems == []
