@@ -392,7 +392,8 @@ class Generation:
     async def _announce_queued(self, position: int, starts_in: float) -> None:
         """Its request waits for the key's tier (chat/pacing.py): where it stands in line."""
         self.queued = (position, time.monotonic() + starts_in)
-        frame = {"type": "queued", "message_id": self.message_id, "position": position, "starts_in": round(starts_in, 1)}
+        frame = {"type": "queued", "message_id": self.message_id, "position": position,
+                 "starts_in": round(starts_in, 1)}
         with contextlib.suppress(BroadcastFailed):  # counted; a tab that missed it learns from a snapshot
             await frame_send(conversation_group(self.conversation_id), frame)
 

@@ -7,6 +7,7 @@ margin, so its key goes 4 requests per 3 s (the conversation's title request is 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -15,6 +16,10 @@ import pytest
 from tests.readme_pictures import readme_pictures_untouched  # noqa: F401 (an autouse fixture)
 from tests.test_browser import CHROMIUM, browser, last_answer, page, sign_up, wait_last_answer_status  # noqa: F401
 from tests.test_pacing import paced_app_and_simulator
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")

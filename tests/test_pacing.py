@@ -24,7 +24,16 @@ from chat.credentials import client_for, server_credential
 from chat.models import Message
 from chat.pacing import TIERS, pacing_slow_down, pacing_wait, request_tokens, tier_of
 from chat.upstream import Credential, RateLimitError, Retrying
-from tests.live_server import REDIS_TEST_URL, app_env, manage, redis_available, running_app, signup, sqlite_database, Socket
+from tests.live_server import (
+    REDIS_TEST_URL,
+    Socket,
+    app_env,
+    manage,
+    redis_available,
+    running_app,
+    signup,
+    sqlite_database,
+)
 from tests.simulator_server import REPO_ROOT, free_port, running_daphne, simulator_answers
 
 
