@@ -241,6 +241,17 @@ async def test_verify_again_says_when_a_saved_key_stops_working(user, simulator_
     assert (await keys_of(user))[0].verified_at is None
 
 
+async def test_a_provider_failing_for_the_moment_is_said_above_the_form_and_nothing_is_saved(user):
+    client = await signed_in(user)
+    async with html_at_models(status=503) as base:
+        page = (await add(client, base_url=base)).content.decode()
+    host = base.split("/")[2].split(":")[0]
+    assert re.search(r'<div class="form-errors" role="alert"><p>The API at ([\d.]+) could not check the key just '
+                     r'now \(503\)\. Try again in a moment\.</p></div>', page)[1] == host
+    assert field_errors(page) == {} and 'name="save_anyway"' in page
+    assert await keys_of(user) == []
+
+
 async def test_a_provider_failing_for_the_moment_does_not_unverify_a_key(user, simulator_url):
     async with html_at_models(status=500) as base:
         key = (await api_key_add(user=user, label="Lab", key=KEY, base_url=base, save_anyway=True)).key
