@@ -547,7 +547,8 @@ print("kept")
 
 <pre><code class="language-js hljs send-error">let kept = "only language-js";</code></pre>"""
 
-# The classes our own renderer gives the answer's elements (markdown_stream.js, highlight.js).
+# The classes our own renderer gives the answer's elements (markdown_stream.js, highlight.js;
+# a code block's bar with its Copy button, .code-bar, is left out above).
 OWN_CLASS = re.compile(r"^(md-settled|md-tail|md-part|copy-code|nohighlight|hljs(-[\w-]+)?|language-[\w+#.-]+)$")
 
 
@@ -560,7 +561,7 @@ def test_model_output_cannot_wear_the_pages_classes_ids_or_roles(page, deployed,
             page.reload()
             wait_answer_shown(page)
         attributes = page.evaluate("""() => [...document.querySelectorAll('[data-role=assistant] .message-body *')]
-            .filter(el => !el.closest('.copy-code'))
+            .filter(el => !el.closest('.code-bar'))
             .flatMap(el => [...el.attributes].map(a => [el.tagName.toLowerCase(), a.name, a.value]))""")
         names = {name for _, name, _ in attributes}
         # Besides the sanitiser's own: the renderer's marks on code blocks (markdown.js, highlight.js).

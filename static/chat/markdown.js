@@ -1,6 +1,6 @@
 // Markdown of assistant answers turned into safe DOM: marked parses, DOMPurify keeps only
-// an allow-list, highlight.js colours code. How a streaming answer is rendered piece by
-// piece is in markdown_stream.js.
+// an allow-list, highlight.js colours code, KaTeX typesets math (markdown_math.js). How a
+// streaming answer is rendered piece by piece is in markdown_stream.js.
 //
 // Model output is untrusted: a prompt injection can make the model write anything. What
 // it writes must not run script (DOMPurify, and the page's Content-Security-Policy
@@ -10,7 +10,8 @@
 // meta refresh, <base>, forms), and must not look like the page's own controls or notices
 // (no class, id, style or role of its choosing). So the sanitiser allows a short list of
 // text elements with a short list of attributes, and nothing else: no SVG, no MathML, no
-// media, no forms.
+// media, no forms. (Math is KaTeX's own SVG and MathML, built from the TeX source and
+// checked against a list of its own: markdown_math.js.)
 (function () {
   "use strict";
 
@@ -64,6 +65,9 @@
         for (const attribute of tag[3].matchAll(RAW_ATTRIBUTE)) {
           const attributeName = attribute[1].toLowerCase();
           if (!ALLOWED_ATTR_SET.has(attributeName)) continue;
+          // A class only where Markdown writes one (a code block's language): none of the
+          // renderer's own (a math placeholder, a table's frame) from raw HTML.
+          if (attributeName === "class" && name !== "code") continue;
           const value = attribute[2] ?? attribute[3] ?? attribute[4] ?? "";
           attributes += ` ${attributeName}="${value.replace(/"/g, "&quot;")}"`;
         }
@@ -73,6 +77,7 @@
     return out + asText(html.slice(last));
   }
 
+  marked.use(YiMath.extension);
   marked.use({
     gfm: true,
     breaks: true,
@@ -111,7 +116,8 @@
   };
 
   DOMPurify.addHook("uponSanitizeAttribute", function (node, data) {
-    if (data.attrName !== "class") return;
+    if (data.attrName !== "class" || YiMath.isSanitizingMath()) return;
+    if (YiMath.placeholderClass(node, data.attrValue)) return;
     const kept = node.nodeName === "CODE" ? data.attrValue.split(/\s+/).filter((c) => CODE_LANGUAGE.test(c)) : [];
     if (kept.length) data.attrValue = kept.join(" ");
     else data.keepAttr = false;
@@ -120,7 +126,7 @@
   // Every link opens in a new tab without handing the page (window.opener) or the
   // conversation URL (Referer) to the site it points at.
   DOMPurify.addHook("afterSanitizeAttributes", function (node) {
-    if (node.nodeName !== "A") return;
+    if (node.nodeName !== "A" || YiMath.isSanitizingMath()) return;
     if (node.hasAttribute("href")) {
       let url = null;
       try {
@@ -136,14 +142,30 @@
   });
 
   function sanitized(html, text) {
+    let fragment;
     try {
-      return DOMPurify.sanitize(html, SANITIZE);
+      fragment = DOMPurify.sanitize(html, SANITIZE);
     } catch (err) {
       // Neither library throws on a string, but if one ever does the text still shows.
-      const fragment = document.createDocumentFragment();
+      fragment = document.createDocumentFragment();
       fragment.append(text);
       return fragment;
     }
+    YiMath.typeset(fragment);
+    frameTables(fragment);
+    return fragment;
+  }
+
+  // A table wider than the answer scrolls inside its own frame (words are not broken to
+  // make it fit: chat.css); the frame takes keyboard focus so that it scrolls by keys too.
+  function frameTables(root) {
+    root.querySelectorAll("table").forEach((table) => {
+      const frame = document.createElement("div");
+      frame.className = "table-frame";
+      frame.tabIndex = 0;
+      table.replaceWith(frame);
+      frame.append(table);
+    });
   }
 
   // Markdown blocks (paragraphs, lists, code...) as a DocumentFragment.
@@ -175,33 +197,97 @@
   const HIGHLIGHT_MAX = 50000;
   const GUESSED_HIGHLIGHT_MAX = 5000;
 
-  // Highlights and adds a copy button to every code block in root that has neither.
-  function decorateCode(root) {
+  // Gives every code block in root its bar (the language, a Copy button, always shown:
+  // touch screens have no hover) and, unless `highlight` is false (the streaming tail,
+  // parsed again every frame), highlights it. The bar is there from the block's first
+  // frame, so the block does not grow when it settles.
+  function decorateCode(root, { highlight = true } = {}) {
     root.querySelectorAll("pre > code").forEach(function (code) {
       const pre = code.parentElement;
       if (pre.dataset.decorated) return;
-      pre.dataset.decorated = "1";
-      if (!code.classList.contains("hljs")) {
-        const lang = /(?:^|\s)language-(\S+)/.exec(code.className);
-        const known = lang && hljs.getLanguage(lang[1]);
-        const size = code.textContent.length;
-        if ((lang && !known) || size > (known ? HIGHLIGHT_MAX : GUESSED_HIGHLIGHT_MAX)) {
-          code.classList.add("nohighlight");
-        } else {
-          try {
-            hljs.highlightElement(code);
-          } catch (err) {
-            /* an unhighlighted block is still readable */
-          }
-        }
+      const lang = /(?:^|\s)language-(\S+)/.exec(code.className);
+      if (highlight) {
+        pre.dataset.decorated = "1";
+        if (!code.classList.contains("hljs")) highlightCode(code, lang);
       }
+      if (pre.firstElementChild && pre.firstElementChild.classList.contains("code-bar")) return;
+      // The language is shown by the style sheet (attr()), so that it is not part of
+      // the block's text when it is selected or read as text.
+      const bar = document.createElement("div");
+      bar.className = "code-bar";
+      if (lang) bar.dataset.language = lang[1];
       const button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
       button.textContent = "Copy";
-      button.setAttribute("aria-label", "Copy code");
-      pre.prepend(button);
+      button.setAttribute("aria-label", lang ? `Copy ${lang[1]} code` : "Copy code");
+      bar.append(button);
+      pre.prepend(bar);
     });
+  }
+
+  function highlightCode(code, lang) {
+    const known = lang && hljs.getLanguage(lang[1]);
+    const size = code.textContent.length;
+    if ((lang && !known) || size > (known ? HIGHLIGHT_MAX : GUESSED_HIGHLIGHT_MAX)) {
+      code.classList.add("nohighlight");
+      return;
+    }
+    try {
+      hljs.highlightElement(code);
+    } catch (err) {
+      /* an unhighlighted block is still readable */
+    }
+  }
+
+  // Says "Copied" (or why not) on the button for a moment and to screen readers through
+  // one polite live region.
+  let copyStatus = null;
+
+  function copied(button, label) {
+    if (!copyStatus) {
+      copyStatus = document.createElement("div");
+      copyStatus.className = "visually-hidden";
+      copyStatus.setAttribute("role", "status");
+      document.body.append(copyStatus);
+    }
+    copyStatus.textContent = label;
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = label;
+    button.classList.add("is-copied");
+    clearTimeout(button.copiedTimer);
+    button.copiedTimer = setTimeout(() => {
+      button.textContent = button.dataset.label;
+      button.classList.remove("is-copied");
+      copyStatus.textContent = "";
+    }, 1500);
+  }
+
+  // Puts text on the clipboard and says so on `button`.
+  function copyText(text, button) {
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(
+        () => copied(button, "Copied"),
+        () => copied(button, "Copy failed"),
+      );
+      return;
+    }
+    // Plain http on a LAN address has no clipboard API.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (err) {
+      /* refused: said below */
+    }
+    area.remove();
+    button.focus();
+    copied(button, ok ? "Copied" : "Copy failed");
   }
 
   // The Copy button of every code block under root (one listener for all of them).
@@ -209,31 +295,10 @@
     root.addEventListener("click", (event) => {
       const button = event.target.closest(".copy-code");
       if (!button) return;
-      const code = button.parentElement.querySelector("code");
-      const text = code ? code.textContent : "";
-      const done = (label) => {
-        button.textContent = label;
-        setTimeout(() => (button.textContent = "Copy"), 1500);
-      };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(
-          () => done("Copied"),
-          () => done("Copy failed"),
-        );
-      } else {
-        // Plain http on a LAN address has no clipboard API.
-        const area = document.createElement("textarea");
-        area.value = text;
-        area.setAttribute("readonly", "");
-        area.className = "visually-hidden";
-        document.body.append(area);
-        area.select();
-        const ok = document.execCommand("copy");
-        area.remove();
-        done(ok ? "Copied" : "Copy failed");
-      }
+      const code = button.closest("pre").querySelector("code");
+      copyText(code ? code.textContent : "", button);
     });
   }
 
-  window.YiMarkdown = { blocks, inline, decorateCode, handleCopyButtons };
+  window.YiMarkdown = { blocks, inline, decorateCode, handleCopyButtons, copyText };
 })();

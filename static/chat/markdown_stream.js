@@ -68,24 +68,26 @@
   }
 
   // Where to cut a long paragraph line: the last space in [from + PART/2, from + PART)
-  // that leaves the piece with its code spans, emphasis and links closed (else the last
+  // that leaves the piece with its code spans, emphasis, links and $ math closed (else the last
   // space, else anywhere that does not split a surrogate pair).
   function inlineCut(text, from, end) {
     const hi = Math.min(from + PART, end);
     let ticks = 0;
     let stars = 0;
     let brackets = 0;
+    let dollars = 0;
     let balanced = -1;
     let space = -1;
     for (let i = from; i < hi; i++) {
       const c = text[i];
       if (c === "`") ticks++;
       else if (c === "*" || c === "_") stars++;
+      else if (c === "$") dollars++;
       else if (c === "[" || c === "(") brackets++;
       else if (c === "]" || c === ")") brackets--;
       else if ((c === " " || c === "\t") && i >= from + PART / 2) {
         space = i + 1;
-        if (ticks % 2 === 0 && stars % 2 === 0 && brackets <= 0) balanced = i + 1;
+        if (ticks % 2 === 0 && stars % 2 === 0 && dollars % 2 === 0 && brackets <= 0) balanced = i + 1;
       }
     }
     if (balanced !== -1) return balanced;
@@ -410,7 +412,9 @@
         if (this.mode === INLINE) this.tailPart.replaceChildren(inline(this.inlineSource(source)));
         else this.tailPart.data = source;
       } else if (this.mode !== SKIP) {
-        this.tail.replaceChildren(blocks(source));
+        const fragment = blocks(source);
+        decorateCode(fragment, { highlight: false });
+        this.tail.replaceChildren(fragment);
       }
     }
 

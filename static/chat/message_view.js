@@ -120,7 +120,14 @@
         this.retryButton.textContent = "Retry";
         this.continueButton = element("button", "btn btn-small btn-ghost continue-button", { type: "button" });
         this.continueButton.textContent = "Continue";
-        this.actions.append(this.retryButton, this.continueButton);
+        // The whole answer as the model wrote it (its Markdown), not as shown.
+        this.copyButton = element("button", "btn btn-small btn-ghost copy-answer", {
+          type: "button",
+          "aria-label": "Copy the answer (Markdown)",
+        });
+        this.copyButton.textContent = "Copy";
+        this.copyButton.addEventListener("click", () => YiMarkdown.copyText(this.message.content || "", this.copyButton));
+        this.actions.append(this.copyButton, this.retryButton, this.continueButton);
         inner.append(this.facts.el, this.actions);
         el.append(inner);
       } else {
@@ -227,6 +234,7 @@
       if (message.status !== "streaming") this.clearRetry();
       if (this.role === "assistant") {
         this.actions.hidden = message.status === "streaming";
+        this.copyButton.hidden = !text;
         // Going on from where it ended makes sense only if it ended early.
         this.continueButton.hidden = !(
           text &&
