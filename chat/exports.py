@@ -8,6 +8,8 @@ ids, so an import makes new rows that continue exactly like the originals.
 from __future__ import annotations
 
 import base64
+import json
+import re
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,7 +27,7 @@ MESSAGE_FIELDS = (
     "total_tokens", "ttft_ms", "duration_ms", "error_code", "error_message", "notes", "tool_calls",
     "tool_call_id", "name",
 )
-CONVERSATION_FIELDS = ("title", "title_source", "model", "system_prompt", "pinned", "archived")
+CONVERSATION_FIELDS = ("title", "title_source", "model", "system_prompt", "pinned", "archived", "tools", "tool_choice")
 
 
 def conversations_owned(*, user: AbstractBaseUser, conversation_ids: list[int] | None) -> list[Conversation]:
@@ -102,12 +104,31 @@ def _conversation_markdown(conversation: Conversation) -> str:
             lines += [f"*{note}*" for note in message.notes]
             if message.content:
                 lines += [message.content]
+            for call in message.tool_calls:
+                function = (call.get("function") or {}) if isinstance(call, dict) else {}
+                lines += ["", f"*Calls `{function.get('name', '')}` with:*", "", *_fenced(str(function.get("arguments", "")))]
             if message.status != Message.Status.COMPLETE:
                 ending = message.error_message or message.status
                 lines += ["", f"*({message.status}: {ending})*" if message.error_message else f"*({ending})*"]
         elif message.role == Message.Role.TOOL:
-            lines += ["", f"## Tool {message.name or ''}".rstrip(), "", "```", message.content, "```"]
+            facts = [f"{message.duration_ms} ms"] if message.duration_ms is not None else []
+            if message.error_code or message.status != Message.Status.COMPLETE:
+                facts.append("failed" if message.status == Message.Status.COMPLETE else message.status)
+            heading = " · ".join([f"## Tool `{message.name}` returned" if message.name else "## Tool returned", *facts])
+            lines += ["", heading, "", *_fenced(message.content)]
     return "\n".join(lines)
+
+
+def _fenced(text: str) -> list[str]:
+    """A tool's JSON (arguments, a result) as a code block, indented when it is JSON; the
+    fence longer than any run of backticks inside, so no text can close it early."""
+    try:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        language = "json"
+    except (ValueError, RecursionError):  # not JSON (a model's broken arguments), or nested absurdly deep
+        language = ""
+    fence = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", text))])
+    return [fence + language, text, fence]
 
 
 def _quoted(text: str) -> str:

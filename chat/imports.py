@@ -26,10 +26,11 @@ from django.db import transaction
 
 from chat.attachments import attachment_create, image_prepare_upload
 from chat.catalog import tokens_cost
-from chat.input_checks import text_storable
+from chat.input_checks import text_storable, tools_validate
 from chat.exports import FORMAT, VERSION
 from chat.images import ImageRefused, PreparedImage
 from chat.models import Conversation, Message
+from chat.refusals import SendRefused
 
 # Larger exports can be split: export a selection at a time.
 IMPORT_MAX_BYTES = 200_000_000
@@ -114,6 +115,8 @@ def _conversation(raw: Any, number: int) -> _Conversation:
         "title_source": raw.get("title_source")
         if raw.get("title_source") in Conversation.TitleSource.values
         else Conversation.TitleSource.USER,
+        "tools": _flag(raw.get("tools", False), where),
+        "tool_choice": _tool_choice(raw.get("tool_choice", "auto")),
     }
     messages = raw.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -161,7 +164,7 @@ def _message(raw: Any, index: int, where: str) -> _Message:
         ),
         "tool_call_id": _text(raw.get("tool_call_id", ""), where, 100),
         "name": _text(raw.get("name", ""), where, 100),
-        "tool_calls": raw.get("tool_calls") if isinstance(raw.get("tool_calls"), list) else [],
+        "tool_calls": _tool_calls(raw.get("tool_calls") or [], where) if role == Message.Role.ASSISTANT else [],
         "notes": [
             note for note in raw.get("notes") or [] if isinstance(note, str)
             and any(shape.fullmatch(note) for shape in NOTE_SHAPES)
@@ -197,6 +200,34 @@ def _image(raw: Any, where: str) -> tuple[PreparedImage, str]:
         raise ImportRefused(f"{where}: {refused.message}") from None
     name = raw.get("name") if isinstance(raw.get("name"), str) else ""
     return image, name
+
+
+def _tool_choice(value: Any) -> Any:
+    """A conversation's tool_choice as the send check takes it; one naming a tool this
+    server does not have becomes "auto" (the model decides), not a refused file."""
+    try:
+        return tools_validate(None, value)[1] or "auto"
+    except SendRefused:
+        return "auto"
+
+
+def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """An answer's calls, in the API's shape: they are sent again with the conversation,
+    and the page shows them."""
+    if not isinstance(value, list) or len(value) > 128:
+        raise ImportRefused(f"{where} has tool calls this app cannot read.")
+    calls = []
+    for call in value:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or call.get("type", "function") != "function":
+            raise ImportRefused(f"{where} has tool calls this app cannot read.")
+        calls.append({
+            "id": _text(call.get("id"), where, 100, required=True),
+            "type": "function",
+            "function": {"name": _text(function.get("name"), where, 100, required=True),
+                         "arguments": _text(function.get("arguments", ""), where)},
+        })
+    return calls
 
 
 def _text(value: Any, where: str, limit: int | None = None, *, required: bool = False) -> str:

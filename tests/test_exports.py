@@ -159,3 +159,83 @@ def test_an_imported_error_says_it_came_with_the_import(user, conversation):
     (new_id,) = import_(client, json.dumps(exported).encode()).json()["conversation_ids"]
     message = Message.objects.filter(conversation_id=new_id, status="error").get()
     assert message.error_message == "This answer ended with an error (auth) in the conversation this was imported from."
+
+
+@pytest.fixture
+def tool_run(user):
+    """The reference's question answered with a tool: the call, its result (one failed), the answer."""
+    c = Conversation.objects.create(user=user, model="yi-large-fc", title="April", tools=True,
+                                    tool_choice={"type": "function", "function": {"name": "percentage_change"}})
+    q = Message.objects.create(conversation=c, role="user", content="MoM and YoY of April 2024?")
+    calls = [
+        {"id": "call_a", "type": "function", "function": {"name": "percentage_change", "arguments":
+         '{"time": "2024-04", "type": "MoM", "pre_value": "28.89", "current_value": "29.12"}'}},
+        {"id": "call_b", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "1/0'}},
+    ]
+    caller = Message.objects.create(conversation=c, role="assistant", parent=q, model="yi-large-fc", content="",
+                                    finish_reason="tool_calls", tool_calls=calls, run_id="r1")
+    mom = Message.objects.create(conversation=c, role="tool", parent=caller, tool_call_id="call_a",
+                                 name="percentage_change", duration_ms=3, run_id="r1",
+                                 content='{"time": "2024-04", "type": "MoM", "change": "0.80%"}')
+    failed = Message.objects.create(conversation=c, role="tool", parent=mom, tool_call_id="call_b", name="calculator",
+                                    duration_ms=1, error_code="tool_failed", run_id="r1",
+                                    content='{"error": "The arguments are not valid JSON: ```rm -rf```"}')
+    answer = Message.objects.create(conversation=c, role="assistant", parent=failed, model="yi-large-fc",
+                                    content="April's MoM is 0.80%.", finish_reason="stop", run_id="r1")
+    Conversation.objects.filter(pk=c.pk).update(leaf=answer)
+    c.refresh_from_db()
+    return c
+
+
+def test_a_tool_run_goes_out_and_comes_back_with_its_calls_results_and_settings(user, tool_run):
+    client = signed_in(user)
+    created = import_(client, client.get(f"/export/?ids={tool_run.pk}&format=json").content)
+    (new_id,) = created.json()["conversation_ids"]
+    copy_ = Conversation.objects.get(pk=new_id)
+    assert (copy_.tools, copy_.tool_choice) == (True, {"type": "function", "function": {"name": "percentage_change"}})
+
+    def shown(c):
+        return [(m["role"], m["content"], m["tool_calls"], m["tool_call_id"], m["name"], m["duration_ms"],
+                 m["error_code"], m["finish_reason"])
+                for m in map(message_to_dict, message_thread(conversation=c))]
+
+    # The page shows the same cards: each call, the result that answers it, the time taken.
+    assert shown(copy_) == shown(tool_run)
+    assert [m[0] for m in shown(copy_)] == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+def test_markdown_shows_each_call_and_its_result(user, tool_run):
+    text = signed_in(user).get(f"/export/?ids={tool_run.pk}&format=md").content.decode()
+    assert "*Calls `percentage_change` with:*\n\n```json\n{\n  \"time\": \"2024-04\",\n  \"type\": \"MoM\"," in text
+    # Arguments that are not JSON are shown as the model wrote them.
+    assert "*Calls `calculator` with:*\n\n```\n{\"expression\": \"1/0\n```" in text
+    assert "## Tool `percentage_change` returned · 3 ms\n\n```json\n{\n  \"time\": \"2024-04\"" in text
+    assert "\"change\": \"0.80%\"\n}\n```" in text
+    # A failed call says so, and backticks in a result cannot close its block early.
+    assert "## Tool `calculator` returned · 1 ms · failed\n\n````json\n{\n  \"error\": \"The arguments are not valid JSON: ```rm -rf```\"\n}\n````" in text
+    assert text.index("0.80%\"") < text.index("April's MoM is 0.80%.")
+
+
+@pytest.mark.parametrize("calls", [
+    "call_a",
+    [{"id": "call_a", "type": "function", "function": "percentage_change"}],
+    [{"id": 7, "type": "function", "function": {"name": "calculator", "arguments": "{}"}}],
+    [{"id": "call_a", "type": "retrieval", "function": {"name": "calculator", "arguments": "{}"}}],
+])
+def test_tool_calls_that_are_not_the_apis_shape_are_refused(user, tool_run, calls):
+    client = signed_in(user)
+    exported = json.loads(client.get(f"/export/?ids={tool_run.pk}").content)
+    exported["conversations"][0]["messages"][1]["tool_calls"] = calls
+    before = Conversation.objects.count()
+    response = import_(client, json.dumps(exported).encode())
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Message 2 of conversation 1 ")
+    assert Conversation.objects.count() == before
+
+
+def test_a_tool_choice_naming_a_tool_this_server_lacks_imports_as_auto(user, tool_run):
+    client = signed_in(user)
+    exported = json.loads(client.get(f"/export/?ids={tool_run.pk}").content)
+    exported["conversations"][0]["tool_choice"] = {"type": "function", "function": {"name": "web_search"}}
+    (new_id,) = import_(client, json.dumps(exported).encode()).json()["conversation_ids"]
+    assert Conversation.objects.get(pk=new_id).tool_choice == "auto"
