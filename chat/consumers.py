@@ -32,7 +32,7 @@ from chat.batches import DatabaseBatch
 from chat.conversations import Exchange, Resent
 from chat.credentials import key_missing
 from chat.endings import done_event
-from chat.input_checks import params_validate, send_validate, tools_validate
+from chat.input_checks import params_validate, send_validate, system_prompt_validate, tools_validate
 from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
@@ -236,10 +236,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def on_send(self, content: dict[str, Any]) -> None:
         attachment_ids = _attachment_ids(content.get("attachment_ids"))
         text, model, system_prompt = send_validate(
-            text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt", ""),
+            text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt"),
             images=len(attachment_ids),
         )
-        params = params_validate(content)
+        params = params_validate(content, model=model)
         client_id = _client_id(content.get("client_id"))
         raw_id = content.get("conversation_id")
         conversation_id = _int(raw_id)
@@ -327,8 +327,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await generation_stop(message_id=message_id)
 
     async def on_retry(self, content: dict[str, Any]) -> None:
+        # A retry may carry the conversation's settings as a send does (the page's Settings
+        # changed since the last send): they apply to it and stay with the conversation.
+        system_prompt = content.get("system_prompt")
         exchange = await database_sync_to_async(conversations.answer_retry)(
-            user=self.user, message_id=_int(content.get("message_id"))
+            user=self.user, message_id=_int(content.get("message_id")), params=params_validate(content),
+            system_prompt=None if system_prompt is None else system_prompt_validate(system_prompt),
         )
         await self.exchange_run(exchange)
 

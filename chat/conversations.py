@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from chat.catalog import model_for_images
 from chat.credentials import credentials_for
+from chat.input_checks import max_tokens_bound, params_refusal
 from chat.upstream import Credential
 from chat.events import Event, conversation_group, user_group
 from chat.history import (
@@ -34,6 +35,7 @@ from chat.history import (
     branch_leaf,
     conversation_get,
     conversation_to_dict,
+    conversation_updated_frame,
     message_images,
     message_thread,
     message_to_dict,
@@ -69,8 +71,10 @@ class Send:
     text: str
     model: str
     client_id: str = ""
+    # The settings the send names (params_validate: None for a parameter set back to the
+    # API's default; system_prompt None: left out): the conversation keeps them from now on.
     params: dict[str, Any] = field(default_factory=dict)
-    system_prompt: str = ""
+    system_prompt: str | None = None
     attachment_ids: tuple[int, ...] = ()  # the sender's unsent uploads, in order
     # The API key the conversation uses from now on (chat/credentials.py); None: the
     # user's default, else the server's.
@@ -223,7 +227,8 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
         [
             Conversation(
                 user=s.user, model=s.model, title=title_from(s.text, images=len(s.attachment_ids)),
-                system_prompt=s.system_prompt, api_key_id=s.key_id, tools=bool(s.tools),
+                system_prompt=s.system_prompt or "", params=params_merged({}, s.params), api_key_id=s.key_id,
+                tools=bool(s.tools),
                 tool_choice=s.tool_choice if s.tool_choice is not None else "auto",
             )
             for s in sends
@@ -241,7 +246,8 @@ def _conversations_start(sends: list[Send]) -> list[Exchange]:
     answers, plans = [], []
     for send, conversation, question, credential in zip(sends, conversations, questions, credentials):
         answer, plan = _answer_planned(
-            conversation=conversation, thread=[question], model=send.model, params=send.params, credential=credential
+            conversation=conversation, thread=[question], model=send.model, params=conversation.params,
+            credential=credential,
         )
         answers.append(answer)
         plans.append(plan)
@@ -269,6 +275,14 @@ def _exchange_append(send: Send) -> Exchange:
         conversation.tools = send.tools
     if send.tool_choice is not None:
         conversation.tool_choice = send.tool_choice
+    settings_before = (conversation.params, conversation.system_prompt)
+    conversation.params = params_merged(conversation.params, send.params)
+    if send.system_prompt is not None:
+        conversation.system_prompt = send.system_prompt
+    # Every tab of the person shows the conversation's settings: they hear of a change.
+    told = [] if settings_before == (conversation.params, conversation.system_prompt) else [
+        (user_group(send.user.pk), conversation_updated_frame(conversation))
+    ]
     edited = None
     if send.edit_of is not None:
         edited = Message.objects.filter(pk=send.edit_of, conversation=conversation, role=Message.Role.USER).first()
@@ -289,17 +303,26 @@ def _exchange_append(send: Send) -> Exchange:
         _attachments_copy(edited, question)
     prefetch_related_objects([question], IMAGES)  # read once, for the frame and the request
     answer, plan = _answer_planned(
-        conversation=conversation, thread=[*thread, question], model=send.model, params=send.params,
+        conversation=conversation, thread=[*thread, question], model=send.model, params=conversation.params,
         credential=credential,
     )
     answer.save()
     conversation.model = send.model
     conversation.leaf = answer
-    conversation.save(update_fields=["model", "api_key", "tools", "tool_choice", "leaf", "updated_at"])
+    conversation.save(update_fields=[
+        "model", "api_key", "tools", "tool_choice", "params", "system_prompt", "leaf", "updated_at",
+    ])
     if edited is None:
-        return Exchange(conversation.pk, answer, plan, _message_events(conversation, question, answer))
+        return Exchange(conversation.pk, answer, plan, told + _message_events(conversation, question, answer))
     question.sibling_ids = message_versions(question)
-    return Exchange(conversation.pk, answer, plan, [thread_event(conversation, [*thread, question, answer])])
+    return Exchange(conversation.pk, answer, plan, told + [thread_event(conversation, [*thread, question, answer])])
+
+
+def params_merged(params: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
+    """A conversation's parameters after a send that names some (`params_validate`): each
+    named replaces its own, None takes it away (the API's default), the rest stay."""
+    merged = {**params, **named}
+    return {name: value for name, value in merged.items() if value is not None}
 
 
 def _attachments_copy(source: Message, question: Message) -> None:
@@ -367,6 +390,8 @@ def _answer_planned(
         if vision != model:
             notes.append(f"{model} does not take images, so {vision} answered.")
             model = vision
+    if params.get("max_tokens", 0) > max_tokens_bound(model):  # a smaller window than the one picked
+        raise params_refusal("max_tokens", 1, max_tokens_bound(model), model=model)
     answer = _answer_unsaved(
         conversation=conversation, parent_id=parent_id if parent_id is not None else thread[-1].pk, model=model,
         params=params,
@@ -438,29 +463,42 @@ def conversation_busy(streaming_id: int) -> SendRefused:
     )
 
 
-def answer_retry(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:
-    """Ask the same question again: a new answer beside the old one (kept as a branch)."""
+def answer_retry(
+    *, user: AbstractBaseUser, message_id: int | None, params: dict[str, Any] | None = None,
+    system_prompt: str | None = None,
+) -> Exchange:
+    """Ask the same question again: a new answer beside the old one (kept as a branch),
+    with the conversation's settings, changed first by those the retry names (as a send's)."""
     with transaction.atomic():
         old = _answer_for_rerun(user=user, message_id=message_id)
         conversation = old.conversation
+        settings_before = (conversation.params, conversation.system_prompt)
+        conversation.params = params_merged(conversation.params, params or {})
+        if system_prompt is not None:
+            conversation.system_prompt = system_prompt
+        told = [] if settings_before == (conversation.params, conversation.system_prompt) else [
+            (user_group(user.pk), conversation_updated_frame(conversation))
+        ]
         thread = message_thread(conversation=conversation, leaf=old)[:-1]  # up to the question
         # The same model again; an answer routed to a vision model is routed again from
         # the conversation's pick, so its note says why once more.
         routed = model_for_images(conversation.model) == old.model != conversation.model
         answer, plan = _answer_planned(
             conversation=conversation, thread=thread, model=conversation.model if routed else old.model,
-            params=old.params, credential=_conversation_credential(conversation), parent_id=old.parent_id,
+            params=conversation.params, credential=_conversation_credential(conversation), parent_id=old.parent_id,
         )
         answer.save()
-        Conversation.objects.filter(pk=conversation.pk).update(leaf=answer)
+        Conversation.objects.filter(pk=conversation.pk).update(
+            leaf=answer, params=conversation.params, system_prompt=conversation.system_prompt
+        )
         answer.sibling_ids = message_versions(answer)
         if old.children.exists():
             # An earlier answer: what followed it is on the old branch, so every tab gets
             # the new, shorter thread.
             conversation.leaf_id = answer.pk
-            return Exchange(old.conversation_id, answer, plan, [thread_event(conversation, [*thread, answer])])
+            return Exchange(old.conversation_id, answer, plan, told + [thread_event(conversation, [*thread, answer])])
         frame = {"type": "message", "message": message_to_dict(answer), "replaces": old.pk}
-    return Exchange(old.conversation_id, answer, plan, [(conversation_group(old.conversation_id), frame)])
+    return Exchange(old.conversation_id, answer, plan, told + [(conversation_group(old.conversation_id), frame)])
 
 
 def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchange:

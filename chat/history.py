@@ -251,10 +251,12 @@ def conversation_row_to_dict(conversation: Conversation) -> dict[str, Any]:
 
 
 def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
-    """The whole conversation: its row, its system prompt, when it began."""
+    """The whole conversation: its row, its settings (system prompt and sampling
+    parameters: the page's Settings show them), when it began."""
     return {
         **conversation_row_to_dict(conversation),
         "system_prompt": conversation.system_prompt,
+        "params": conversation.params,
         "created_at": conversation.created_at.isoformat(),
     }
 

@@ -61,6 +61,9 @@ class Conversation(models.Model):
     title_source = models.CharField(max_length=10, choices=TitleSource.choices, default=TitleSource.MESSAGE)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # The sampling parameters its sends use (temperature, top_p, max_tokens; one left out
+    # is the API's default), set by the sends that name them (chat/conversations.py).
+    params = models.JSONField(default=dict, blank=True)
     # Tool use (chat/tools): whether its requests offer the built-in tools, and the
     # `tool_choice` sent with them ("auto", "none", "required" or one named function).
     tools = models.BooleanField(default=False)
@@ -161,6 +164,29 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
+
+
+class Preferences(models.Model):
+    """What one person chose for every page and every new conversation: the theme, and
+    the settings a new conversation starts from (chat/preferences.py)."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "Follow the system"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="preferences"
+    )
+    theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
+    # A new conversation's settings: its system prompt and sampling parameters (as
+    # Conversation.params: one left out is the API's default).
+    system_prompt = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Preferences of user {self.user_id}"
 
 
 def attachment_path(instance: "Attachment", filename: str) -> str:

@@ -83,12 +83,16 @@ def running_simulator(env: dict | None = None) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def canned_api(body: bytes, headers: dict[str, str] | None = None, *, status: int = 200):
+async def canned_api(body: bytes, headers: dict[str, str] | None = None, *, status: int = 200,
+                     received: list | None = None):
     """An API that answers every chat completion with these exact bytes (and `status`), for
-    answers the simulator has no directive for; yield its base URL, http://127.0.0.1:PORT/v1."""
+    answers the simulator has no directive for; yield its base URL, http://127.0.0.1:PORT/v1.
+    `received` gets each request's JSON body, as it reached the API."""
     from aiohttp import web
 
     async def completions(request: web.Request) -> web.Response:
+        if received is not None:
+            received.append(await request.json())
         return web.Response(
             status=status, body=body, headers={"Content-Type": "text/event-stream", **(headers or {})}
         )
