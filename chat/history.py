@@ -252,11 +252,14 @@ def conversation_row_to_dict(conversation: Conversation) -> dict[str, Any]:
 
 def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
     """The whole conversation: its row, its settings (system prompt and sampling
-    parameters: the page's Settings show them), when it began."""
+    parameters: the page's Settings show them), its tool settings (the page's Tools
+    control shows them), when it began."""
     return {
         **conversation_row_to_dict(conversation),
         "system_prompt": conversation.system_prompt,
         "params": conversation.params,
+        "tools": conversation.tools,
+        "tool_choice": conversation.tool_choice,
         "created_at": conversation.created_at.isoformat(),
     }
 
@@ -294,6 +297,9 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "cost_usd": _cost(message),
         "sibling_ids": getattr(message, "sibling_ids", [message.pk]),
         "tool_calls": message.tool_calls,
+        # A `role: tool` message: the call it answers (its card sits in that call's answer).
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
         "created_at": message.created_at.isoformat(),
     }
 

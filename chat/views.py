@@ -26,6 +26,7 @@ from chat.account_throttle import Refusal
 from chat.credentials import credentials_for, key_choices, key_missing
 from chat.images import ImageRefused, image_too_large
 from chat.refusals import SendRefused
+from chat.tools import tool_specs
 from chat.upstream import Credential, UpstreamError
 
 
@@ -52,6 +53,11 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
             "messages_data": messages_data,
             "default_model": conversation.model if conversation else settings.YI_DEFAULT_MODEL,
             "key_choices": key_choices(user_id=request.user.pk),
+            # The built-in tools, for the Tools control's named choices (tool_cards.js).
+            "tool_list": [
+                {"name": spec["function"]["name"], "description": spec["function"]["description"]}
+                for spec in tool_specs()
+            ],
             "simulator": settings.YI_SIMULATOR,
         },
     )

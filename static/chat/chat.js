@@ -24,6 +24,7 @@
   const imageLimits = readJSON("image-limits") || {}; // IMAGES_PER_MESSAGE, IMAGE_MAX_BYTES
   const conversationsNext = readJSON("conversations-next"); // the list's second page
   const keyChoices = readJSON("key-choices"); // the user's keys, masked (chat/credentials.py)
+  const toolList = readJSON("tool-list") || []; // the built-in tools: [{name, description}]
 
   const $ = (id) => document.getElementById(id);
   const app = $("chat-app");
@@ -61,6 +62,13 @@
   AnswerFacts.keyName = (keyId) => keyPicker.describe(keyId);
   // A conversation without a key of its own uses the default, whatever that is now.
   ConversationFacts.keyName = (keyId) => (keyId == null ? keyPicker.defaultText() : keyPicker.describe(keyId));
+  const toolPicker = new ToolPicker({
+    toggle: $("tools-toggle"),
+    choice: $("tool-choice-select"),
+    hint: $("tool-hint"),
+    model: ui.model,
+    tools: toolList,
+  });
 
   const state = {
     conversation: initialConversation,
@@ -222,6 +230,8 @@
       text,
       model: ui.model.value || defaultModel,
       key_id: keyPicker.value(),
+      tools: toolPicker.on,
+      tool_choice: toolPicker.choice(),
       client_id: SendChecks.newClientId(),
     };
     const refusal = SendChecks.sendRefusal(frame, messageMaxChars);
@@ -298,6 +308,8 @@
     const views = streamingViews();
     for (const view of state.views.values()) {
       if (view.role === "assistant" && !view.streaming && view.message.error_code === "not_saved") views.push(view);
+      // A tool still running: its result may come while the socket is down.
+      if (view.role === "tool" && view.streaming) views.push(view);
     }
     return views.sort((a, b) => a.id - b.id);
   }
@@ -437,6 +449,8 @@
       text: pending.text,
       model: pending.model,
       key_id: pending.keyId,
+      tools: pending.tools,
+      tool_choice: pending.toolChoice,
       client_id: pending.clientId,
     };
     if (pending.attachmentIds.length) frame.attachment_ids = pending.attachmentIds;
@@ -468,7 +482,10 @@
   function conversationShown(conversation) {
     // Another conversation: its own key. The same one again (a rename, a new title): the
     // picker keeps what the person may have just picked.
-    if (!state.conversation || state.conversation.id !== conversation.id) keyPicker.fill(conversation.key_id);
+    if (!state.conversation || state.conversation.id !== conversation.id) {
+      keyPicker.fill(conversation.key_id);
+      toolPicker.fill(conversation);
+    }
     state.conversation = conversation;
     document.title = `${conversation.title || "New chat"} · yiweb`;
     facts.show(conversation);
@@ -606,6 +623,8 @@
       conversationId: state.conversationId,
       model: ui.model.value || defaultModel,
       keyId: keyPicker.value(),
+      tools: toolPicker.on,
+      toolChoice: toolPicker.choice(),
       attachmentIds,
     };
     // Refused here, the text stays in the box and nothing is sent.
@@ -706,6 +725,7 @@
     });
   }
   keyPicker.fill(state.conversation && state.conversation.key_id);
+  toolPicker.fill(state.conversation);
   ui.key.addEventListener("change", modelsLoad);
   modelsLoad();
   socket.connect();

@@ -62,6 +62,8 @@
 
   class MessageView {
     constructor(message, hooks) {
+      // A tool's result is no bubble of its own: it fills a card in the answer that called it.
+      if (message.role === "tool" && window.ToolCards) return ToolCards.view(message, hooks);
       this.id = message.id;
       this.role = message.role;
       // scheduleRender(view), requestResync(view), openImage(attachment, name, opener),
@@ -231,6 +233,7 @@
       this.statusLabel.textContent = STATUS_LABELS[message.status] || "";
       this.showVersions(message.sibling_ids);
       if (this.facts) this.facts.show(message, this.hooks.pickedModel());
+      if (this.role === "assistant" && window.ToolCards) ToolCards.showCalls(this, message);
       if (message.status !== "streaming") this.clearRetry();
       if (this.role === "assistant") {
         this.actions.hidden = message.status === "streaming";

@@ -116,6 +116,7 @@
         option.value = model.id;
         option.textContent = optionText(model);
         option.title = optionTitle(model);
+        option.dataset.tools = String(Boolean(model.tools)); // the Tools control's hint (tool_cards.js)
         option.selected = model.id === selected;
         return option;
       }),
