@@ -16,8 +16,8 @@
 (function () {
   "use strict";
 
-  const INLINE_MAX = 1000; // characters of $…$ math looked at: a stray $ costs at most this
-  const DISPLAY_MAX = 10000;
+  const INLINE_MAX = 1000; // characters of $…$ or \(…\) math looked at for its end
+  const DISPLAY_MAX = 4000; // and of display math: a paragraph of stray openers costs at most n times this
   const CACHE_MAX = 500;
 
   // KaTeX runs no command that makes a link, a class, an id, a style or an image
@@ -50,7 +50,7 @@
       else if (c === "$") {
         if (open === 2) {
           if (src[i + 1] !== "$") return -1; // a lone $ inside $$…$$: not this rule's
-          return i > open ? i + 2 : -1;
+          return src.slice(open, i).trim() ? i + 2 : -1;
         }
         if (i === open) return -1;
         if (!/\s/.test(src[i - 1]) && mayTouchDollar(src[i + 1]) && !/\d/.test(src[i + 1] || "")) return i + 1;
@@ -62,11 +62,11 @@
   // The end of \(…\) or \[…\] starting at src[0], or -1. No blank line inside.
   function bracketEnd(src) {
     const close = src[1] === "(" ? ")" : "]";
-    const limit = Math.min(src.length, DISPLAY_MAX);
+    const limit = Math.min(src.length, close === ")" ? INLINE_MAX : DISPLAY_MAX);
     for (let i = 2; i < limit; i++) {
       const c = src[i];
       if (c === "\\") {
-        if (src[i + 1] === close) return i > 2 ? i + 2 : -1;
+        if (src[i + 1] === close) return src.slice(2, i).trim() ? i + 2 : -1;
         i++;
       } else if (c === "\n" && src[i + 1] === "\n") {
         return -1;
@@ -111,14 +111,12 @@
   const extension = {
     extensions: [
       {
-        // $$…$$ or \[…\] starting a line: a block, also right after a paragraph's line.
+        // $$…$$ or \[…\] as a block of its own. (Right after a paragraph's line, it is
+        // display math inside that paragraph: a block start that would interrupt the
+        // paragraph has to look for its end at every line, which a page of stray $$ lines
+        // would make quadratic.)
         name: "mathBlock",
         level: "block",
-        start(src) {
-          // (marked passes the text after a paragraph's first character: only a line's start counts.)
-          const m = /\n {0,3}(?:\$\$|\\\[)/.exec(src);
-          return m ? m.index + 1 : undefined;
-        },
         tokenizer(src) {
           const lead = DISPLAY_LINE.exec(src);
           if (!lead) return undefined;
