@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import key_views, views
+from chat import key_views, preference_views, views
 
 app_name = "chat"
 
@@ -17,6 +17,8 @@ urlpatterns = [
     path("keys/<str:key_id>/tier/", key_views.key_tier, name="key_tier"),
     path("keys/<str:key_id>/delete/", key_views.key_delete, name="key_delete"),
     path("api/keys", key_views.keys_json, name="keys_json"),
+    path("preferences/theme/", preference_views.theme_save, name="theme"),
+    path("preferences/defaults/", preference_views.defaults_save, name="defaults"),
     path("export/", views.export_download, name="export"),
     path("import/", views.import_upload, name="import"),
     path("attachments/", views.attachment_upload, name="attachment_upload"),

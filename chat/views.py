@@ -19,7 +19,7 @@ from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from chat import accounts, attachments, catalog, exports, history, imports, organise, search, usage
+from chat import accounts, attachments, catalog, exports, history, imports, organise, preferences, search, usage
 from chat.input_checks import text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
@@ -59,6 +59,9 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
                 for spec in tool_specs()
             ],
             "simulator": settings.YI_SIMULATOR,
+            # The Settings dialog: where a new conversation starts, and the ranges it checks.
+            "conversation_defaults": preferences.defaults_to_dict(preferences.preferences_of_request(request)),
+            "params_limits": preferences.params_limits(),
         },
     )
 

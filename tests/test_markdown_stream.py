@@ -194,3 +194,20 @@ def test_the_text_up_to_any_cut_shows_what_one_render_of_it_shows_and_so_does_th
           f"({', '.join(str(len(t)) for t in fixtures())} characters) in {elapsed:.1f} s")
     assert failures == []
     assert renderer.problems == []
+
+
+def test_an_unfinished_display_block_shows_its_source_until_it_closes_then_its_math(renderer):
+    found = renderer.evaluate(r"""() => {
+      const box = document.createElement('div');
+      document.body.append(box);
+      const md = new YiMarkdown.StreamingMarkdown(box);
+      const seen = [];
+      for (const piece of ['Before.\n\n$$\n', '\\int_0^1 x', '\\,dx\n', '$$', '\n\nAfter, $5 and $10.']) {
+        md.append(piece);
+        while (md.render(Infinity)) {}
+        seen.push([box.querySelectorAll('.katex').length, box.textContent.includes('$$')]);
+      }
+      box.remove();
+      return seen;
+    }""")
+    assert found == [[0, True], [0, True], [0, True], [1, False], [1, False]]

@@ -10,3 +10,14 @@ def limits(request) -> dict:
         "message_max_chars": settings.MESSAGE_MAX_CHARS,
         "image_limits": {"per_message": settings.IMAGES_PER_MESSAGE, "max_bytes": settings.IMAGE_MAX_BYTES},
     }
+
+
+def theme(request) -> dict:
+    """The signed-in person's theme ("system", "light" or "dark"), which base.html puts on
+    <html> so that the first paint already has it (chat/preferences.py)."""
+    from chat.preferences import preferences_of_request
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"theme": "system"}
+    return {"theme": preferences_of_request(request).theme}

@@ -407,3 +407,5 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 # Every response carries a Content-Security-Policy (yiweb/csp.py, in MIDDLEWARE above),
 # and every template knows MESSAGE_MAX_CHARS, which the chat page checks before sending.
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("yiweb.context_processors.limits")
+# The person's theme, on <html> from the first byte (no flash of the other one).
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("yiweb.context_processors.theme")

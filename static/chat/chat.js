@@ -70,6 +70,17 @@
     tools: toolList,
   });
 
+  // The conversation's settings (system prompt, temperature, top_p, max_tokens): they go
+  // with the next send, edit or retry (conversation_settings.js).
+  const settings = new ConversationSettings({
+    dialog: $("settings-dialog"),
+    button: $("settings-button"),
+    model: ui.model,
+    defaults: readJSON("conversation-defaults"),
+    limits: readJSON("params-limits"),
+    csrfToken: app.dataset.csrfToken,
+  });
+
   const state = {
     conversation: initialConversation,
     conversationId: initialConversation ? initialConversation.id : null,
@@ -233,8 +244,9 @@
       tools: toolPicker.on,
       tool_choice: toolPicker.choice(),
       client_id: SendChecks.newClientId(),
+      ...settings.frameFields(),
     };
-    const refusal = SendChecks.sendRefusal(frame, messageMaxChars);
+    const refusal = settings.refusal(frame.model) || SendChecks.sendRefusal(frame, messageMaxChars);
     if (refusal) {
       view.editor.showError(refusal);
       return;
@@ -452,6 +464,7 @@
       tools: pending.tools,
       tool_choice: pending.toolChoice,
       client_id: pending.clientId,
+      ...pending.settings,
     };
     if (pending.attachmentIds.length) frame.attachment_ids = pending.attachmentIds;
     return frame;
@@ -486,6 +499,7 @@
       keyPicker.fill(conversation.key_id);
       toolPicker.fill(conversation);
     }
+    settings.show(conversation);
     state.conversation = conversation;
     document.title = `${conversation.title || "New chat"} · yiweb`;
     facts.show(conversation);
@@ -626,9 +640,10 @@
       tools: toolPicker.on,
       toolChoice: toolPicker.choice(),
       attachmentIds,
+      settings: settings.frameFields(),
     };
     // Refused here, the text stays in the box and nothing is sent.
-    const refusal = SendChecks.sendRefusal(sendFrame(pending), messageMaxChars);
+    const refusal = settings.refusal(pending.model) || SendChecks.sendRefusal(sendFrame(pending), messageMaxChars);
     if (refusal) {
       showError(refusal);
       return;
@@ -693,7 +708,14 @@
     if (!button) return;
     const messageId = Number(button.closest(".message").dataset.messageId);
     const type = button.classList.contains("retry-button") ? "retry" : "continue";
-    if (!socket.send({ type, message_id: messageId })) {
+    // A retry asks the answer's model again: its window bounds max_tokens.
+    const answered = state.views.get(messageId);
+    const refusal = type === "retry" && settings.refusal((answered && answered.message.model) || ui.model.value);
+    if (refusal) {
+      showError(refusal);
+      return;
+    }
+    if (!socket.send({ type, message_id: messageId, ...(type === "retry" ? settings.frameFields() : {}) })) {
       showError("Not connected to the server. Try again once the connection is back.");
       return;
     }
@@ -707,6 +729,7 @@
   for (const message of initialMessages) addOrUpdateMessage(message);
   ui.emptyState.hidden = initialMessages.length > 0;
   facts.show(state.conversation);
+  settings.show(state.conversation);
   composer.changed();
   const notice = sidebar.takeNotice();
   if (notice) showError(notice, true);

@@ -137,6 +137,8 @@
         ? new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(new Date(conversation.created_at))
         : "";
       const rows = [["Model", conversation.model], ["System prompt", prompt || "None"]];
+      // What its next answers are sent with (each answer's own facts say what it had).
+      if (conversation.params) rows.push(["Parameters", paramsText(conversation.params)]);
       if (ConversationFacts.keyName) rows.push(["Key", ConversationFacts.keyName(conversation.key_id)]);
       if (started) rows.push(["Started", started]);
       fillList(this.list, rows);
