@@ -182,18 +182,24 @@ def test_a_new_chat_starts_with_the_last_tool_choice_and_a_conversation_keeps_it
     assert page.problems == []
 
 
-def test_a_failed_call_is_said_plainly_on_its_card(page, app_url):  # noqa: F811
+def test_a_failed_call_is_said_plainly_and_markup_in_a_call_stays_text(page, app_url):  # noqa: F811
     sign_up(page, app_url, "viola")
     models_loaded(page)
     page.select_option("#model-select", "yi-large-fc")
     page.check("#tools-toggle")
-    page.fill("#message-input", '[sim-call calculator {"expression": "1/0"}] divide')
+    page.fill("#message-input", '[sim-call calculator {"expression": "1/0"}] '
+                                '[sim-call calculator {"expression": "<img src=x onerror=window.pwned=1>"}] divide')
     page.keyboard.press("Enter")
     run_over(page)
-    card = page.locator(".tool-card")
-    assert card.get_attribute("data-state") == "failed"
-    state = card.locator(".tool-card-state").inner_text()
+    divided, hostile = page.locator(".tool-card").all()
+    assert divided.get_attribute("data-state") == "failed"
+    state = divided.locator(".tool-card-state").inner_text()
     assert state.startswith("failed: ") and "zero" in state.lower()
+    # What a model wrote (and a tool's sentence quoting it) is shown as text, never markup.
+    hostile.locator("summary").click()
+    assert "<img src=x onerror=window.pwned=1>" in hostile.locator(".tool-card-arguments").inner_text()
+    assert page.locator(".tool-card img").count() == 0
+    assert page.evaluate("window.pwned") is None
     assert page.problems == []
 
 
