@@ -15,6 +15,11 @@
 (function () {
   "use strict";
 
+  // The page's strings come from Django's JavaScript catalog (/i18n/jsi18n/); the tests
+  // that render Markdown on a blank page have none, and get the English.
+  const gettext = window.gettext || ((text) => text);
+  const interpolate = window.interpolate || ((text, names) => text.replace(/%\((\w+)\)s/g, (_, name) => names[name]));
+
   function escapeHTML(text) {
     return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   }
@@ -88,7 +93,7 @@
       // An image would load the moment it is shown, so a prompt-injected answer could
       // leak the conversation through an image URL. It becomes a link to open at will.
       image({ href, text }) {
-        return `<a href="${escapeHTML(href)}">Image: ${escapeHTML(text || href)}</a>`;
+        return `<a href="${escapeHTML(href)}">${escapeHTML(interpolate(gettext("Image: %(name)s"), { name: text || href }, true))}</a>`;
       },
       // A task list's box as a character, not an <input> (no form controls in answers).
       checkbox({ checked }) {
@@ -151,6 +156,10 @@
       fragment.append(text);
       return fragment;
     }
+    // DOMPurify's fragment belongs to its inert document. Into the page's now (it goes there
+    // anyway): KaTeX's styled nodes moved into the inert document and back cost some 2 ms
+    // each, a hundred times what they cost in the page's.
+    document.adoptNode(fragment);
     YiMath.typeset(fragment);
     frameTables(fragment);
     return fragment;
@@ -219,8 +228,8 @@
       const button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
-      button.textContent = "Copy";
-      button.setAttribute("aria-label", lang ? `Copy ${lang[1]} code` : "Copy code");
+      button.textContent = gettext("Copy");
+      button.setAttribute("aria-label", lang ? interpolate(gettext("Copy %(language)s code"), { language: lang[1] }, true) : gettext("Copy code"));
       bar.append(button);
       pre.prepend(bar);
     });
@@ -267,8 +276,8 @@
   function copyText(text, button) {
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(
-        () => copied(button, "Copied"),
-        () => copied(button, "Copy failed"),
+        () => copied(button, gettext("Copied")),
+        () => copied(button, gettext("Copy failed")),
       );
       return;
     }
@@ -287,7 +296,7 @@
     }
     area.remove();
     button.focus();
-    copied(button, ok ? "Copied" : "Copy failed");
+    copied(button, ok ? gettext("Copied") : gettext("Copy failed"));
   }
 
   // The Copy button of every code block under root (one listener for all of them).
