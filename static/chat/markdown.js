@@ -157,8 +157,8 @@
       return fragment;
     }
     // DOMPurify's fragment belongs to its inert document. Into the page's now (it goes there
-    // anyway): KaTeX's styled nodes moved into the inert document and back cost some 2 ms
-    // each, a hundred times what they cost in the page's.
+    // anyway): moving KaTeX's styled nodes into the inert document and back is slow
+    // (docs/benchmarks.md, bench/math_render.py).
     document.adoptNode(fragment);
     YiMath.typeset(fragment);
     frameTables(fragment);
