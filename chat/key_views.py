@@ -13,6 +13,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import keys
@@ -24,26 +26,27 @@ class KeyForm(forms.Form):
     (`key_input_check`): no field here refuses anything, so each problem is said once, in
     the service's words."""
 
-    label = forms.CharField(required=False, strip=False,
+    label = forms.CharField(label=gettext_lazy("Label"), required=False, strip=False,
                             widget=forms.TextInput(attrs={"autocomplete": "off", "maxlength": keys.LABEL_MAX_CHARS}),
-                            help_text="How you will recognise it, for example “Work” or “Personal”.")
+                            help_text=gettext_lazy("How you will recognise it, for example “Work” or “Personal”."))
     key = forms.CharField(
-        label="API key", required=False, strip=False,
+        label=gettext_lazy("API key"), required=False, strip=False,
         # Never filled back in: a form shown again asks for the key again.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false",
                                                               "autocapitalize": "off"}),
-        help_text="Stored encrypted; this page shows only its last four characters.",
+        help_text=gettext_lazy("Stored encrypted; this page shows only its last four characters."),
     )
     base_url = forms.CharField(
-        label="Base URL", required=False, strip=False, initial=keys.DEFAULT_BASE_URL,
+        label=gettext_lazy("Base URL"), required=False, strip=False, initial=keys.DEFAULT_BASE_URL,
         widget=forms.URLInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off",
                                      "inputmode": "url"}),
-        help_text="The 01.AI Yi API, or any OpenAI-compatible API (OpenAI, vLLM, Ollama: …/v1).",
+        help_text=gettext_lazy("The 01.AI Yi API, or any OpenAI-compatible API (OpenAI, vLLM, Ollama: …/v1)."),
     )
-    tier = forms.CharField(label="Usage tier", initial=ApiKey.Tier.FREE, required=False,
+    tier = forms.CharField(label=gettext_lazy("Usage tier"), initial=ApiKey.Tier.FREE, required=False,
                            widget=forms.Select(choices=ApiKey.Tier.choices),
-                           help_text="Your account's tier at the provider: requests are paced to stay within it.")
-    save_anyway = forms.BooleanField(label="Save it anyway, unchecked", required=False)
+                           help_text=gettext_lazy(
+                               "Your account's tier at the provider: requests are paced to stay within it."))
+    save_anyway = forms.BooleanField(label=gettext_lazy("Save it anyway, unchecked"), required=False)
 
     def refused(self, refused: keys.KeyRefused) -> None:
         for field, message in refused.errors.items():
@@ -79,9 +82,11 @@ async def keys_page(request: HttpRequest) -> HttpResponse:
             return await sync_to_async(_page)(request, form, offer_save_anyway=refused.unverified)
         label = added.key.label
         if added.problem:
-            messages.warning(request, f"Saved “{label}” without checking it: {added.problem}")
+            messages.warning(request, _("Saved “%(label)s” without checking it: %(problem)s") % {
+                "label": label, "problem": added.problem})
         else:
-            messages.success(request, f"Saved “{label}”: {keys.key_host(added.key.base_url)} accepted it.")
+            messages.success(request, _("Saved “%(label)s”: %(host)s accepted it.") % {
+                "label": label, "host": keys.key_host(added.key.base_url)})
         return redirect("chat:keys")
     if request.method != "GET":
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
@@ -98,7 +103,7 @@ async def key_verify(request: HttpRequest, key_id: str) -> HttpResponse:
     if problem:
         messages.error(request, problem)
     else:
-        messages.success(request, "The key works: the provider accepted it just now.")
+        messages.success(request, _("The key works: the provider accepted it just now."))
     return redirect("chat:keys")
 
 
@@ -108,7 +113,7 @@ def key_default(request: HttpRequest, key_id: str) -> HttpResponse:
         key = keys.api_key_default_set(user=request.user, key_id=_id(key_id))
     except keys.KeyNotFound:
         raise Http404("No such key") from None
-    messages.success(request, f"“{key.label}” is now your default key.")
+    messages.success(request, _("“%(label)s” is now your default key.") % {"label": key.label})
     return redirect("chat:keys")
 
 
@@ -121,7 +126,8 @@ def key_tier(request: HttpRequest, key_id: str) -> HttpResponse:
     except keys.KeyRefused as refused:
         messages.error(request, str(refused))
     else:
-        messages.success(request, f"“{key.label}” is paced as {key.get_tier_display()} now.")
+        messages.success(request, _("“%(label)s” is paced as %(tier)s now.") % {
+            "label": key.label, "tier": key.get_tier_display()})
     return redirect("chat:keys")
 
 
@@ -131,9 +137,9 @@ def key_delete(request: HttpRequest, key_id: str) -> HttpResponse:
         key, successor = keys.api_key_delete(user=request.user, key_id=_id(key_id))
     except keys.KeyNotFound:
         raise Http404("No such key") from None
-    said = f"Deleted “{key.label}”."
+    said = _("Deleted “%(label)s”.") % {"label": key.label}
     if successor is not None:
-        said += f" “{successor.label}” is your default key now."
+        said += " " + _("“%(label)s” is your default key now.") % {"label": successor.label}
     messages.success(request, said)
     return redirect("chat:keys")
 

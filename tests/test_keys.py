@@ -47,7 +47,7 @@ async def add(client: AsyncClient, **fields) -> object:
 
 def field_errors(page: str) -> dict[str, str]:
     """Each field's error sentences as the page shows them beside it."""
-    found = re.findall(r'<ul class="field-errors" id="id_(\w+)_error" role="alert">\s*<li>(.*?)</li>', page, re.S)
+    found = re.findall(r'<div id="id_(\w+)_error" role="alert">\s*<ul class="field-errors"><li>(.*?)</li>', page, re.S)
     return {name: text for name, text in found}
 
 
@@ -102,7 +102,8 @@ async def test_a_key_the_provider_accepts_is_saved_encrypted_shown_masked_and_be
 
 @pytest.mark.parametrize("case", ["wrong key", "wrong path", "not an API", "unreachable", "timeout"])
 async def test_a_key_that_fails_verification_says_what_is_wrong_and_is_not_saved(user, simulator_url, settings, case):
-    settings.KEY_VERIFY_TIMEOUT = 0.5
+    if case == "timeout":
+        settings.KEY_VERIFY_TIMEOUT = 0.5  # the others keep the default: a busy machine can be slow to answer
     client = await signed_in(user)
     async with contextlib.AsyncExitStack() as stack:
         host = "127.0.0.1:" + simulator_url.split(":")[2].split("/")[0]

@@ -57,6 +57,9 @@ MIDDLEWARE = [
     "yiweb.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page's language: the one picked in the page (Django's language cookie, set by
+    # the set_language view), else the browser's Accept-Language, else English.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -242,7 +245,15 @@ if EMAIL_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The page's languages (templates, forms and static/chat's strings through the JavaScript
+# catalog at /jsi18n/); the translations live in locale/, compiled .mo files included, so
+# that the first command needs no gettext tools. The model's answers are never translated.
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# A language picked in the page is kept for a year, not only until the browser closes.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -267,7 +278,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 HTTPS = _env_bool("HTTPS", False)
 if HTTPS:
     SECURE_SSL_REDIRECT = True
-    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LANGUAGE_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
 # The header by which the proxy in front says a request came over HTTPS, trusted only when

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog, set_language
 
 from chat import views
 
@@ -22,8 +24,18 @@ accounts = [
          name="password_reset_complete"),
 ]
 
+# The language menu posts to set_language, which keeps the choice in Django's language
+# cookie; the JavaScript catalog gives static/chat its strings (gettext, interpolate) in the
+# page's language, as a same-origin script the Content-Security-Policy allows. Both work
+# before sign-in: the sign-in and sign-up pages have the menu too.
+i18n = [
+    path("setlang/", login_not_required(set_language), name="set_language"),
+    path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript-catalog"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("i18n/", include(i18n)),
     path("accounts/", include(accounts)),
     path("favicon.ico", views.favicon),
     path("", include("chat.urls")),

@@ -30,7 +30,7 @@
     constructor(file, tray) {
       this.file = file;
       this.tray = tray;
-      this.name = file.name || "pasted image";
+      this.name = file.name || gettext("pasted image");
       this.state = "uploading";
       this.locked = false;
       this.attachment = null;
@@ -86,7 +86,7 @@
       });
       request.addEventListener("load", () => this.uploaded(request));
       request.addEventListener("error", () =>
-        this.refuse("The upload failed: the server could not be reached. Remove it and attach it again."),
+        this.refuse(gettext("The upload failed: the server could not be reached. Remove it and attach it again.")),
       );
       request.send(this.file);
     }
@@ -106,11 +106,13 @@
       } else if (body && typeof body.message === "string") {
         this.refuse(body.message);
       } else if (request.responseURL && new URL(request.responseURL).pathname === this.tray.loginPath) {
-        this.refuse("You were signed out, so this image was not uploaded. Sign in again and attach it.");
+        this.refuse(gettext("You were signed out, so this image was not uploaded. Sign in again and attach it."));
       } else if (request.status === 403) {
-        this.refuse("The server refused the upload (the page's security token is out of date). Reload the page and attach it again.");
+        this.refuse(
+          gettext("The server refused the upload (the page's security token is out of date). Reload the page and attach it again."),
+        );
       } else {
-        this.refuse(`The upload failed (HTTP ${request.status}). Remove it and attach it again.`);
+        this.refuse(interpolate(gettext("The upload failed (HTTP %(status)s). Remove it and attach it again."), request, true));
       }
     }
 
@@ -225,11 +227,19 @@
     // Refused here, before any byte is sent: over the server's limits, said as it would.
     refusal(chip) {
       if (chip.file.size > this.maxBytes) {
-        return `That image is too large (${sizeText(chip.file.size)}; the limit is ${sizeText(this.maxBytes)}). Attach a smaller one.`;
+        return interpolate(
+          gettext("That image is too large (%(size)s; the limit is %(limit)s). Attach a smaller one."),
+          { size: sizeText(chip.file.size), limit: sizeText(this.maxBytes) },
+          true,
+        );
       }
       const counted = this.chips.filter((c) => c !== chip && !c.locked && c.state !== "refused").length;
       if (counted >= this.perMessage) {
-        return `A message can carry at most ${this.perMessage} images. Send these first, or remove one to attach this one.`;
+        return interpolate(
+          gettext("A message can carry at most %(count)s images. Send these first, or remove one to attach this one."),
+          { count: this.perMessage },
+          true,
+        );
       }
       return null;
     }

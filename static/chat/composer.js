@@ -56,7 +56,7 @@
       if (text.trim() === "" && !this.tray.hasImages()) return;
       if (this.tray.uploading()) {
         this.waitingForUploads = true;
-        this.notify("Waiting for uploads…", true);
+        this.notify(gettext("Waiting for uploads…"), true);
         return;
       }
       const attachmentIds = this.tray.ready().map((chip) => chip.attachment.id);

@@ -42,7 +42,7 @@
   const PIN_ICON = [["M9 4h6l-1 6 3 3H7l3-3zM12 13v7", false]];
 
   function title(conversation) {
-    return conversation.title || "New chat";
+    return conversation.title || gettext("New chat");
   }
 
   // Pinned first, then the most recently used, then the newest id: the server's order.
@@ -64,14 +64,14 @@
   const monthName = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { month: "long", year: "numeric" });
 
   function groupOf(conversation, now) {
-    if (conversation.pinned) return ["pinned", "Pinned"];
+    if (conversation.pinned) return ["pinned", gettext("Pinned")];
     const when = new Date(conversation.updated_at);
-    if (Number.isNaN(when.getTime())) return ["today", "Today"];
+    if (Number.isNaN(when.getTime())) return ["today", gettext("Today")];
     const days = daysBetween(when, now);
-    if (days <= 0) return ["today", "Today"];
-    if (days === 1) return ["yesterday", "Yesterday"];
-    if (days <= 7) return ["week", "Previous 7 days"];
-    if (days <= 30) return ["month", "Previous 30 days"];
+    if (days <= 0) return ["today", gettext("Today")];
+    if (days === 1) return ["yesterday", gettext("Yesterday")];
+    if (days <= 7) return ["week", gettext("Previous 7 days")];
+    if (days <= 30) return ["month", gettext("Previous 30 days")];
     return [`${when.getFullYear()}-${when.getMonth() + 1}`, monthName.format(when)];
   }
 
@@ -142,12 +142,12 @@
       const url = new URL(this.apiUrl, location.href);
       url.searchParams.set("archived", this.archived ? "1" : "0");
       if (after) url.searchParams.set("after", after);
-      this.showStatus("Loading…");
+      this.showStatus(gettext("Loading…"));
       this.loading = fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
         .then(async (response) => {
           const body = await response.json().catch(() => null);
           if (!response.ok || !body || !Array.isArray(body.conversations)) {
-            throw new Error((body && body.message) || `The list could not be loaded (HTTP ${response.status}).`);
+            throw new Error((body && body.message) || interpolate(gettext("The list could not be loaded (HTTP %(status)s)."), response, true));
           }
           for (const conversation of body.conversations) this.put(conversation);
           this.next = body.next || null;
@@ -155,7 +155,10 @@
           this.render();
         })
         .catch((error) => {
-          this.showStatus(error instanceof TypeError ? "The list could not be loaded: the server did not answer." : error.message, true);
+          this.showStatus(
+            error instanceof TypeError ? gettext("The list could not be loaded: the server did not answer.") : error.message,
+            true,
+          );
         })
         .finally(() => {
           this.loading = null;
@@ -176,7 +179,7 @@
       this.status.classList.toggle("is-error", Boolean(failed));
       if (failed) {
         const again = element("button", "btn btn-small btn-ghost", { type: "button" });
-        again.textContent = "Try again";
+        again.textContent = gettext("Try again");
         again.addEventListener("click", () => (this.loaded ? this.more() : this.load()));
         this.status.append(again);
       }
@@ -244,9 +247,11 @@
       const check = element("input", "conversation-check", { type: "checkbox" });
       const link = element("a", "conversation-link", { href: this.conversationUrl(data.id) });
       const name = element("span", "conversation-title");
-      const pin = element("span", "conversation-pin", { role: "img", "aria-label": "Pinned" });
+      const pin = element("span", "conversation-pin", { role: "img", "aria-label": gettext("Pinned") });
       pin.append(icon(PIN_ICON, 14));
-      const images = element("span", "conversation-images", { role: "img", "aria-label": "Has images", title: "Has images" });
+      const images = element("span", "conversation-images", {
+        role: "img", "aria-label": gettext("Has images"), title: gettext("Has images"),
+      });
       images.append(icon(IMAGE_ICON, 14));
       link.append(name, pin, images);
       const more = element("button", "conversation-more", { type: "button", "aria-haspopup": "menu", "aria-expanded": "false" });
@@ -260,8 +265,8 @@
       const name = title(data);
       item.querySelector(".conversation-title").textContent = name;
       item.querySelector(".conversation-link").title = name;
-      item.querySelector(".conversation-check").setAttribute("aria-label", `Select “${name}”`);
-      item.querySelector(".conversation-more").setAttribute("aria-label", `Options for “${name}”`);
+      item.querySelector(".conversation-check").setAttribute("aria-label", interpolate(gettext("Select “%(title)s”"), { title: name }, true));
+      item.querySelector(".conversation-more").setAttribute("aria-label", interpolate(gettext("Options for “%(title)s”"), { title: name }, true));
       item.querySelector(".conversation-images").hidden = !data.has_images;
       item.querySelector(".conversation-pin").hidden = !data.pinned;
       item.dataset.updatedAt = data.updated_at || "";

@@ -126,13 +126,13 @@
         const body = await response.json().catch(() => null);
         if (request !== this.request) return;
         if (!response.ok || !body || !Array.isArray(body.results)) {
-          this.show(query, [], (body && body.message) || `Search failed (HTTP ${response.status}). Try again.`);
+          this.show(query, [], (body && body.message) || interpolate(gettext("Search failed (HTTP %(status)s). Try again."), response, true));
         } else {
           this.show(query, body.results, null);
         }
       } catch (error) {
         if (error.name === "AbortError") return;
-        this.show(query, [], "Search failed: the server did not answer. Try again.");
+        this.show(query, [], gettext("Search failed: the server did not answer. Try again."));
       } finally {
         if (request === this.request) {
           this.request = null;
@@ -145,8 +145,9 @@
       this.query = query;
       this.list.replaceChildren(...results.map((result) => this.resultItem(result)));
       if (problem) this.say(problem, true);
-      else if (!results.length) this.say(`Nothing found for “${query}”.`);
-      else this.say(results.length === 1 ? "1 result" : `${results.length} results${results.length >= 20 ? " (the newest 20)" : ""}`);
+      else if (!results.length) this.say(interpolate(gettext("Nothing found for “%(query)s”."), { query }, true));
+      else if (results.length >= 20) this.say(interpolate(gettext("%(count)s results (the newest 20)"), { count: results.length }, true));
+      else this.say(interpolate(ngettext("%(count)s result", "%(count)s results", results.length), { count: results.length }, true));
     }
 
     say(text, failed) {
@@ -163,7 +164,7 @@
       if (messageId) link.dataset.messageId = String(messageId);
       const head = element("span", "search-result-head");
       const name = element("span", "search-result-title");
-      name.textContent = result.conversation_title || "New chat";
+      name.textContent = result.conversation_title || gettext("New chat");
       const when = element("span", "search-result-date");
       when.textContent = dateText(result.updated_at);
       head.append(name, when);
@@ -171,7 +172,7 @@
       if (messageId) {
         const body = snippet(result.snippet);
         const who = element("span", "search-result-role");
-        who.textContent = result.role === "user" ? "You: " : "Yi: ";
+        who.textContent = result.role === "user" ? gettext("You: ") : gettext("Yi: ");
         body.prepend(who);
         link.append(body);
       } else {

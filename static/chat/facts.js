@@ -30,16 +30,20 @@
   function endingText(message) {
     switch (message.status) {
       case "stopped":
-        return "Stopped before the end.";
+        return gettext("Stopped before the end.");
       case "interrupted":
-        return message.error_message || "Interrupted: the server stopped while answering.";
+        return message.error_message || gettext("Interrupted: the server stopped while answering.");
       case "error":
-        return `Failed: ${message.error_message || message.error_code || "unknown error"}`;
+        return interpolate(
+          gettext("Failed: %(reason)s"),
+          { reason: message.error_message || message.error_code || gettext("unknown error") },
+          true,
+        );
       case "complete":
-        if (message.error_code === "not_saved") return message.error_message || "Ended, but not saved yet.";
-        if (message.finish_reason === "length") return "Cut off: it reached the longest answer allowed (max_tokens).";
-        if (message.finish_reason === "tool_calls") return "Ended by asking to use a tool.";
-        return "Complete.";
+        if (message.error_code === "not_saved") return message.error_message || gettext("Ended, but not saved yet.");
+        if (message.finish_reason === "length") return gettext("Cut off: it reached the longest answer allowed (max_tokens).");
+        if (message.finish_reason === "tool_calls") return gettext("Ended by asking to use a tool.");
+        return gettext("Complete.");
       default:
         return message.status;
     }
@@ -48,16 +52,16 @@
   // Only what the answer was sent with: a parameter left out was the model's default.
   function paramsText(params) {
     const names = ["temperature", "top_p", "max_tokens"].filter((name) => params[name] !== undefined && params[name] !== null);
-    return names.length ? names.map((name) => `${name} ${params[name]}`).join(" · ") : "the model's defaults";
+    return names.length ? names.map((name) => `${name} ${params[name]}`).join(" · ") : gettext("the model's defaults");
   }
 
   // picked: the model the conversation asked for; an answer from another one (a message
   // with images goes to a model that takes them) says so.
   function summaryText(message, picked) {
     const parts = [];
-    if (message.model) parts.push(picked && message.model !== picked ? `Answered by ${message.model}` : message.model);
+    if (message.model) parts.push(picked && message.model !== picked ? interpolate(gettext("Answered by %(model)s"), message, true) : message.model);
     const usage = message.usage || {};
-    if (usage.completion_tokens) parts.push(`${count(usage.completion_tokens)} tokens`);
+    if (usage.completion_tokens) parts.push(interpolate(gettext("%(count)s tokens"), { count: count(usage.completion_tokens) }, true));
     if (message.cost_usd) parts.push(dollars(message.cost_usd));
     if (message.duration_ms) parts.push(`${(message.duration_ms / 1000).toFixed(1)} s`);
     return parts.join(" · ");
@@ -66,16 +70,23 @@
   function factRows(message) {
     const rows = [];
     const usage = message.usage || {};
-    if (message.model) rows.push(["Model", message.model]);
+    if (message.model) rows.push([gettext("Model"), message.model]);
     if (usage.prompt_tokens != null || usage.completion_tokens != null) {
-      rows.push(["Tokens", `${count(usage.prompt_tokens || 0)} in, ${count(usage.completion_tokens || 0)} out`]);
+      rows.push([
+        gettext("Tokens"),
+        interpolate(
+          gettext("%(in)s in, %(out)s out"),
+          { in: count(usage.prompt_tokens || 0), out: count(usage.completion_tokens || 0) },
+          true,
+        ),
+      ]);
     }
-    rows.push(["Cost", message.cost_usd ? dollars(message.cost_usd) : "not known for this model"]);
-    if (message.ttft_ms != null) rows.push(["First token after", seconds(message.ttft_ms)]);
-    if (message.duration_ms != null) rows.push(["Duration", seconds(message.duration_ms)]);
-    if (message.params && typeof message.params === "object") rows.push(["Parameters", paramsText(message.params)]);
-    if (AnswerFacts.keyName) rows.push(["Key", AnswerFacts.keyName(message.key_id)]);
-    rows.push(["Ended", endingText(message)]);
+    rows.push([gettext("Cost"), message.cost_usd ? dollars(message.cost_usd) : gettext("not known for this model")]);
+    if (message.ttft_ms != null) rows.push([gettext("First token after"), seconds(message.ttft_ms)]);
+    if (message.duration_ms != null) rows.push([gettext("Duration"), seconds(message.duration_ms)]);
+    if (message.params && typeof message.params === "object") rows.push([gettext("Parameters"), paramsText(message.params)]);
+    if (AnswerFacts.keyName) rows.push([gettext("Key"), AnswerFacts.keyName(message.key_id)]);
+    rows.push([gettext("Ended"), endingText(message)]);
     return rows;
   }
 
@@ -110,7 +121,7 @@
         return;
       }
       const rows = factRows(message);
-      const summary = summaryText(message, picked) || "Details";
+      const summary = summaryText(message, picked) || gettext("Details");
       const key = JSON.stringify([summary, rows]);
       this.el.hidden = false;
       if (key === this.key) return;
@@ -132,15 +143,15 @@
       this.el.hidden = !conversation;
       if (!conversation) return;
       const prompt = conversation.system_prompt || "";
-      this.summary.textContent = `${conversation.model} · ${prompt ? "with a system prompt" : "no system prompt"}`;
+      this.summary.textContent = `${conversation.model} · ${prompt ? gettext("with a system prompt") : gettext("no system prompt")}`;
       const started = conversation.created_at
         ? new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(new Date(conversation.created_at))
         : "";
-      const rows = [["Model", conversation.model], ["System prompt", prompt || "None"]];
+      const rows = [[gettext("Model"), conversation.model], [gettext("System prompt"), prompt || gettext("None")]];
       // What its next answers are sent with (each answer's own facts say what it had).
-      if (conversation.params) rows.push(["Parameters", paramsText(conversation.params)]);
-      if (ConversationFacts.keyName) rows.push(["Key", ConversationFacts.keyName(conversation.key_id)]);
-      if (started) rows.push(["Started", started]);
+      if (conversation.params) rows.push([gettext("Parameters"), paramsText(conversation.params)]);
+      if (ConversationFacts.keyName) rows.push([gettext("Key"), ConversationFacts.keyName(conversation.key_id)]);
+      if (started) rows.push([gettext("Started"), started]);
       fillList(this.list, rows);
       this.list.querySelectorAll("dd")[1].classList.add("facts-prompt");
     }

@@ -16,10 +16,10 @@
   // "1600 × 1200 pixels · JPEG · 412 KB · from HEIC"
   function factsText(attachment) {
     const format = formatName(attachment.media_type);
-    const parts = [`${attachment.width} × ${attachment.height} pixels`, format];
+    const parts = [interpolate(gettext("%(width)s × %(height)s pixels"), attachment, true), format];
     if (typeof attachment.size_bytes === "number") parts.push(sizeText(attachment.size_bytes));
     const original = String(attachment.original_format || "");
-    if (original && original.toUpperCase() !== format) parts.push(`from ${original}`);
+    if (original && original.toUpperCase() !== format) parts.push(interpolate(gettext("from %(format)s"), { format: original }, true));
     return parts.join(" · ");
   }
 
@@ -51,7 +51,7 @@
       this.image.width = attachment.width;
       this.image.height = attachment.height;
       this.image.src = attachment.url;
-      this.facts.textContent = `Sent to the model: ${factsText(attachment)}`;
+      this.facts.textContent = interpolate(gettext("Sent to the model: %(facts)s"), { facts: factsText(attachment) }, true);
       this.link.href = attachment.url;
       if (!this.dialog.open) this.dialog.showModal();
     }

@@ -13,16 +13,16 @@
   class KeyPicker {
     constructor(select, choices) {
       this.select = select;
-      this.choices = choices || { keys: [], server: { label: "Server key", host: "", usable: true } };
+      this.choices = choices || { keys: [], server: { label: gettext("Server key"), host: "", usable: true } };
       this.byId = new Map(this.choices.keys.map((key) => [key.id, key]));
     }
 
     // What "the default" is for this person, in words.
     defaultText() {
       const preferred = this.choices.keys.find((key) => key.is_default);
-      if (preferred) return `Default: ${keyText(preferred)}`;
+      if (preferred) return interpolate(gettext("Default: %(key)s"), { key: keyText(preferred) }, true);
       const server = this.choices.server;
-      if (!server.usable) return "No key yet: add one on the Keys page";
+      if (!server.usable) return gettext("No key yet: add one on the Keys page");
       return `${server.label} · ${server.host}`;
     }
 
@@ -49,7 +49,7 @@
     describe(keyId) {
       const key = keyId != null ? this.byId.get(keyId) : null;
       if (key) return keyText(key);
-      return keyId != null ? "a key since deleted" : `${this.choices.server.label} · ${this.choices.server.host}`;
+      return keyId != null ? gettext("a key since deleted") : `${this.choices.server.label} · ${this.choices.server.host}`;
     }
   }
 

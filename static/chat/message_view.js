@@ -8,16 +8,21 @@
   "use strict";
 
   const STATUS_LABELS = {
-    stopped: "Stopped",
-    interrupted: "Interrupted — the server restarted while answering",
+    stopped: gettext("Stopped"),
+    interrupted: gettext("Interrupted — the server restarted while answering"),
   };
   const RESYNC_AGAIN_MS = 2000;
 
   // "1st", "2nd", "3rd", "4th", "11th", "22nd": a place in line.
   function ordinal(n) {
     const tens = n % 100;
-    const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
-    return `${n}${suffix}`;
+    const place =
+      tens >= 11 && tens <= 13
+        ? pgettext("place in line", "%(n)sth")
+        : { 1: pgettext("place in line", "%(n)sst"), 2: pgettext("place in line", "%(n)snd"), 3: pgettext("place in line", "%(n)srd") }[
+            n % 10
+          ] || pgettext("place in line", "%(n)sth");
+    return interpolate(place, { n }, true);
   }
 
   // Countdowns of `retrying` and `queued` notices: one timer for every view counting down,
@@ -91,11 +96,11 @@
       });
       const inner = element("div", "message-inner");
       const author = element("h3", "visually-hidden");
-      author.textContent = this.role === "user" ? "You said:" : "Yi said:";
+      author.textContent = this.role === "user" ? gettext("You said:") : gettext("Yi said:");
       this.body = element("div", this.role === "assistant" ? "message-body markdown" : "message-body");
       // The app's own notices about an answer ("… so yi-vision answered"): plain text
       // outside the rendered Markdown, so that no model output can pass for one.
-      this.notes = element("ul", "message-notes", { "aria-label": "Notes from yiweb" });
+      this.notes = element("ul", "message-notes", { "aria-label": gettext("Notes from yiweb") });
       this.notes.hidden = true;
       this.images = element("div", "message-images");
       this.images.hidden = true;
@@ -117,17 +122,17 @@
         // Retry under every ended answer, Continue under the last; chat.js handles the clicks.
         this.retryButton = element("button", "btn btn-small btn-ghost retry-button", {
           type: "button",
-          title: "Ask again: a new answer, with this one kept as another version",
+          title: gettext("Ask again: a new answer, with this one kept as another version"),
         });
-        this.retryButton.textContent = "Retry";
+        this.retryButton.textContent = gettext("Retry");
         this.continueButton = element("button", "btn btn-small btn-ghost continue-button", { type: "button" });
-        this.continueButton.textContent = "Continue";
+        this.continueButton.textContent = gettext("Continue");
         // The whole answer as the model wrote it (its Markdown), not as shown.
         this.copyButton = element("button", "btn btn-small btn-ghost copy-answer", {
           type: "button",
-          "aria-label": "Copy the answer (Markdown)",
+          "aria-label": gettext("Copy the answer (Markdown)"),
         });
-        this.copyButton.textContent = "Copy";
+        this.copyButton.textContent = gettext("Copy");
         this.copyButton.addEventListener("click", () => YiMarkdown.copyText(this.message.content || "", this.copyButton));
         this.actions.append(this.copyButton, this.retryButton, this.continueButton);
         inner.append(this.facts.el, this.actions);
@@ -135,9 +140,9 @@
       } else {
         this.editButton = element("button", "btn btn-small btn-ghost edit-button", {
           type: "button",
-          title: "Edit and send again, with this version kept",
+          title: gettext("Edit and send again, with this version kept"),
         });
-        this.editButton.textContent = "Edit";
+        this.editButton.textContent = gettext("Edit");
         this.editButton.addEventListener("click", () => this.startEdit());
         this.actions.append(this.editButton);
         this.editor = null;
@@ -227,7 +232,8 @@
       this.errorBox.hidden = message.status !== "error";
       if (message.status === "error") {
         this.errorBox.textContent =
-          message.error_message || `The answer failed (${message.error_code || "unknown error"}).`;
+          message.error_message ||
+          interpolate(gettext("The answer failed (%(code)s)."), { code: message.error_code || gettext("unknown error") }, true);
       }
       this.statusLabel.hidden = !STATUS_LABELS[message.status];
       this.statusLabel.textContent = STATUS_LABELS[message.status] || "";
@@ -255,8 +261,8 @@
       this.imagesKey = key;
       this.images.replaceChildren(
         ...attachments.map((attachment, index) => {
-          const name = attachment.original_name || `Attached image ${index + 1}`;
-          const button = element("button", "message-image", { type: "button", title: `${name}: open full size` });
+          const name = attachment.original_name || interpolate(gettext("Attached image %(n)s"), { n: index + 1 }, true);
+          const button = element("button", "message-image", { type: "button", title: interpolate(gettext("%(name)s: open full size"), { name }, true) });
           const image = element("img", "", { alt: name, src: attachment.thumbnail_url, decoding: "async" });
           // Its proportions before it loads, so the conversation does not jump.
           if (attachment.width && attachment.height) {
@@ -369,7 +375,7 @@
     retrying(frame) {
       this.heard();
       if (!this.streaming) return; // late: the answer has ended since
-      this.retry = { reason: frame.reason || "no answer", until: Date.now() + (Number(frame.delay) || 0) * 1000 };
+      this.retry = { reason: frame.reason || gettext("no answer"), until: Date.now() + (Number(frame.delay) || 0) * 1000 };
       this.retryNotice.dataset.kind = "retrying";
       this.retryNotice.dataset.attempt = String(frame.attempt ?? "");
       this.retryNotice.hidden = false;
@@ -395,12 +401,20 @@
       if (!this.retry) return false;
       const left = Math.ceil((this.retry.until - Date.now()) / 1000);
       if (this.retry.position) {
-        const when = left > 0 ? `starts in ${left} s` : "starts any moment";
-        this.retryNotice.textContent = `Queued: ${when} (${ordinal(this.retry.position)} in line)`;
+        const when = left > 0 ? interpolate(gettext("starts in %(left)s s"), { left }, true) : gettext("starts any moment");
+        this.retryNotice.textContent = interpolate(
+          gettext("Queued: %(when)s (%(place)s in line)"),
+          { when, place: ordinal(this.retry.position) },
+          true,
+        );
         return true;
       }
-      const when = left > 0 ? `retrying in ${left} s` : "retrying now…";
-      this.retryNotice.textContent = `The Yi API is busy (${this.retry.reason}); ${when}`;
+      const when = left > 0 ? interpolate(gettext("retrying in %(left)s s"), { left }, true) : gettext("retrying now…");
+      this.retryNotice.textContent = interpolate(
+        gettext("The Yi API is busy (%(reason)s); %(when)s"),
+        { reason: this.retry.reason, when },
+        true,
+      );
       return true;
     }
 

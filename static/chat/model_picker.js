@@ -29,11 +29,14 @@
       if (data && data.error) return { data, problem: data.error };
       if (!response.ok || !data) {
         const said = data && data.message;
-        return { data, problem: said || `The model list could not be loaded (HTTP ${response.status}).` };
+        return {
+          data,
+          problem: said || interpolate(gettext("The model list could not be loaded (HTTP %(status)s)."), response, true),
+        };
       }
       return { data, problem: null };
     } catch (err) {
-      return { data: null, problem: "The model list could not be loaded: the server did not answer." };
+      return { data: null, problem: gettext("The model list could not be loaded: the server did not answer.") };
     }
   }
 
@@ -57,21 +60,25 @@
     if (model.context_window) facts.push(windowText(model.context_window));
     const price = priceText(model);
     if (price) facts.push(price);
-    if (model.vision) facts.push("images");
-    if (model.tools) facts.push("tools");
+    if (model.vision) facts.push(gettext("images"));
+    if (model.tools) facts.push(gettext("tools"));
     return facts.join(" · ");
   }
 
   // The same, in sentences, for the option's tooltip.
   function optionTitle(model) {
     const facts = [];
-    if (model.context_window) facts.push(`a ${windowText(model.context_window)}-token context window`);
-    if (model.vision) facts.push("takes images");
-    if (model.tools) facts.push("calls tools");
+    if (model.context_window) facts.push(interpolate(gettext("a %(window)s-token context window"), { window: windowText(model.context_window) }, true));
+    if (model.vision) facts.push(gettext("takes images"));
+    if (model.tools) facts.push(gettext("calls tools"));
     if (model.price_in != null && model.price_out != null) {
       const price = (value) => `$${Number(value)}`;
       facts.push(
-        `${price(model.price_in)} per million input tokens, ${price(model.price_out)} per million output tokens`,
+        interpolate(
+          gettext("%(input)s per million input tokens, %(output)s per million output tokens"),
+          { input: price(model.price_in), output: price(model.price_out) },
+          true,
+        ),
       );
     }
     const owner = model.owned_by ? ` (${model.owned_by})` : "";

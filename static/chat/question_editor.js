@@ -22,15 +22,15 @@
       this.onSave = onSave;
       this.onClose = onClose;
       this.form = element("form", "question-editor");
-      this.input = element("textarea", "question-editor-input", { rows: "3", "aria-label": "Edit your message" });
+      this.input = element("textarea", "question-editor-input", { rows: "3", "aria-label": gettext("Edit your message") });
       this.input.value = text;
       this.error = element("p", "question-editor-error", { role: "alert" });
       this.error.hidden = true;
       const bar = element("div", "question-editor-bar");
       this.cancel = element("button", "btn btn-small btn-ghost question-editor-cancel", { type: "button" });
-      this.cancel.textContent = "Cancel";
+      this.cancel.textContent = gettext("Cancel");
       this.save = element("button", "btn btn-small btn-send question-editor-save", { type: "submit" });
-      this.save.textContent = "Save & send";
+      this.save.textContent = gettext("Save & send");
       bar.append(this.cancel, this.save);
       this.form.append(this.input, this.error, bar);
       body.hidden = true;
@@ -75,7 +75,7 @@
     setBusy(busy) {
       this.busy = busy;
       this.input.readOnly = busy;
-      this.save.textContent = busy ? "Sending…" : "Save & send";
+      this.save.textContent = busy ? gettext("Sending…") : gettext("Save & send");
       this.changed();
     }
 

@@ -43,11 +43,19 @@
   function sendRefusal(frame, messageMaxChars) {
     const characters = characterCount(frame.text);
     if (characters > messageMaxChars) {
-      return `That message is too long (${thousands(characters)} characters; the limit is ${thousands(messageMaxChars)}). Shorten it or split it.`;
+      return interpolate(
+        gettext("That message is too long (%(count)s characters; the limit is %(limit)s). Shorten it or split it."),
+        { count: thousands(characters), limit: thousands(messageMaxChars) },
+        true,
+      );
     }
     const bytes = new TextEncoder().encode(JSON.stringify(frame)).length;
     if (bytes > FRAME_MAX_BYTES) {
-      return `That message is too long to send (${thousands(bytes)} bytes; the limit is ${thousands(FRAME_MAX_BYTES)}). Shorten it or split it.`;
+      return interpolate(
+        gettext("That message is too long to send (%(count)s bytes; the limit is %(limit)s). Shorten it or split it."),
+        { count: thousands(bytes), limit: thousands(FRAME_MAX_BYTES) },
+        true,
+      );
     }
     return null;
   }

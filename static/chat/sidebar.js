@@ -12,7 +12,7 @@
   const $ = (id) => document.getElementById(id);
 
   function title(conversation) {
-    return (conversation && conversation.title) || "New chat";
+    return (conversation && conversation.title) || gettext("New chat");
   }
 
   class Sidebar {
@@ -52,8 +52,8 @@
       const listOf = (root, archived, emptyText) =>
         new ConversationList({ root, scroller, archived, apiUrl: urls.api, conversationUrl: urls.conversation, emptyText });
       this.lists = {
-        active: listOf($("conversations-active"), false, "No conversations yet."),
-        archived: listOf($("conversations-archived"), true, "No archived conversations."),
+        active: listOf($("conversations-active"), false, gettext("No conversations yet.")),
+        archived: listOf($("conversations-archived"), true, gettext("No archived conversations.")),
       };
       this.view = "active";
       this.lists.active.seed(first, next);
@@ -136,10 +136,18 @@
       });
     }
 
+    // On a phone the list is a drawer over the chat: opening it takes the focus into it
+    // (the open conversation, else New chat: not the search box, whose keyboard would
+    // cover the list), and closing it gives the focus back to its button, so a keyboard or
+    // screen reader is never left on what the drawer covers or on what it hid.
     setOpen(open) {
+      const was = this.app.classList.contains("sidebar-open");
       this.app.classList.toggle("sidebar-open", open);
       this.ui.toggle.setAttribute("aria-expanded", String(open));
       this.ui.backdrop.hidden = !open;
+      if (open === was || getComputedStyle(this.ui.toggle).display === "none") return;
+      if (open) (this.el.querySelector(".conversation-link[aria-current]") || $("new-chat")).focus();
+      else if (this.el.contains(document.activeElement) || document.activeElement === document.body) this.ui.toggle.focus();
     }
 
     // --- What the server says changed ---------------------------------------------------
@@ -163,9 +171,11 @@
       this.selectionChanged();
       if (conversationId !== this.currentId()) return;
       // The open conversation is gone (here or in another tab): the home page says so.
-      const name = gone ? `“${title(gone)}”` : "This conversation";
+      const said = gone
+        ? interpolate(gettext("“%(title)s” was deleted."), { title: title(gone) }, true)
+        : gettext("This conversation was deleted.");
       try {
-        sessionStorage.setItem(NOTICE_KEY, `${name} was deleted.`);
+        sessionStorage.setItem(NOTICE_KEY, said);
       } catch (err) {
         /* storage disabled: the home page opens without the notice */
       }
@@ -241,11 +251,11 @@
       const data = this.list.get(id);
       if (!data) return [];
       return [
-        { label: "Rename", action: () => this.renameStart(id) },
-        { label: data.pinned ? "Unpin" : "Pin", action: () => this.change([id], { pinned: !data.pinned }) },
-        { label: data.archived ? "Unarchive" : "Archive", action: () => this.change([id], { archived: !data.archived }) },
+        { label: gettext("Rename"), action: () => this.renameStart(id) },
+        { label: data.pinned ? gettext("Unpin") : gettext("Pin"), action: () => this.change([id], { pinned: !data.pinned }) },
+        { label: data.archived ? gettext("Unarchive") : gettext("Archive"), action: () => this.change([id], { archived: !data.archived }) },
         ...this.exportItems([id]),
-        { label: "Delete…", danger: true, action: () => this.confirmDelete([id]) },
+        { label: gettext("Delete…"), danger: true, action: () => this.confirmDelete([id]) },
       ];
     }
 
@@ -256,10 +266,10 @@
         target.searchParams.set("format", format);
         return target.pathname + target.search;
       };
-      if (ids && !ids.length) return [{ label: "Select conversations to export", action: null }];
+      if (ids && !ids.length) return [{ label: gettext("Select conversations to export"), action: null }];
       return [
-        { label: "Export as Markdown", href: url("md") },
-        { label: "Export as JSON (to import back)", href: url("json") },
+        { label: gettext("Export as Markdown"), href: url("md") },
+        { label: gettext("Export as JSON (to import back)"), href: url("json") },
       ];
     }
 
@@ -267,7 +277,7 @@
       if (!ids.length) return;
       this.changeClientId = SendChecks.newClientId();
       const frame = { type: "change_conversations", conversation_ids: ids, client_id: this.changeClientId, ...fields };
-      if (!this.send(frame)) this.say("Not connected to the server. Try again once the connection is back.");
+      if (!this.send(frame)) this.say(gettext("Not connected to the server. Try again once the connection is back."));
       else this.say("");
     }
 
@@ -281,7 +291,7 @@
       const input = document.createElement("input");
       input.className = "conversation-rename";
       input.value = data.title || "";
-      input.setAttribute("aria-label", `Rename “${title(data)}”`);
+      input.setAttribute("aria-label", interpolate(gettext("Rename “%(title)s”"), { title: title(data) }, true));
       const error = document.createElement("p");
       error.className = "conversation-rename-error";
       error.setAttribute("role", "alert");
@@ -328,7 +338,7 @@
       };
       if (!this.send(frame)) {
         renaming.clientId = null;
-        renaming.error.textContent = "Not connected to the server. Try again once the connection is back.";
+        renaming.error.textContent = gettext("Not connected to the server. Try again once the connection is back.");
         renaming.error.hidden = false;
       }
     }
@@ -351,11 +361,19 @@
       const ui = this.ui;
       if (ids.length === 1) {
         const data = this.list.get(ids[0]) || this.lists.active.get(ids[0]) || this.lists.archived.get(ids[0]);
-        ui.dialogTitle.textContent = "Delete this conversation?";
-        ui.dialogText.textContent = `“${title(data)}” will be deleted, with all its messages and the images in it. This cannot be undone.`;
+        ui.dialogTitle.textContent = gettext("Delete this conversation?");
+        ui.dialogText.textContent = interpolate(
+          gettext("“%(title)s” will be deleted, with all its messages and the images in it. This cannot be undone."),
+          { title: title(data) },
+          true,
+        );
       } else {
-        ui.dialogTitle.textContent = `Delete ${ids.length} conversations?`;
-        ui.dialogText.textContent = `${ids.length} conversations will be deleted, with all their messages and the images in them. This cannot be undone.`;
+        ui.dialogTitle.textContent = interpolate(gettext("Delete %(count)s conversations?"), { count: ids.length }, true);
+        ui.dialogText.textContent = interpolate(
+          gettext("%(count)s conversations will be deleted, with all their messages and the images in them. This cannot be undone."),
+          { count: ids.length },
+          true,
+        );
       }
       this.deleting = ids;
       ui.dialog.returnValue = "";
@@ -365,7 +383,7 @@
 
     remove(ids) {
       if (!this.send({ type: "delete_conversations", conversation_ids: ids })) {
-        this.say("Not connected to the server, so nothing was deleted. Try again once the connection is back.");
+        this.say(gettext("Not connected to the server, so nothing was deleted. Try again once the connection is back."));
       }
     }
 
@@ -374,7 +392,7 @@
       this.selecting = selecting;
       this.el.classList.toggle("is-selecting", selecting);
       this.ui.selectToggle.setAttribute("aria-pressed", String(selecting));
-      this.ui.selectToggle.textContent = selecting ? "Done" : "Select";
+      this.ui.selectToggle.textContent = selecting ? gettext("Done") : gettext("Select");
       this.ui.selectionBar.hidden = !selecting;
       if (!selecting) {
         this.selected.clear();
@@ -401,8 +419,8 @@
       for (const id of [...this.selected]) if (!this.list.get(id)) this.selected.delete(id);
       const count = this.selected.size;
       const ui = this.ui;
-      ui.selectionCount.textContent = count ? `${count} selected` : "None selected";
-      ui.selectionArchive.textContent = this.view === "active" ? "Archive" : "Unarchive";
+      ui.selectionCount.textContent = count ? interpolate(gettext("%(count)s selected"), { count }, true) : gettext("None selected");
+      ui.selectionArchive.textContent = this.view === "active" ? gettext("Archive") : gettext("Unarchive");
       for (const button of [ui.selectionArchive, ui.selectionExport, ui.selectionDelete]) button.disabled = !count;
     }
 
@@ -412,9 +430,9 @@
       const archived = view === "archived";
       this.lists.active.root.hidden = archived;
       this.lists.archived.root.hidden = !archived;
-      this.ui.heading.textContent = archived ? "Archived" : "Conversations";
+      this.ui.heading.textContent = archived ? gettext("Archived") : gettext("Conversations");
       this.ui.archivedToggle.setAttribute("aria-pressed", String(archived));
-      this.ui.archivedToggle.textContent = archived ? "Back to conversations" : "Archived";
+      this.ui.archivedToggle.textContent = archived ? gettext("Back to conversations") : gettext("Archived");
       this.setSelecting(false);
       if (archived) this.lists.archived.load();
     }
@@ -425,7 +443,7 @@
       form.append("file", file, file.name);
       this.say("");
       this.ui.importButton.disabled = true;
-      this.ui.importButton.textContent = "Importing…";
+      this.ui.importButton.textContent = gettext("Importing…");
       try {
         const response = await fetch(this.urls.importFile, {
           method: "POST",
@@ -440,15 +458,17 @@
         }
         if (body && typeof body.message === "string") this.say(body.message);
         else if (response.redirected && new URL(response.url).pathname === this.urls.login) {
-          this.say("You were signed out, so nothing was imported. Sign in again and import the file.");
+          this.say(gettext("You were signed out, so nothing was imported. Sign in again and import the file."));
         } else if (response.status === 403) {
-          this.say("The server refused the import (the page's security token is out of date). Reload the page and try again.");
-        } else this.say(`The import failed (HTTP ${response.status}).`);
+          this.say(
+            gettext("The server refused the import (the page's security token is out of date). Reload the page and try again."),
+          );
+        } else this.say(interpolate(gettext("The import failed (HTTP %(status)s)."), response, true));
       } catch (err) {
-        this.say("The import failed: the server could not be reached.");
+        this.say(gettext("The import failed: the server could not be reached."));
       } finally {
         this.ui.importButton.disabled = false;
-        this.ui.importButton.textContent = "Import…";
+        this.ui.importButton.textContent = gettext("Import…");
       }
     }
   }

@@ -17,9 +17,9 @@
   const STORAGE_KEY = "yiweb.tools";
   const TOOL_MODEL = "yi-large-fc";
   const FORMS = [
-    ["auto", "Auto: the model decides"],
-    ["none", "None: answer without tools"],
-    ["required", "Required: call a tool"],
+    ["auto", gettext("Auto: the model decides")],
+    ["none", gettext("None: answer without tools")],
+    ["required", gettext("Required: call a tool")],
   ];
   // A preview of a result in a collapsed card's line: the whole result is inside.
   const PREVIEW_CHARS = 120;
@@ -72,7 +72,7 @@
         option.textContent = text;
         return option;
       });
-      const named = element("optgroup", "", { label: "Always call this tool" });
+      const named = element("optgroup", "", { label: gettext("Always call this tool") });
       for (const tool of tools || []) {
         const option = element("option", "", { value: `function:${tool.name}`, title: tool.description || "" });
         option.textContent = tool.name;
@@ -131,8 +131,8 @@
       if (!callsNone) return;
       const offered = [...this.model.options].some((o) => o.value === TOOL_MODEL);
       this.hintText.textContent = offered
-        ? `${option.value} does not call tools.`
-        : `${option.value} is not known to call tools; the provider decides.`;
+        ? interpolate(gettext("%(model)s does not call tools."), { model: option.value }, true)
+        : interpolate(gettext("%(model)s is not known to call tools; the provider decides."), { model: option.value }, true);
       this.switchButton.hidden = !offered;
     }
   }
@@ -182,10 +182,10 @@
       summary.append(this.icon, this.name, this.state, this.time);
       const body = element("div", "tool-card-body");
       const argumentsLabel = element("p", "tool-card-label");
-      argumentsLabel.textContent = "Arguments";
+      argumentsLabel.textContent = gettext("Arguments");
       this.arguments = element("pre", "tool-card-arguments");
       const resultLabel = element("p", "tool-card-label");
-      resultLabel.textContent = "Result";
+      resultLabel.textContent = gettext("Result");
       this.result = element("pre", "tool-card-result");
       body.append(argumentsLabel, this.arguments, resultLabel, this.result);
       this.el.append(summary, body);
@@ -215,25 +215,33 @@
       let text;
       if (!message) {
         state = "waiting";
-        text = "no result";
+        text = gettext("no result");
       } else if (message.status === "streaming") {
         state = "running";
-        text = "running…";
+        text = gettext("running…");
       } else if (message.status === "complete" && !message.error_code) {
         state = "done";
         text = oneLine(message.content || "");
       } else if (message.status === "stopped") {
         state = "stopped";
-        text = "stopped";
+        text = gettext("stopped");
       } else {
         state = "failed";
-        text = `failed: ${oneLine(errorSentence(message.content || "") || message.error_message || message.status)}`;
+        text = interpolate(
+          gettext("failed: %(reason)s"),
+          { reason: oneLine(errorSentence(message.content || "") || message.error_message || message.status) },
+          true,
+        );
       }
       this.el.dataset.state = state;
       this.icon.className = state === "running" ? "tool-card-icon spinner" : "tool-card-icon";
       this.state.textContent = text;
       this.time.textContent = message && message.status !== "streaming" ? duration(message.duration_ms) : "";
-      this.result.textContent = !message ? "No result was stored." : state === "running" ? "Running…" : pretty(message.content || "");
+      this.result.textContent = !message
+        ? gettext("No result was stored.")
+        : state === "running"
+          ? gettext("Running…")
+          : pretty(message.content || "");
     }
   }
 
@@ -262,7 +270,7 @@
   function cardsBox(answerEl) {
     let box = answerEl.querySelector(":scope > .message-inner > .tool-cards");
     if (!box) {
-      box = element("div", "tool-cards", { role: "group", "aria-label": "Tools used" });
+      box = element("div", "tool-cards", { role: "group", "aria-label": gettext("Tools used") });
       const body = answerEl.querySelector(":scope > .message-inner > .message-body");
       if (body) body.after(box);
       else answerEl.append(box);

@@ -35,9 +35,9 @@
       this.el = document.createElement("div");
       this.el.className = "versions";
       this.el.setAttribute("role", "group");
-      this.el.setAttribute("aria-label", "Versions");
-      this.previous = button("version-previous", "Previous version", "M15 6l-6 6 6 6");
-      this.next = button("version-next", "Next version", "M9 6l6 6-6 6");
+      this.el.setAttribute("aria-label", gettext("Versions"));
+      this.previous = button("version-previous", gettext("Previous version"), "M15 6l-6 6 6 6");
+      this.next = button("version-next", gettext("Next version"), "M9 6l6 6-6 6");
       this.position = document.createElement("span");
       this.position.className = "version-position";
       this.el.append(this.previous, this.position, this.next);
@@ -55,7 +55,10 @@
       this.index = ids.indexOf(id);
       this.el.hidden = ids.length < 2;
       this.position.textContent = `${this.index + 1} / ${ids.length}`;
-      this.position.setAttribute("aria-label", `Version ${this.index + 1} of ${ids.length}`);
+      this.position.setAttribute(
+        "aria-label",
+        interpolate(gettext("Version %(n)s of %(count)s"), { n: this.index + 1, count: ids.length }, true),
+      );
       this.refresh();
     }
 

@@ -1,0 +1,9 @@
+// The language menu (templates/_language_menu.html): picking a language sends the form at
+// once, so the page comes back in it (without script, the menu's button does).
+(function () {
+  "use strict";
+  const form = document.getElementById("language-form");
+  const select = document.getElementById("language-select");
+  if (!form || !select) return;
+  select.addEventListener("change", () => form.requestSubmit());
+})();
