@@ -71,7 +71,7 @@ def conversation_list(
             | Q(pinned=after.pinned, updated_at__lt=after.updated_at)
             | Q(pinned=after.pinned, updated_at=after.updated_at, id__lt=after.id)
         )
-    rows = rows.only("id", "title", "model", "pinned", "archived", "updated_at", "created_at").order_by(
+    rows = rows.only("id", "title", "model", "pinned", "archived", "api_key", "updated_at", "created_at").order_by(
         "-pinned", "-updated_at", "-id"
     )[: limit + 1]
     page = list(rows)

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat.running import running
-from chat.history import ListCursor, conversation_list
+from chat.history import ListCursor, conversation_list, conversation_row_to_dict
 from chat.models import Conversation, Message
 from tests.test_consumer import answer_of, conversation_id_of, first, frames_until, send
 
@@ -206,7 +206,7 @@ def test_the_list_is_two_queries_however_many_conversations(user, django_assert_
         Conversation.objects.create(user=user, model="yi-large", title=f"c{i}")
     with django_assert_num_queries(2):  # the page, and which of its rows hold images
         page, after = conversation_list(user=user)
-        [c.has_images for c in page]
+        [conversation_row_to_dict(c) for c in page]  # as GET /conversations/ sends them
     assert len(page) == 50 and after is not None
 
 
