@@ -27,7 +27,9 @@ MESSAGE_FIELDS = (
     "total_tokens", "ttft_ms", "duration_ms", "error_code", "error_message", "notes", "tool_calls",
     "tool_call_id", "name",
 )
-CONVERSATION_FIELDS = ("title", "title_source", "model", "system_prompt", "pinned", "archived", "tools", "tool_choice")
+CONVERSATION_FIELDS = (
+    "title", "title_source", "model", "system_prompt", "params", "pinned", "archived", "tools", "tool_choice",
+)
 
 
 def conversations_owned(*, user: AbstractBaseUser, conversation_ids: list[int] | None) -> list[Conversation]:
@@ -106,7 +108,8 @@ def _conversation_markdown(conversation: Conversation) -> str:
                 lines += [message.content]
             for call in message.tool_calls:
                 function = (call.get("function") or {}) if isinstance(call, dict) else {}
-                lines += ["", f"*Calls `{function.get('name', '')}` with:*", "", *_fenced(str(function.get("arguments", "")))]
+                arguments = str(function.get("arguments", ""))
+                lines += ["", f"*Calls `{function.get('name', '')}` with:*", "", *_fenced(arguments)]
             if message.status != Message.Status.COMPLETE:
                 ending = message.error_message or message.status
                 lines += ["", f"*({message.status}: {ending})*" if message.error_message else f"*({ending})*"]

@@ -26,7 +26,7 @@ from django.db import transaction
 
 from chat.attachments import attachment_create, image_prepare_upload
 from chat.catalog import tokens_cost
-from chat.input_checks import text_storable, tools_validate
+from chat.input_checks import params_validate, text_storable, tools_validate
 from chat.exports import FORMAT, VERSION
 from chat.images import ImageRefused, PreparedImage
 from chat.models import Conversation, Message
@@ -102,6 +102,18 @@ def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
         return [_store(user, c) for c in checked]
 
 
+def _conversation_params(raw: Any, where: str) -> dict[str, Any]:
+    """A conversation's sampling parameters, which its next sends go with: in the ranges a
+    send's must be in (exports from before they existed have none)."""
+    if not isinstance(raw, dict) or set(raw) - PARAMS:
+        raise ImportRefused(f"{where} has parameters this app does not know.")
+    try:
+        params = params_validate(raw)
+    except SendRefused as refused:
+        raise ImportRefused(f"{where}'s settings cannot be used: {refused.message}") from None
+    return {name: value for name, value in params.items() if value is not None}
+
+
 def _conversation(raw: Any, number: int) -> _Conversation:
     where = f"Conversation {number}"
     if not isinstance(raw, dict):
@@ -117,6 +129,7 @@ def _conversation(raw: Any, number: int) -> _Conversation:
         else Conversation.TitleSource.USER,
         "tools": _flag(raw.get("tools", False), where),
         "tool_choice": _tool_choice(raw.get("tool_choice", "auto")),
+        "params": _conversation_params(raw.get("params") or {}, where),
     }
     messages = raw.get("messages")
     if not isinstance(messages, list) or not messages:

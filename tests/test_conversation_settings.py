@@ -11,7 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.input_checks import params_validate
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.refusals import SendRefused
 from tests.simulator_server import canned_api
 
@@ -188,3 +188,36 @@ async def test_every_tab_of_the_person_hears_the_conversation_settings_changed(u
     )
     assert frames[-1]["conversation"]["params"] == {"max_tokens": 64}
 
+
+
+@pytest.fixture
+def browser_client(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def import_(client, data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post("/import/", {"file": SimpleUploadedFile("export.json", data)})
+
+
+def test_a_conversation_s_settings_go_out_in_its_export_and_come_back_with_it(user, browser_client):
+    conversation = Conversation.objects.create(user=user, model="yi-large", system_prompt="Be brief.",
+                                               params={"temperature": 0.7, "max_tokens": 300})
+    Message.objects.create(conversation=conversation, role="user", content="hi")
+    exported = browser_client.get(f"/export/?ids={conversation.pk}&format=json").content
+    (new_id,) = import_(browser_client, exported).json()["conversation_ids"]
+    copy_ = Conversation.objects.get(pk=new_id)
+    assert (copy_.system_prompt, copy_.params) == ("Be brief.", {"temperature": 0.7, "max_tokens": 300})
+
+    # Settings out of range would make every later send fail: refused, nothing imported.
+    data = json.loads(exported)
+    data["conversations"][0]["params"] = {"temperature": 9}
+    response = import_(browser_client, json.dumps(data).encode())
+    assert (response.status_code, response.json()["message"]) == (
+        400, "Conversation 1's settings cannot be used: temperature must be a number from 0 to 2.")
+    assert Conversation.objects.count() == 2
