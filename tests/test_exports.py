@@ -212,7 +212,10 @@ def test_markdown_shows_each_call_and_its_result(user, tool_run):
     assert "## Tool `percentage_change` returned · 3 ms\n\n```json\n{\n  \"time\": \"2024-04\"" in text
     assert "\"change\": \"0.80%\"\n}\n```" in text
     # A failed call says so, and backticks in a result cannot close its block early.
-    assert "## Tool `calculator` returned · 1 ms · failed\n\n````json\n{\n  \"error\": \"The arguments are not valid JSON: ```rm -rf```\"\n}\n````" in text
+    assert (
+        "## Tool `calculator` returned · 1 ms · failed\n\n"
+        "````json\n{\n  \"error\": \"The arguments are not valid JSON: ```rm -rf```\"\n}\n````"
+    ) in text
     assert text.index("0.80%\"") < text.index("April's MoM is 0.80%.")
 
 
