@@ -84,11 +84,7 @@ def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
 def key_choices(*, user_id: int) -> dict:
     """What the chat page's key picker offers: the user's keys (masked) and the server's
     credential, if people may use it. Never a key."""
-    keys = [
-        {"id": key.pk, "label": key.label, "host": key_host(key.base_url), "last4": key.key_last4,
-         "is_default": key.is_default}
-        for key in ApiKey.objects.filter(user_id=user_id)
-    ]
+    keys = [key_to_dict(key) for key in ApiKey.objects.filter(user_id=user_id).defer("key_encrypted")]
     server = server_credential()
     return {
         "keys": keys,
@@ -100,8 +96,24 @@ def key_choices(*, user_id: int) -> dict:
     }
 
 
+def key_to_dict(key: ApiKey) -> dict:
+    """A saved key as the pages' JSON carries it (the key picker, GET /api/keys): never the key."""
+    return {"id": key.pk, "label": key.label, "host": key_host(key.base_url), "last4": key.key_last4,
+            "is_default": key.is_default, "tier": key.tier}
+
+
 def key_host(base_url: str) -> str:
-    return urlsplit(base_url).hostname or base_url
+    """The provider's host as the pages name it, with its port when it has one (two local
+    servers differ only by it)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or base_url
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return host if port is None else f"{host}:{port}"
 
 
 def client_for(credential: Credential) -> YiClient:

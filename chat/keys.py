@@ -22,7 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.credentials import client_for, key_credential
+from chat.credentials import client_for, key_credential, key_host, key_to_dict
 from chat.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
 from chat.input_checks import text_storable
 from chat.models import ApiKey
@@ -152,19 +152,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def key_host(base_url: str) -> str:
-    """The provider's host as the pages name it (with its port, when it has one)."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or base_url
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return host if port is None else f"{host}:{port}"
 
 
 def key_last4(key: str) -> str:
@@ -357,8 +344,3 @@ def key_rows(*, user: AbstractBaseUser) -> list[KeyRow]:
 def key_list(*, user: AbstractBaseUser) -> list[dict]:
     """The person's keys as the chat page's key picker reads them (GET /api/keys)."""
     return [key_to_dict(key) for key in ApiKey.objects.filter(user=user).defer("key_encrypted")]
-
-
-def key_to_dict(key: ApiKey) -> dict:
-    return {"id": key.pk, "label": key.label, "host": key_host(key.base_url), "last4": key.key_last4,
-            "is_default": key.is_default, "tier": key.tier}
