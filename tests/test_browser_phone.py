@@ -1,0 +1,161 @@
+"""A 360 x 740 phone, in Debian's Chromium with touch: every page fits the screen in
+either language, the conversation list is a drawer, the message box stays above the
+on-screen keyboard."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.live_server import running_app_and_simulator
+from tests.readme_pictures import readme_pictures_untouched  # noqa: F401 (an autouse fixture)
+from tests.test_browser_a11y import settled, sign_up
+
+CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 360, "height": 740}
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with running_app_and_simulator(delta_ms=5) as (base, _, _database):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+def phone(browser, language: str = "en-US"):
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
+                                  locale=language, reduced_motion="reduce")
+    return context, context.new_page()
+
+
+def too_wide(page) -> list[str]:
+    """What sticks out past the screen's right edge (and so makes the page scroll sideways),
+    leaving out what is inside a box that scrolls by itself (a code block, a table's frame)
+    and what is hidden."""
+    return page.evaluate(
+        """() => {
+          const width = document.documentElement.clientWidth;
+          const inScroller = (el) => {
+            for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+              const style = getComputedStyle(p);
+              if (/(auto|scroll|hidden|clip)/.test(style.overflowX)) return true;
+            }
+            return false;
+          };
+          const wide = [];
+          for (const el of document.body.querySelectorAll('*')) {
+            const box = el.getBoundingClientRect();
+            if (!box.width || box.right <= width + 0.5 || inScroller(el)) continue;
+            if (getComputedStyle(el).visibility === 'hidden') continue;
+            wide.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} right=${Math.round(box.right)}`);
+          }
+          const scrolled = document.documentElement.scrollWidth;
+          if (scrolled > width) wide.push(`page scrollWidth=${scrolled}`);
+          return wide;
+        }"""
+    )
+
+
+@pytest.mark.parametrize("language", ["en-US", "zh-CN"])
+def test_every_page_fits_a_360_pixel_phone(browser, app_url, language):
+    context, page = phone(browser, language)
+    try:
+        wide = {}
+        for path in ("/accounts/login/", "/accounts/signup/"):
+            page.goto(app_url + path)
+            settled(page)
+            wide[path] = too_wide(page)
+        sign_up(page, app_url, f"phone-{language}".lower())
+        settled(page)
+        wide["chat, empty"] = too_wide(page)
+        page.fill("#message-input", "Show me some code")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
+        wide["chat with an answer"] = too_wide(page)
+        for path in ("/usage/", "/keys/"):
+            page.goto(app_url + path)
+            settled(page)
+            wide[path] = too_wide(page)
+    finally:
+        context.close()
+    assert {where: found for where, found in wide.items() if found} == {}
+
+
+def test_the_conversation_list_is_a_drawer_that_takes_and_gives_back_the_focus(browser, app_url):
+    context, page = phone(browser)
+    try:
+        sign_up(page, app_url, "drawer")
+        page.fill("#message-input", "Hello")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
+        page.wait_for_function("() => location.pathname.startsWith('/c/')")
+        page.reload()
+        settled(page)
+        toggle = page.locator("#sidebar-toggle")
+        sidebar = page.locator("#sidebar")
+        # Closed: off the screen, and out of reach of Tab and of screen readers.
+        assert toggle.is_visible() and toggle.get_attribute("aria-expanded") == "false"
+        assert not sidebar.is_visible()
+        page.locator("#message-input").focus()
+        for _ in range(25):
+            page.keyboard.press("Shift+Tab")
+            assert not page.evaluate("() => document.getElementById('sidebar').contains(document.activeElement)")
+
+        toggle.tap()
+        page.wait_for_function("() => document.getElementById('sidebar').getBoundingClientRect().left >= 0")
+        assert sidebar.is_visible() and toggle.get_attribute("aria-expanded") == "true"
+        box = sidebar.bounding_box()
+        assert box["x"] == 0 and box["width"] <= PHONE["width"] * 0.85 + 1
+        # The focus is in the drawer, on the open conversation.
+        assert page.evaluate("() => document.activeElement.getAttribute('aria-current')") == "page"
+        page.keyboard.press("Escape")
+        page.wait_for_function("() => getComputedStyle(document.getElementById('sidebar')).visibility === 'hidden'")
+        assert page.evaluate("() => document.activeElement.id") == "sidebar-toggle"
+
+        # A tap beside the drawer closes it too.
+        toggle.tap()
+        page.wait_for_selector("#sidebar-backdrop:not([hidden])")
+        page.mouse.click(PHONE["width"] - 20, PHONE["height"] // 2)
+        page.wait_for_function("() => getComputedStyle(document.getElementById('sidebar')).visibility === 'hidden'")
+        assert toggle.get_attribute("aria-expanded") == "false"
+    finally:
+        context.close()
+
+
+def test_the_message_box_stays_above_the_on_screen_keyboard(browser, app_url):
+    context, page = phone(browser)
+    try:
+        sign_up(page, app_url, "keyboard")
+        viewport = page.evaluate("() => document.querySelector('meta[name=viewport]').content")
+        assert "interactive-widget=resizes-content" in viewport
+        page.locator("#message-input").tap()
+        # What resizes-content does when the keyboard opens: the page gets the height left
+        # above it (Chromium on Android; 740 - a 320-pixel keyboard).
+        page.set_viewport_size({"width": 360, "height": 420})
+        page.wait_for_function("() => window.innerHeight === 420")
+        composer = page.locator("#composer").bounding_box()
+        send = page.locator("#send-button").bounding_box()
+        assert composer["y"] + composer["height"] <= 420 and send["y"] + send["height"] <= 420
+        assert page.locator("#message-input").is_visible()
+        assert page.evaluate("() => document.activeElement.id") == "message-input"
+        assert page.evaluate("() => document.documentElement.scrollHeight") <= 420
+    finally:
+        context.close()
