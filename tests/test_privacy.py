@@ -17,7 +17,7 @@ from PIL import Image
 
 from chat.attachments import attachment_create, image_prepare_upload
 from chat.crypto import secret_encrypt
-from chat.models import ApiKey, Attachment, Conversation, Message
+from chat.models import ApiKey, Attachment, Conversation, Message, Preferences
 from tests.test_consumer import frames_until, nothing_but_titles
 from yiweb.asgi import application
 
@@ -30,7 +30,9 @@ SECRET = "zebra-北京天气-4417"
 def owned(user, settings, tmp_path):
     """The owner's conversation: a question with an image, two versions of an answer."""
     settings.MEDIA_ROOT = tmp_path
-    conversation = Conversation.objects.create(user=user, model="yi-vision", title=f"About {SECRET}")
+    conversation = Conversation.objects.create(user=user, model="yi-vision", title=f"About {SECRET}",
+                                               system_prompt=f"Say {SECRET}", params={"temperature": 0.25})
+    Preferences.objects.create(user=user, theme="dark", system_prompt=f"Defaults {SECRET}", params={"top_p": 0.5})
     question = Message.objects.create(conversation=conversation, role="user", content=f"What is {SECRET}?")
     out = io.BytesIO()
     Image.new("RGB", (20, 20), (200, 0, 0)).save(out, "PNG")
@@ -60,7 +62,8 @@ def test_every_url_of_the_app_is_walked_here():
     walked = {"", "c/<int:conversation_id>/", "attachments/<int:attachment_id>/",
               "attachments/<int:attachment_id>/thumbnail/", "export/", "import/", "attachments/", "api/search",
               "api/conversations", "api/models", "usage/", "keys/", "api/keys", "keys/<str:key_id>/verify/",
-              "keys/<str:key_id>/default/", "keys/<str:key_id>/tier/", "keys/<str:key_id>/delete/"}
+              "keys/<str:key_id>/default/", "keys/<str:key_id>/tier/", "keys/<str:key_id>/delete/",
+              "preferences/theme/", "preferences/defaults/"}
     (chat,) = [p for p in get_resolver().url_patterns if getattr(p, "app_name", None) == "chat"]
     unwalked = {str(p.pattern) for p in chat.url_patterns} - walked
     assert not unwalked, f"not walked as a second user and a visitor: {unwalked}"
@@ -75,6 +78,11 @@ def test_a_second_user_gets_404_or_nothing_of_theirs_over_http(owned, other_user
     for action in ("verify", "default", "tier", "delete"):
         assert intruder.post(f"/keys/{key.pk}/{action}/", {"tier": "5"}).status_code == 404, action
     assert intruder.get(f"/api/models?key_id={key.pk}").status_code == 404
+    # Preferences name no one: a second user's change is theirs alone.
+    intruder.post("/preferences/theme/", {"theme": "light"})
+    intruder.post("/preferences/defaults/", json.dumps({"system_prompt": "mine"}), content_type="application/json")
+    assert Preferences.objects.filter(user=owned["conversation"].user, theme="dark", params={"top_p": 0.5},
+                                      system_prompt=f"Defaults {SECRET}").exists()
     assert ApiKey.objects.filter(pk=key.pk, tier="free", is_default=True).exists()
     for path in ("/api/conversations", "/api/conversations?archived=1", f"/api/search?q={SECRET}", "/export/",
                  "/usage/", "/", "/keys/", "/api/keys"):
@@ -96,6 +104,9 @@ def test_a_visitor_who_is_not_signed_in_is_sent_to_sign_in_everywhere(owned):
     assert visitor.post("/keys/", {"label": "x", "key": "sk-x"}).status_code in (302, 403)
     assert visitor.post("/attachments/", b"x", content_type="application/octet-stream").status_code in (302, 403)
     assert visitor.post("/import/", {}).status_code in (302, 403)
+    assert visitor.post("/preferences/theme/", {"theme": "light"}).status_code in (302, 403)
+    assert visitor.post("/preferences/defaults/", b"{}", content_type="application/json").status_code in (302, 403)
+    assert Preferences.objects.get().theme == "dark"
 
 
 async def test_a_visitor_gets_no_websocket():
@@ -115,6 +126,9 @@ async def test_every_websocket_message_type_naming_their_objects_is_not_found(ow
         {"type": "edit", "conversation_id": c.pk, "message_id": question.pk, "text": "edited", "model": "yi-large"},
         {"type": "branch", "message_id": first.pk},
         {"type": "retry", "message_id": second.pk},
+        {"type": "retry", "message_id": second.pk, "system_prompt": "taken", "temperature": 2},
+        {"type": "send", "conversation_id": c.pk, "text": "mine now", "model": "yi-large", "system_prompt": "taken",
+         "max_tokens": 5},
         {"type": "continue", "message_id": first.pk},
         {"type": "change_conversations", "conversation_ids": [c.pk], "title": "taken"},
         {"type": "change_conversations", "conversation_ids": [c.pk], "pinned": True},
@@ -134,8 +148,9 @@ async def test_every_websocket_message_type_naming_their_objects_is_not_found(ow
         Conversation.objects.get(pk=c.pk).title, Conversation.objects.get(pk=c.pk).pinned,
         Conversation.objects.get(pk=c.pk).leaf_id, Message.objects.filter(conversation=c).count(),
         Attachment.objects.get(pk=owned["image"].pk).message_id,
+        Conversation.objects.get(pk=c.pk).system_prompt, Conversation.objects.get(pk=c.pk).params,
     ))()
-    assert unchanged == (f"About {SECRET}", False, None, 3, question.pk)
+    assert unchanged == (f"About {SECRET}", False, None, 3, question.pk, f"Say {SECRET}", {"temperature": 0.25})
 
 
 async def test_the_owner_still_has_all_of_it(owned, user, connect):
