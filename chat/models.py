@@ -23,6 +23,8 @@ class ApiKey(models.Model):
         TIER_3 = "3", "Tier 3"
         TIER_4 = "4", "Tier 4"
         TIER_5 = "5", "Tier 5"
+        # A key of a server with no such limits (a self-hosted vLLM or Ollama): not paced.
+        NONE = "none", "No limit (self-hosted)"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     label = models.CharField(max_length=60)

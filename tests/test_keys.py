@@ -349,3 +349,17 @@ def test_the_keys_page_reads_its_rows_in_two_queries_however_many_keys(user, dja
     assert [(r.key.label, r.usage.total_tokens, r.usage.cost) for r in rows] == [
         (f"Key {n}", 100 * n + 10, Decimal("0.001") * n) for n in range(5)]
     assert all("key_encrypted" in r.key.get_deferred_fields() for r in rows)
+
+
+async def test_a_self_hosted_key_can_be_left_unpaced(user, simulator_url):
+    """Before: the tiers were the reference's alone, so a key of a local vLLM or Ollama was
+    held to the Free tier's 4 requests a minute."""
+    from chat.credentials import credentials_for
+    from chat.pacing import tier_of
+
+    key = (await api_key_add(user=user, label="Ollama", key=KEY, base_url=simulator_url)).key
+    client = await signed_in(user)
+    assert (await client.post(f"/keys/{key.pk}/tier/", {"tier": "none"})).status_code == 302
+    [credential] = await database_sync_to_async(credentials_for)([(user.pk, key.pk)])
+    assert credential.tier == "none" and tier_of(credential.tier) is None
+    assert "No limit (self-hosted)" in (await client.get("/keys/")).content.decode()
