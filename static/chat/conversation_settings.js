@@ -141,7 +141,7 @@
         input.min = String(range.min);
         input.max = String(range.max);
         const fallback = this.limits.ranges[name] ? this.limits.ranges[name].default : null;
-        input.placeholder = fallback === null ? "the API decides" : `${fallback} (the API's default)`;
+        input.placeholder = fallback === null ? "API decides" : String(fallback);
         const bound = name === "max_tokens" && model && range.max < (this.limits.ranges[name] || {}).max
           ? `, ${model}'s context window` : "";
         const usual = fallback === null ? "" : ` The API's default is ${fallback}.`;
@@ -191,6 +191,8 @@
       }
       if (first) {
         first.focus();
+        // Its error too, above the buttons that stay in sight (a phone's dialog scrolls).
+        this.dialog.querySelector(`#settings-${first.name}-error`).scrollIntoView({ block: "nearest" });
         return null;
       }
       return values;
@@ -221,6 +223,7 @@
         this.status.textContent = "";
         this.fieldError(data.field, data.message);
         this.inputs[data.field].focus();
+        this.dialog.querySelector(`#settings-${data.field}-error`).scrollIntoView({ block: "nearest" });
       } else {
         this.status.textContent = (data && data.message) || `Your defaults could not be saved (HTTP ${response.status}).`;
       }
