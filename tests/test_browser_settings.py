@@ -121,6 +121,19 @@ def test_settings_edited_in_the_page_go_with_the_next_answer_and_stay_with_the_c
     assert page.locator("#settings-max_tokens-error").inner_text() == (
         "max_tokens must be a number from 1 to 4096 (yi-large-turbo's context window).")
     page.click("#settings-cancel")
+    # Settings that fit one model, sent to a smaller one: refused before sending, the text kept.
+    page.select_option("#model-select", "yi-large")
+    page.click("#settings-button")
+    page.fill("#settings-max_tokens", "8000")
+    page.click("#settings-save")
+    page.select_option("#model-select", "yi-large-turbo")
+    page.fill("#message-input", "[sim deltas=3] third")
+    page.keyboard.press("Enter")
+    assert page.locator("#send-error-text").inner_text() == (
+        "max_tokens must be a number from 1 to 4096 (yi-large-turbo's context window). "
+        "Change it in the conversation's settings.")
+    assert page.input_value("#message-input") == "[sim deltas=3] third"
+    assert page.locator('[data-role="assistant"]').count() == 2
     assert page.problems == []
 
 
