@@ -221,3 +221,29 @@ def test_a_conversation_s_settings_go_out_in_its_export_and_come_back_with_it(us
     assert (response.status_code, response.json()["message"]) == (
         400, "Conversation 1's settings cannot be used: temperature must be a number from 0 to 2.")
     assert Conversation.objects.count() == 2
+
+
+@database_sync_to_async
+def image_uploaded(user, settings, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from chat.attachments import attachment_create, image_prepare_upload
+
+    settings.MEDIA_ROOT = tmp_path
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), (200, 0, 0)).save(out, "PNG")
+    return attachment_create(user=user, image=image_prepare_upload(out.getvalue()), original_name="red.png").pk
+
+
+async def test_max_tokens_is_bounded_by_the_window_of_the_model_that_answers(user, connect, settings, tmp_path):
+    """Images sent to yi-large are answered by yi-vision, whose window is half as large."""
+    image_id = await image_uploaded(user, settings, tmp_path)
+    ws = await connect(user)
+    await send(ws, "What colour?", attachment_ids=[image_id], max_tokens=20000, client_id="c1")
+    assert await ws.receive_json_from(timeout=5) == {
+        "type": "error", "code": "bad_params", "client_id": "c1",
+        "message": "max_tokens must be a number from 1 to 16384 (yi-vision's context window).",
+    }
+    assert await messages_stored() == 0
