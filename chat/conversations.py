@@ -279,10 +279,7 @@ def _exchange_append(send: Send) -> Exchange:
     conversation.params = params_merged(conversation.params, send.params)
     if send.system_prompt is not None:
         conversation.system_prompt = send.system_prompt
-    # Every tab of the person shows the conversation's settings: they hear of a change.
-    told = [] if settings_before == (conversation.params, conversation.system_prompt) else [
-        (user_group(send.user.pk), conversation_updated_frame(conversation))
-    ]
+    settings_changed = settings_before != (conversation.params, conversation.system_prompt)
     edited = None
     if send.edit_of is not None:
         edited = Message.objects.filter(pk=send.edit_of, conversation=conversation, role=Message.Role.USER).first()
@@ -312,6 +309,9 @@ def _exchange_append(send: Send) -> Exchange:
     conversation.save(update_fields=[
         "model", "api_key", "tools", "tool_choice", "params", "system_prompt", "leaf", "updated_at",
     ])
+    # Every tab of the person shows the conversation's settings: they hear of a change (as
+    # saved: with the new date, so that no list moves it back).
+    told = [(user_group(send.user.pk), conversation_updated_frame(conversation))] if settings_changed else []
     if edited is None:
         return Exchange(conversation.pk, answer, plan, told + _message_events(conversation, question, answer))
     question.sibling_ids = message_versions(question)

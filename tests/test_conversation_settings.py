@@ -182,11 +182,17 @@ async def test_every_tab_of_the_person_hears_the_conversation_settings_changed(u
     done = (await frames_until(ws, is_done))[-1]
     conversation_id = (await conversation_of(done["message_id"])).pk
     other_tab = await connect(user)
-    await send(ws, "two", conversation_id=conversation_id, system_prompt="Be kind.", max_tokens=64)
+    await send(ws, "two", conversation_id=conversation_id, system_prompt="Be kind.", max_tokens=64,
+               model="yi-large-turbo")
     frames = await frames_until(
         other_tab, lambda f: f["type"] == "conversation_updated" and f["conversation"]["system_prompt"] == "Be kind."
     )
-    assert frames[-1]["conversation"]["params"] == {"max_tokens": 64}
+    # The conversation as the send left it: its new model and date too (an older date would
+    # move it down the other tabs' lists).
+    updated = frames[-1]["conversation"]
+    assert (updated["params"], updated["model"]) == ({"max_tokens": 64}, "yi-large-turbo")
+    stored = await conversation_of(done["message_id"])
+    assert updated["updated_at"] == stored.updated_at.isoformat()
 
 
 
