@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.live_server import running_app_and_simulator
-from tests.readme_pictures import readme_pictures_untouched  # noqa: F401 (an autouse fixture)
+from tests.readme_pictures import readme_picture, readme_pictures_untouched  # noqa: F401 (an autouse fixture)
 from tests.test_browser_a11y import settled, sign_up
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,6 +74,30 @@ def too_wide(page) -> list[str]:
     )
 
 
+def overlapping(page) -> list[str]:
+    """Pairs of the top bar's controls drawn over each other (a bar too full squeezes them
+    together, which no right edge shows)."""
+    return page.evaluate(
+        """() => {
+          const boxes = [...document.querySelectorAll(
+            '.topbar .btn, .topbar .brand, .topbar .user-name, .theme-switch, .language-switch')]
+            .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
+            .map((el) => [el.textContent.trim() || el.className, el.getBoundingClientRect()]);
+          const found = [];
+          for (let i = 0; i < boxes.length; i++) {
+            for (let j = i + 1; j < boxes.length; j++) {
+              const [a, p] = boxes[i], [b, q] = boxes[j];
+              const apart = p.right - 0.5 <= q.left || q.right - 0.5 <= p.left || p.bottom - 0.5 <= q.top || q.bottom - 0.5 <= p.top;
+              if (!apart) {
+                found.push(`${a} / ${b}`);
+              }
+            }
+          }
+          return found;
+        }"""
+    )
+
+
 @pytest.mark.parametrize("language", ["en-US", "zh-CN"])
 def test_every_page_fits_a_360_pixel_phone(browser, app_url, language):
     context, page = phone(browser, language)
@@ -82,10 +106,10 @@ def test_every_page_fits_a_360_pixel_phone(browser, app_url, language):
         for path in ("/accounts/login/", "/accounts/signup/"):
             page.goto(app_url + path)
             settled(page)
-            wide[path] = too_wide(page)
-        sign_up(page, app_url, f"phone-{language}".lower())
+            wide[path] = too_wide(page) + overlapping(page)
+        sign_up(page, app_url, f"phone-{language}".lower())  # the first account: an administrator's full bar
         settled(page)
-        wide["chat, empty"] = too_wide(page)
+        wide["chat, empty"] = too_wide(page) + overlapping(page)
         page.fill("#message-input", "Show me some code")
         page.keyboard.press("Enter")
         page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
@@ -93,7 +117,7 @@ def test_every_page_fits_a_360_pixel_phone(browser, app_url, language):
         for path in ("/usage/", "/keys/"):
             page.goto(app_url + path)
             settled(page)
-            wide[path] = too_wide(page)
+            wide[path] = too_wide(page) + overlapping(page)
     finally:
         context.close()
     assert {where: found for where, found in wide.items() if found} == {}
@@ -157,5 +181,45 @@ def test_the_message_box_stays_above_the_on_screen_keyboard(browser, app_url):
         assert page.locator("#message-input").is_visible()
         assert page.evaluate("() => document.activeElement.id") == "message-input"
         assert page.evaluate("() => document.documentElement.scrollHeight") <= 420
+    finally:
+        context.close()
+
+
+# The README's pictures of the page: each language, each theme, a phone and a desktop, in
+# four pictures (each pair of the three shown at least once).
+PICTURES = [
+    ("desktop-en-light.png", "en-US", "light", False),
+    ("desktop-zh-dark.png", "zh-CN", "dark", False),
+    ("phone-zh-light.png", "zh-CN", "light", True),
+    ("phone-en-dark.png", "en-US", "dark", True),
+]
+
+
+@pytest.mark.parametrize(("name", "language", "theme", "on_phone"), PICTURES, ids=[p[0][:-4] for p in PICTURES])
+def test_the_chat_in_each_language_theme_and_size(browser, app_url, name, language, theme, on_phone):
+    """The chat page after a first answer speaks the browser's language in its theme, at the
+    size; with YIWEB_SCREENSHOTS the README's picture is taken (tests/readme_pictures.py)."""
+    size = PHONE if on_phone else {"width": 1280, "height": 800}
+    context = browser.new_context(viewport=size, device_scale_factor=2 if on_phone else 1, is_mobile=on_phone,
+                                  has_touch=on_phone, locale=language, color_scheme=theme, reduced_motion="reduce")
+    page = context.new_page()
+    try:
+        sign_up(page, app_url, name[:-4])
+        question = "用 Python 写一个问候函数" if language == "zh-CN" else "Write a greeting function in Python"
+        page.fill("#message-input", question)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
+        page.locator("#message-input").blur()
+        if on_phone and language == "zh-CN":
+            page.locator("#sidebar-toggle").tap()  # the drawer, open
+            page.wait_for_function("() => document.getElementById('sidebar').getBoundingClientRect().left >= 0")
+            page.evaluate("() => document.activeElement.blur()")
+        settled(page)
+        chinese = language == "zh-CN"
+        assert page.evaluate("() => document.documentElement.lang") == ("zh-hans" if chinese else "en")
+        assert page.locator("#send-button .btn-label").inner_text() == ("发送" if chinese else "Send")
+        background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == ("rgb(33, 33, 33)" if theme == "dark" else "rgb(255, 255, 255)")
+        readme_picture(page, name)
     finally:
         context.close()
