@@ -95,6 +95,19 @@
     return anywhereCut(text, hi);
   }
 
+  // Math delimiters ($, \( and \[; two a formula): over MATH_HEAVY an answer not streamed
+  // here is rendered in pieces, and a piece takes in no more blocks past PIECE_MATH.
+  const MATH_HEAVY = 40;
+  const PIECE_MATH = 16;
+  const MATH_DELIMITER = /\$|\\[([]/g;
+
+  function mathHeavy(text, limit = MATH_HEAVY) {
+    let count = 0;
+    MATH_DELIMITER.lastIndex = 0;
+    while (MATH_DELIMITER.test(text)) if (++count > limit) return true;
+    return false;
+  }
+
   function anywhereCut(text, at) {
     const code = text.charCodeAt(at);
     return code >= 0xdc00 && code <= 0xdfff ? at - 1 : at;
@@ -372,7 +385,8 @@
         // Blocks that follow each other go through the parser in one call (a list cut in
         // two is one list again), up to TAIL_MAX characters.
         while (this.rendered + 1 < cuts.length && (cut.mode === BLOCK || cut.mode === JOIN) &&
-               cuts[this.rendered + 1].at - this.start <= TAIL_MAX) {
+               cuts[this.rendered + 1].at - this.start <= TAIL_MAX &&
+               !mathHeavy(this.text.slice(this.start, cuts[this.rendered + 1].at), PIECE_MATH)) {
           this.rendered++;
           cut = cuts[this.rendered];
         }
@@ -434,7 +448,11 @@
     // every code block highlighted; a long one keeps what is rendered and renders the
     // rest in pieces, over several frames if needed (returns true while pieces are left).
     finish(text) {
-      if (text.length <= FULL_RENDER_MAX) {
+      // An answer not streamed here (a reload, a conversation opened) with much math is
+      // rendered in pieces over frames like a long one: none of its formulas is built
+      // yet, and building dozens at once would hold the page (docs/benchmarks.md).
+      const unseen = this.text === "" && this.rendered === 0;
+      if (text.length <= FULL_RENDER_MAX && !(unseen && mathHeavy(text))) {
         this.text = text;
         const fragment = blocks(text);
         decorateCode(fragment);
