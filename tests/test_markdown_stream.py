@@ -211,3 +211,26 @@ def test_an_unfinished_display_block_shows_its_source_until_it_closes_then_its_m
       return seen;
     }""")
     assert found == [[0, True], [0, True], [0, True], [1, False], [1, False]]
+
+
+def test_an_answer_not_streamed_here_shows_what_one_render_shows_and_much_math_takes_several_frames(renderer):
+    """A reload or an opened conversation: finish() on a fresh renderer. An answer with
+    much math (or over 10,000 characters) is rendered in pieces over frames (each render
+    call one frame); it ends showing what one render of it shows."""
+    for text in fixtures():
+        found = renderer.evaluate("""t => {
+          const box = document.createElement('div');
+          document.body.append(box);
+          const md = new YiMarkdown.StreamingMarkdown(box);
+          let frames = 1;
+          for (let more = md.finish(t); more; frames++) more = md.render(performance.now() + 10);
+          const shown = shape(box);
+          box.remove();
+          return { frames, same: shown === whole(t) };
+        }""", text)
+        assert found["same"], len(text)
+        assert found["frames"] > 1, len(text)
+    # (A price's $ counts too: an answer with forty of them is rendered in pieces, alike.)
+    plain = "Just *words* and `code`, costing 5 and 10 euros.\n\n" * 50
+    assert renderer.evaluate("""t => { const box = document.createElement('div'); document.body.append(box);
+        return new YiMarkdown.StreamingMarkdown(box).finish(t); }""", plain) is False
