@@ -14,6 +14,7 @@ from chat.input_checks import params_validate
 from chat.models import Conversation, Message
 from chat.refusals import SendRefused
 from tests.simulator_server import canned_api
+from tests.test_search import on_each_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -253,3 +254,32 @@ async def test_max_tokens_is_bounded_by_the_window_of_the_model_that_answers(use
         "message": "max_tokens must be a number from 1 to 16384 (yi-vision's context window).",
     }
     assert await messages_stored() == 0
+
+
+@pytest.mark.parametrize("database", on_each_database(transaction=True))
+def test_migration_0009_gives_each_conversation_its_latest_answer_s_parameters(database):
+    """So that Retry, which now asks with the conversation's parameters, asks as before."""
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections[database]
+    executor = MigrationExecutor(connection)
+    before = [("chat", "0008_tool_runs")]
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        user = get_user_model().objects.db_manager(database).create_user("ann")
+        made = old.get_model("chat", "Conversation").objects.using(database)
+        answered, unanswered = made.create(user_id=user.pk, model="yi-large"), made.create(user_id=user.pk, model="x")
+        messages = old.get_model("chat", "Message").objects.using(database)
+        messages.create(conversation=answered, role="assistant", params={"temperature": 1})
+        messages.create(conversation=answered, role="assistant", params={"temperature": 0.5, "max_tokens": 9})
+        messages.create(conversation=answered, role="user")
+        messages.create(conversation=unanswered, role="user")
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("chat"))
+    conversations = Conversation.objects.using(database)
+    assert conversations.get(pk=answered.pk).params == {"temperature": 0.5, "max_tokens": 9}
+    assert conversations.get(pk=unanswered.pk).params == {}

@@ -14,10 +14,13 @@ from django.db.models import Exists, OuterRef, Subquery
 def params_from_latest_answers(apps, schema_editor):
     """A conversation's parameters were its sends' until now: each takes those of its
     latest answer, so that a Retry asks as before."""
+    database = schema_editor.connection.alias  # the one being migrated, not always the default
     Conversation = apps.get_model("chat", "Conversation")
     Message = apps.get_model("chat", "Message")
-    answers = Message.objects.filter(conversation=OuterRef("pk"), role="assistant").exclude(params={})
-    Conversation.objects.filter(Exists(answers)).update(params=Subquery(answers.order_by("-id").values("params")[:1]))
+    answers = Message.objects.using(database).filter(conversation=OuterRef("pk"), role="assistant").exclude(params={})
+    Conversation.objects.using(database).filter(Exists(answers)).update(
+        params=Subquery(answers.order_by("-id").values("params")[:1])
+    )
 
 
 class Migration(migrations.Migration):
