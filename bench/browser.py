@@ -308,6 +308,31 @@ def measure(args) -> list[dict]:
 # --- the report ----------------------------------------------------------------------
 
 
+def trace_summary(path: str) -> list[str]:
+    """Per renderer of a trace: websocket frames received, the main thread's frames (when
+    requestAnimationFrame callbacks can run) and the longest wait between two of them, and
+    the time spent in the page's render (chat.js renderFrame). A renderer given one frame
+    a second while frames keep arriving shows here as a few frames and ~1,000 ms gaps."""
+    events = json.loads(Path(path).read_text())["traceEvents"]
+    websocket, frames, render = {}, {}, {}
+    for event in events:
+        pid, name = event["pid"], event.get("name")
+        if name == "WebSocketReceive":
+            websocket.setdefault(pid, []).append(event["ts"])
+        elif name == "BeginMainThreadFrame":
+            frames.setdefault(pid, []).append(event["ts"])
+        elif name == "FunctionCall" and event.get("args", {}).get("data", {}).get("functionName") == "renderFrame":
+            render[pid] = render.get(pid, 0) + event.get("dur", 0)
+    lines = [f"trace {path}: per renderer, frames received / main-thread frames / longest gap between frames / render"]
+    for pid in sorted(websocket, key=lambda p: websocket[p][0]):
+        ticks = sorted(t for t in frames.get(pid, []) if websocket[pid][0] <= t <= websocket[pid][-1])
+        gap = max((b - a for a, b in zip(ticks, ticks[1:])), default=math.nan) / 1000
+        lines.append(f"  renderer {pid}: {len(websocket[pid])} / {len(ticks)} / {ms(gap)} / {ms(render.get(pid, 0) / 1000)}")
+    return lines
+
+
+
+
 def target(name: str, result: dict, value: float, limit: float) -> dict:
     return {"target": f"{name} ≤ {limit:g} ms", "pages": result["pages"], "layout": result["layout"],
             "value": ms(value), "ratio": value / limit if not math.isnan(value) else math.nan, "pass": value <= limit}
@@ -402,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_after"] = os.getloadavg()[0]
     targets = targets_check(results)
     print(report(results, targets, machine, args))
+    for layout in args.layouts if args.trace and max(args.pages) > 1 else ["windows"] if args.trace else []:
+        path = Path(args.trace).with_stem(f"{Path(args.trace).stem}-{layout}")
+        if path.exists():
+            print("\n".join(trace_summary(str(path))))
     results_write(results, targets, machine, args)
     print(f"figures: {RESULTS.relative_to(REPO_ROOT)}; whole run {time.monotonic() - started:.0f} s")
     return 0  # a missed target is news, not a failure of the benchmark
