@@ -25,6 +25,7 @@ from channels.layers import get_channel_layer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils.translation import gettext_noop
 
 from chat import conversations, history, organise
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
@@ -34,7 +35,7 @@ from chat.credentials import key_missing
 from chat.endings import done_event
 from chat.input_checks import params_validate, send_validate, system_prompt_validate, tools_validate
 from chat.history import CatchUp
-from chat.refusals import SendRefused, conversation_missing
+from chat.refusals import SendRefused, conversation_missing, language_of_socket, sentence_in
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
 from chat.generation import (
     generation_ending_wait,
@@ -134,6 +135,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
         self.session_checked_at = time.monotonic()  # just checked, by the handshake
+        self.language = language_of_socket(self.scope)  # what the page's refusals are said in
         self.conversation_id: int | None = None
         # message id -> deltas received while waiting for that message's snapshot
         self.awaiting: dict[int, list[dict[str, Any]]] = {}
@@ -178,19 +180,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "continue": self.on_continue,
         }.get(kind)
         if handler is None:
-            await self.send_error("bad_frame", "The page sent something the server did not understand. Reload the page.")
+            await self.send_error(
+                "bad_frame", gettext_noop("The page sent something the server did not understand. Reload the page.")
+            )
             return
         try:
             await handler(content)
         except SendRefused as refused:
-            await self.send_error(refused.code, refused.message, client_id=content.get("client_id"))
+            await self.send_error(refused.code, refused.template, client_id=content.get("client_id"),
+                                  params=refused.params)
         except DatabaseError as error:
             if isinstance(error, DATABASE_UNAVAILABLE):
                 database_outage.failed(error)  # one line per outage, not a traceback per frame
             else:
                 logger.exception("a %s from user %s could not be stored", kind, self.user.pk)
             await self.send_error(
-                "not_saved", "The server could not save that just now. Try again in a moment.",
+                "not_saved", gettext_noop("The server could not save that just now. Try again in a moment."),
                 client_id=content.get("client_id"),
             )
         else:
@@ -212,8 +217,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.session_checked_at = now
         return signed_in
 
-    async def send_error(self, code: str, message: str, *, client_id: Any = None) -> None:
-        frame = {"type": "error", "code": code, "message": message}
+    async def send_error(self, code: str, message: str, *, client_id: Any = None,
+                         params: dict[str, Any] | None = None) -> None:
+        """An `error` frame; its sentence in the page's language (chat/refusals.py)."""
+        frame = {"type": "error", "code": code, "message": sentence_in(self.language, message, params)}
         if isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id[:64]):
             frame["client_id"] = client_id[:64]  # echoed only as it would be stored
         await self.send_json(frame)

@@ -24,6 +24,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, Value, When, prefetch_related_objects
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from chat.catalog import model_for_images
 from chat.credentials import credentials_for
@@ -174,13 +175,17 @@ class UserUsage:
         if self.running.get(user_id, 0) >= limit:
             return SendRefused(
                 "too_many_answers",
-                f"You already have {limit} answers being written (the limit). Wait for one to finish, or stop one.",
+                gettext_noop("You already have %(limit)s answers being written (the limit). Wait for one to finish, "
+                             "or stop one."),
+                params={"limit": limit},
             )
         limit = settings.USER_SENDS_PER_MINUTE
         if sending and self.sent.get(user_id, 0) >= limit:
             return SendRefused(
                 "too_many_sends",
-                f"You have sent {limit} messages in the last minute (the limit). Wait a moment, then send again.",
+                gettext_noop("You have sent %(limit)s messages in the last minute (the limit). Wait a moment, then "
+                             "send again."),
+                params={"limit": limit},
             )
         return None
 
@@ -284,7 +289,7 @@ def _exchange_append(send: Send) -> Exchange:
     if send.edit_of is not None:
         edited = Message.objects.filter(pk=send.edit_of, conversation=conversation, role=Message.Role.USER).first()
         if edited is None:
-            raise SendRefused("not_found", "That message does not exist or is not yours.")
+            raise SendRefused("not_found", gettext_noop("That message does not exist or is not yours."))
         thread = message_thread(conversation=conversation, leaf=edited)[:-1]
     else:
         thread = message_thread(conversation=conversation)
@@ -443,7 +448,7 @@ def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Mess
         .first()
     )
     if answer is None:
-        raise SendRefused("not_found", "That answer does not exist or is not yours.")
+        raise SendRefused("not_found", gettext_noop("That answer does not exist or is not yours."))
     if refused := UserUsage.read({user.pk}).refusal(user.pk, sending=False):
         raise refused
     streaming = Message.objects.filter(conversation_id=answer.conversation_id, status=Message.Status.STREAMING).first()
@@ -458,7 +463,7 @@ def _conversation_credential(conversation: Conversation) -> Credential:
 
 def conversation_busy(streaming_id: int) -> SendRefused:
     return SendRefused(
-        "busy", "An answer is still being written in this conversation. Wait for it or press Stop.",
+        "busy", gettext_noop("An answer is still being written in this conversation. Wait for it or press Stop."),
         message_id=streaming_id,
     )
 
@@ -506,7 +511,9 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
     with transaction.atomic():
         answer = _answer_for_rerun(user=user, message_id=message_id)
         if not answer.content:
-            raise SendRefused("nothing_to_continue", "This answer has no text to continue from. Use Retry instead.")
+            raise SendRefused(
+                "nothing_to_continue", gettext_noop("This answer has no text to continue from. Use Retry instead.")
+            )
         thread = message_thread(conversation=answer.conversation, leaf=answer)
         plan = _plan(
             conversation=answer.conversation, thread=thread, answer=answer,

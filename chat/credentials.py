@@ -20,13 +20,15 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chat.crypto import SecretUnreadable, secret_decrypt
 from chat.models import ApiKey
 from chat.refusals import SendRefused
 from chat.upstream import Credential, YiClient
 
-NO_KEY = (
+NO_KEY = gettext_noop(
     "This server asks everyone to use an API key of their own, and you have none yet. "
     "Add one on the Keys page (/keys/), then send again."
 )
@@ -53,7 +55,9 @@ def key_credential(key: ApiKey) -> Credential:
 
 
 def key_missing() -> SendRefused:
-    return SendRefused("key_not_found", "That API key does not exist or is not yours. Pick another on the Keys page.")
+    return SendRefused(
+        "key_not_found", gettext_noop("That API key does not exist or is not yours. Pick another on the Keys page.")
+    )
 
 
 def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
@@ -89,7 +93,7 @@ def key_choices(*, user_id: int) -> dict:
     return {
         "keys": keys,
         "server": {
-            "label": "Offline simulator" if settings.YI_SIMULATOR else "Server key",
+            "label": _("Offline simulator") if settings.YI_SIMULATOR else _("Server key"),
             "host": server.host,
             "usable": bool(settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR),
         },

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from chat.catalog import model_info
 from chat.refusals import SendRefused
@@ -25,16 +26,18 @@ def send_validate(
     if images and (text is None or (isinstance(text, str) and not text.strip())):
         text = ""
     elif not isinstance(text, str) or not text.strip():
-        raise SendRefused("empty_message", "Type a message before sending.")
+        raise SendRefused("empty_message", gettext_noop("Type a message before sending."))
     text_check(text, what="That message")
     limit = settings.MESSAGE_MAX_CHARS
     if len(text) > limit:
         raise SendRefused(
             "message_too_long",
-            f"That message is too long ({len(text):,} characters; the limit is {limit:,}). Shorten it or split it.",
+            gettext_noop("That message is too long (%(count)s characters; the limit is %(limit)s). Shorten it or "
+                         "split it."),
+            params={"count": f"{len(text):,}", "limit": f"{limit:,}"},
         )
     if not isinstance(model, str) or not model.strip() or len(model) > 100 or not text_storable(model):
-        raise SendRefused("unknown_model", "Pick a model from the list.")
+        raise SendRefused("unknown_model", gettext_noop("Pick a model from the list."))
     if system_prompt is not None:
         system_prompt = system_prompt_validate(system_prompt)
     return text, model.strip(), system_prompt

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.credentials import client_for, key_credential, key_host, key_to_dict
 from chat.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
@@ -88,25 +89,27 @@ def key_input_check(*, label: str, key: str, base_url: str, tier: str) -> tuple[
     errors: dict[str | None, str] = {}
     label = label.strip()
     if not label:
-        errors["label"] = "Give the key a label, such as “Work” or “Personal”."
+        errors["label"] = _("Give the key a label, such as “Work” or “Personal”.")
     elif len(label) > LABEL_MAX_CHARS:
-        errors["label"] = f"A label can be at most {LABEL_MAX_CHARS} characters (this one has {len(label)})."
+        errors["label"] = _("A label can be at most %(limit)s characters (this one has %(count)s).") % {
+            "limit": LABEL_MAX_CHARS, "count": len(label)}
     elif not text_storable(label) or not label.isprintable():
-        errors["label"] = "The label holds a character that cannot be stored. Type it again."
+        errors["label"] = _("The label holds a character that cannot be stored. Type it again.")
 
     # What copying a key from a web page or an e-mail adds around it (a trailing newline,
     # spaces) is dropped without a word; whitespace inside is a paste gone wrong.
     key = key.strip()
     if not key:
-        errors["key"] = "Paste the API key."
+        errors["key"] = _("Paste the API key.")
     elif any(c.isspace() for c in key):
-        errors["key"] = ("The key has a space or a line break inside it, so it was pasted in pieces. "
-                         "Copy it again as one piece.")
+        errors["key"] = _("The key has a space or a line break inside it, so it was pasted in pieces. "
+                          "Copy it again as one piece.")
     elif len(key) > KEY_MAX_CHARS:
-        errors["key"] = f"That is too long for an API key ({len(key)} characters). Paste the key alone."
+        errors["key"] = _("That is too long for an API key (%(count)s characters). Paste the key alone.") % {
+            "count": len(key)}
     elif not (key.isascii() and key.isprintable()):
-        errors["key"] = ("The key holds a character no API key has (only letters, digits and punctuation). "
-                         "Copy it again.")
+        errors["key"] = _("The key holds a character no API key has (only letters, digits and punctuation). "
+                          "Copy it again.")
 
     base_url = base_url.strip() or DEFAULT_BASE_URL
     if problem := base_url_problem(base_url):
@@ -114,7 +117,7 @@ def key_input_check(*, label: str, key: str, base_url: str, tier: str) -> tuple[
     base_url = base_url.rstrip("/")
 
     if tier not in ApiKey.Tier.values:
-        errors["tier"] = "Pick a usage tier from the list."
+        errors["tier"] = _("Pick a usage tier from the list.")
     if errors:
         raise KeyRefused(errors)
     return label, key, base_url, tier
@@ -122,26 +125,26 @@ def key_input_check(*, label: str, key: str, base_url: str, tier: str) -> tuple[
 
 def base_url_problem(base_url: str) -> str:
     """Why `base_url` cannot be a provider's base URL, or "" if it can."""
-    example = f"for example {DEFAULT_BASE_URL}"
+    example = {"example": DEFAULT_BASE_URL}
     if len(base_url) > BASE_URL_MAX_CHARS:
-        return f"A base URL can be at most {BASE_URL_MAX_CHARS} characters."
+        return _("A base URL can be at most %(limit)s characters.") % {"limit": BASE_URL_MAX_CHARS}
     if any(c.isspace() for c in base_url) or not base_url.isprintable():
-        return f"The base URL has a space or a line break in it. Type it again, {example}."
+        return _("The base URL has a space or a line break in it. Type it again, for example %(example)s.") % example
     try:
         parts = urlsplit(base_url)
         port = parts.port
     except ValueError:
-        return f"That is not a web address. Type the API's base URL, {example}."
+        return _("That is not a web address. Type the API's base URL, for example %(example)s.") % example
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return f"The base URL must start with https:// (or http://), {example}."
+        return _("The base URL must start with https:// (or http://), for example %(example)s.") % example
     if parts.username is not None or parts.password is not None:
-        return "Leave the user name and password out of the base URL: the API key is sent on its own."
+        return _("Leave the user name and password out of the base URL: the API key is sent on its own.")
     if parts.query or parts.fragment or base_url.endswith(("?", "#")):
-        return f"A base URL has no ? or # part. Type only the address, {example}."
+        return _("A base URL has no ? or # part. Type only the address, for example %(example)s.") % example
     if parts.scheme.lower() == "http" and not settings.DEBUG and not _loopback(parts.hostname):
         host = parts.hostname if port is None else f"{parts.hostname}:{port}"
-        return (f"Plain http:// would send the key unencrypted across the network to {host}. Use https:// "
-                "(plain http:// is allowed only to this machine: localhost, 127.0.0.1 or ::1).")
+        return _("Plain http:// would send the key unencrypted across the network to %(host)s. Use https:// "
+                 "(plain http:// is allowed only to this machine: localhost, 127.0.0.1 or ::1).") % {"host": host}
     return ""
 
 

@@ -78,6 +78,10 @@ def test_the_keys_and_usage_pages_speak_chinese(client, user):
     client.force_login(user)
     keys = client.get(reverse("chat:keys"), headers={"accept-language": "zh-CN"}).content.decode()
     assert "<h1>API 密钥</h1>" in keys and "验证并保存" in keys and "加密保存；本页只显示它的最后四个字符。" in keys
+    refused = client.post(reverse("chat:keys"), {"label": "", "key": "", "base_url": "ftp://x", "tier": "free"},
+                          headers={"accept-language": "zh-CN"}).content.decode()
+    assert "给密钥起个名称，例如“工作”或“个人”。" in refused and "请粘贴 API 密钥。" in refused
+    assert "Base URL 必须以 https://（或 http://）开头，例如 https://api.01.ai/v1。" in refused
     usage = client.get(reverse("chat:usage"), headers={"accept-language": "zh-CN"}).content.decode()
     assert "<h1>最近 30 天的用量</h1>" in usage and "0 个回答共 0 个 token（输入 0，输出 0）；" in usage
 
@@ -106,3 +110,48 @@ def test_the_committed_mo_files_are_compiled_from_the_po_files(po_path):
     compiled = {(e.msgctxt, e.msgid): (e.msgstr, e.msgstr_plural) for e in mo if e.msgid}
     assert compiled == wanted, "run: msgfmt -o {} {}".format(po_path.with_suffix(".mo").name, po_path.name)
     assert not po.untranslated_entries() and not po.fuzzy_entries()
+
+
+async def socket_for(user, headers: list[tuple[bytes, bytes]]):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from tests.conftest import session_cookie
+    from yiweb.asgi import application
+
+    cookie = await database_sync_to_async(session_cookie)(user)
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[
+        (b"origin", b"http://localhost"), (b"host", b"localhost"),
+        (b"cookie", f"sessionid={cookie}".encode() + b"".join(v for k, v in headers if k == b"cookie")),
+        *[(k, v) for k, v in headers if k != b"cookie"],
+    ])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("headers", "empty", "too_long"), [
+    ([], "Type a message before sending.",
+     "That message is too long (100,001 characters; the limit is 100,000). Shorten it or split it."),
+    ([(b"accept-language", b"zh-CN,zh;q=0.9")], "请先输入消息再发送。",
+     "消息太长（100,001 个字符，上限为 100,000）。请缩短或拆分后再发。"),
+    ([(b"accept-language", b"zh-CN"), (b"cookie", b"; django_language=en")], "Type a message before sending.",
+     "That message is too long (100,001 characters; the limit is 100,000). Shorten it or split it."),
+    ([(b"cookie", b"; django_language=zh-hans")], "请先输入消息再发送。",
+     "消息太长（100,001 个字符，上限为 100,000）。请缩短或拆分后再发。"),
+], ids=["english", "browser-chinese", "picked-english", "picked-chinese"])
+async def test_a_refused_send_is_said_in_the_pages_language(user, settings, headers, empty, too_long):
+    settings.MESSAGE_MAX_CHARS = 100_000
+    ws = await socket_for(user, headers)
+    try:
+        for text, code, sentence in (("  ", "empty_message", empty), ("x" * 100_001, "message_too_long", too_long)):
+            await ws.send_json_to({"type": "send", "conversation_id": None, "text": text, "model": "yi-large"})
+            frame = await ws.receive_json_from(timeout=5)
+            assert (frame["type"], frame["code"], frame["message"]) == ("error", code, sentence)
+        await ws.send_to(text_data="not json")
+        frame = await ws.receive_json_from(timeout=5)
+        assert frame["message"] == ("页面发来了服务器无法理解的内容。请刷新页面。" if "请" in empty
+                                    else "The page sent something the server did not understand. Reload the page.")
+    finally:
+        await ws.disconnect()

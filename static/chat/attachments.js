@@ -50,12 +50,16 @@
       const extension = /\.(\w{1,5})$/.exec(this.name);
       kind.textContent = extension ? extension[1].toUpperCase() : "IMAGE";
       preview.append(this.image, kind);
-      this.progress = element("progress", "attachment-progress", { max: "1", "aria-label": `Uploading ${this.name}` });
+      this.progress = element("progress", "attachment-progress", {
+        max: "1", "aria-label": interpolate(gettext("Uploading %(name)s"), this, true),
+      });
       this.progress.value = 0;
       preview.append(this.progress);
       this.reason = element("p", "attachment-reason", { role: "alert" });
       this.reason.hidden = true;
-      this.remove = element("button", "attachment-remove", { type: "button", "aria-label": `Remove ${this.name}` });
+      this.remove = element("button", "attachment-remove", {
+        type: "button", "aria-label": interpolate(gettext("Remove %(name)s"), this, true),
+      });
       this.remove.textContent = "×";
       this.remove.addEventListener("click", () => this.tray.discard([this], true));
       this.el.append(preview, this.reason, this.remove);

@@ -226,7 +226,7 @@
   // "< 2 / 3 >": show the branch through another version; the server sends the thread.
   function showVersion(messageId, from) {
     if (!socket.send({ type: "branch", message_id: messageId })) {
-      showError("Not connected to the server. Try again once the connection is back.");
+      showError(gettext("Not connected to the server. Try again once the connection is back."));
       return;
     }
     state.anchor = { id: messageId, top: from.el.getBoundingClientRect().top };
@@ -252,7 +252,7 @@
       return;
     }
     if (!socket.send(frame)) {
-      view.editor.showError("Not connected to the server. Your edit is kept here; send it once the connection is back.");
+      view.editor.showError(gettext("Not connected to the server. Your edit is kept here; send it once the connection is back."));
       return;
     }
     state.editing = { clientId: frame.client_id, view };
@@ -335,7 +335,7 @@
     ui.stop.hidden = !streaming;
     if (!streaming) {
       ui.stop.disabled = false;
-      ui.stop.querySelector(".btn-label").textContent = "Stop";
+      ui.stop.querySelector(".btn-label").textContent = gettext("Stop");
     }
     if (unsettledViews().length) silence.start();
   }
@@ -371,7 +371,7 @@
   function showConnection(stateName, attempt) {
     ui.connection.hidden = stateName === "open";
     ui.connection.querySelector(".connection-status-text").textContent =
-      attempt > 5 ? "Reconnecting… (if this lasts, reload the page)" : "Reconnecting…";
+      attempt > 5 ? gettext("Reconnecting… (if this lasts, reload the page)") : gettext("Reconnecting…");
   }
 
   // --- The sidebar, the conversation's facts, opening at a message --------------------
@@ -405,11 +405,11 @@
     onOpen: socketOpened,
     onFrame: handleFrame,
     onBadFrame: () =>
-      showError("The server sent something this page did not understand. Reload the page if the chat stops updating."),
+      showError(gettext("The server sent something this page did not understand. Reload the page if the chat stops updating.")),
     onState: showConnection,
     // Say why before the page moves to the sign-in page.
     onSignedOut: () => {
-      showError("You were signed out. Sign in again to go on; this page will take you there.");
+      showError(gettext("You were signed out. Sign in again to go on; this page will take you there."));
       setTimeout(() => location.assign(`${urls.login}?next=${encodeURIComponent(location.pathname)}`), 1500);
     },
   });
@@ -501,7 +501,7 @@
     }
     settings.show(conversation);
     state.conversation = conversation;
-    document.title = `${conversation.title || "New chat"} · yiweb`;
+    document.title = `${conversation.title || gettext("New chat")} · yiweb`;
     facts.show(conversation);
   }
 
@@ -610,7 +610,7 @@
       if (editing && frame.client_id && frame.client_id === editing.clientId) {
         state.editing = null;
         if (editing.view.editor) {
-          editing.view.editor.showError(frame.message || `The server refused the edit (${frame.code}).`);
+          editing.view.editor.showError(frame.message || interpolate(gettext("The server refused the edit (%(code)s)."), frame, true));
           return;
         }
       }
@@ -620,7 +620,7 @@
         tray.unlock(state.pending[index].chips);
         state.pending.splice(index, 1);
       }
-      showError(frame.message || `The server refused the request (${frame.code}).`);
+      showError(frame.message || interpolate(gettext("The server refused the request (%(code)s)."), frame, true));
     },
   };
 
@@ -655,7 +655,7 @@
       // Connecting (the page just opened) or reconnecting: the message goes out when the
       // socket opens, and stays in the box until then so that nothing is lost.
       pending.waiting = true;
-      showError("Not connected yet. Your message will be sent as soon as the connection is up.", true);
+      showError(gettext("Not connected yet. Your message will be sent as soon as the connection is up."), true);
       return;
     }
     hideError();
@@ -693,11 +693,11 @@
     const view = streamingView();
     if (!view) return;
     if (!socket.send({ type: "stop", message_id: view.id })) {
-      showError("Not connected to the server, so the answer cannot be stopped yet. Try again in a moment.");
+      showError(gettext("Not connected to the server, so the answer cannot be stopped yet. Try again in a moment."));
       return;
     }
     ui.stop.disabled = true;
-    ui.stop.querySelector(".btn-label").textContent = "Stopping…";
+    ui.stop.querySelector(".btn-label").textContent = gettext("Stopping…");
     ui.input.focus();
   });
 
@@ -716,7 +716,7 @@
       return;
     }
     if (!socket.send({ type, message_id: messageId, ...(type === "retry" ? settings.frameFields() : {}) })) {
-      showError("Not connected to the server. Try again once the connection is back.");
+      showError(gettext("Not connected to the server. Try again once the connection is back."));
       return;
     }
     hideError();

@@ -13,9 +13,11 @@
   const PARAMS = ["temperature", "top_p", "max_tokens"];
   const FIELDS = ["system_prompt", ...PARAMS];
   const WHAT = {
-    temperature: "Lower is more focused, higher more varied.",
-    top_p: "Sampling from the likeliest tokens whose chances add up to this; change it or the temperature, not both.",
-    max_tokens: "The longest answer allowed.",
+    temperature: gettext("Lower is more focused, higher more varied."),
+    top_p: gettext(
+      "Sampling from the likeliest tokens whose chances add up to this; change it or the temperature, not both.",
+    ),
+    max_tokens: gettext("The longest answer allowed."),
   };
 
   function thousands(n) {
@@ -112,9 +114,14 @@
       let why = "";
       if (name === "max_tokens") {
         max = this.windowOf(model);
-        if (model && max < range.max) why = ` (${model}'s context window)`;
+        if (model && max < range.max) why = interpolate(gettext(" (%(model)s's context window)"), { model }, true);
       }
-      return { min: range.min, max, sentence: `${name} must be a number from ${range.min} to ${max}${why}.` };
+      const sentence = interpolate(
+        gettext("%(name)s must be a number from %(min)s to %(max)s%(why)s."),
+        { name, min: range.min, max, why },
+        true,
+      );
+      return { min: range.min, max, sentence };
     }
 
     // Why a send cannot go with these settings on `model`, or null.
@@ -123,7 +130,9 @@
         const value = this.values[name];
         if (value === null) continue;
         const range = this.range(name, model);
-        if (value < range.min || value > range.max) return `${range.sentence} Change it in the conversation's settings.`;
+        if (value < range.min || value > range.max) {
+          return interpolate(gettext("%(sentence)s Change it in the conversation's settings."), range, true);
+        }
       }
       return null;
     }
@@ -141,12 +150,15 @@
         input.min = String(range.min);
         input.max = String(range.max);
         const fallback = this.limits.ranges[name] ? this.limits.ranges[name].default : null;
-        input.placeholder = fallback === null ? "API decides" : String(fallback);
+        input.placeholder = fallback === null ? gettext("API decides") : String(fallback);
         const bound = name === "max_tokens" && model && range.max < (this.limits.ranges[name] || {}).max
-          ? `, ${model}'s context window` : "";
-        const usual = fallback === null ? "" : ` The API's default is ${fallback}.`;
-        this.dialog.querySelector(`#settings-${name}-hint`).textContent =
-          `From ${thousands(range.min)} to ${thousands(range.max)}${bound}.${usual} ${WHAT[name]}`;
+          ? interpolate(gettext(", %(model)s's context window"), { model }, true) : "";
+        const usual = fallback === null ? "" : interpolate(gettext(" The API's default is %(value)s."), { value: fallback }, true);
+        this.dialog.querySelector(`#settings-${name}-hint`).textContent = interpolate(
+          gettext("From %(min)s to %(max)s%(bound)s.%(usual)s %(what)s"),
+          { min: thousands(range.min), max: thousands(range.max), bound, usual, what: WHAT[name] },
+          true,
+        );
       }
       this.status.textContent = "";
       if (!this.dialog.open) this.dialog.showModal();
@@ -201,7 +213,7 @@
     async saveDefaults() {
       const values = this.checked(null);
       if (!values) return;
-      this.status.textContent = "Saving…";
+      this.status.textContent = gettext("Saving…");
       let response = null;
       let data = null;
       try {
@@ -213,19 +225,19 @@
         });
         data = await response.json().catch(() => null);
       } catch (err) {
-        this.status.textContent = "Your defaults could not be saved: the server did not answer. Try again.";
+        this.status.textContent = gettext("Your defaults could not be saved: the server did not answer. Try again.");
         return;
       }
       if (response.ok && data && data.defaults) {
         this.defaults = settingsOf(data.defaults);
-        this.status.textContent = "Saved as your defaults: new conversations start with these settings.";
+        this.status.textContent = gettext("Saved as your defaults: new conversations start with these settings.");
       } else if (data && data.field && this.inputs[data.field]) {
         this.status.textContent = "";
         this.fieldError(data.field, data.message);
         this.inputs[data.field].focus();
         this.dialog.querySelector(`#settings-${data.field}-error`).scrollIntoView({ block: "nearest" });
       } else {
-        this.status.textContent = (data && data.message) || `Your defaults could not be saved (HTTP ${response.status}).`;
+        this.status.textContent = (data && data.message) || interpolate(gettext("Your defaults could not be saved (HTTP %(status)s)."), response, true);
       }
     }
 
@@ -233,7 +245,7 @@
     marked() {
       const set = this.values.system_prompt !== "" || PARAMS.some((name) => this.values[name] !== null);
       this.button.classList.toggle("is-set", set);
-      this.button.setAttribute("aria-description", set ? "Some are set" : "All at the API's defaults");
+      this.button.setAttribute("aria-description", set ? gettext("Some are set") : gettext("All at the API's defaults"));
     }
   }
 

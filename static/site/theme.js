@@ -36,9 +36,9 @@
     }));
     try {
       const response = await mine;
-      if (!response.ok && mine === saving) select.title = "The theme could not be saved; it applies to this page only.";
+      if (!response.ok && mine === saving) select.title = gettext("The theme could not be saved; it applies to this page only.");
     } catch (err) {
-      if (mine === saving) select.title = "The theme could not be saved; it applies to this page only.";
+      if (mine === saving) select.title = gettext("The theme could not be saved; it applies to this page only.");
     }
   }
 
