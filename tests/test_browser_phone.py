@@ -223,3 +223,27 @@ def test_the_chat_in_each_language_theme_and_size(browser, app_url, name, langua
         readme_picture(page, name)
     finally:
         context.close()
+
+
+def test_the_language_is_picked_from_the_top_bar_and_kept(browser, app_url):
+    """On a phone the language menu is an icon over its select: picking 简体中文 brings the
+    same page back in Chinese at once, and the choice outlives the browser's English."""
+    context, page = phone(browser, "en-US")
+    try:
+        sign_up(page, app_url, "polyglot")
+        page.fill("#message-input", "Hello")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
+        page.wait_for_function("() => location.pathname.startsWith('/c/')")
+        conversation = page.url
+        assert page.locator("#language-select").is_visible()  # laid over the icon, unseen but there
+        assert page.locator("label[for=language-select]").inner_text() == "Language"
+        with page.expect_navigation():
+            page.select_option("#language-select", "zh-hans")
+        assert page.url == conversation
+        assert page.evaluate("() => document.documentElement.lang") == "zh-hans"
+        assert page.get_attribute("#message-input", "placeholder") == "给 Yi 发消息…"
+        page.goto(app_url + "/usage/")
+        assert page.locator("h1").inner_text() == "最近 30 天的用量"
+    finally:
+        context.close()

@@ -5,5 +5,10 @@
   const form = document.getElementById("language-form");
   const select = document.getElementById("language-select");
   if (!form || !select) return;
-  select.addEventListener("change", () => form.requestSubmit());
+  select.addEventListener("change", () => {
+    // The page may have moved on since it was served (a new chat gets its own address
+    // without a reload): come back to where it is now.
+    form.elements.next.value = location.pathname + location.search + location.hash;
+    form.requestSubmit();
+  });
 })();
