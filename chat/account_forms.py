@@ -7,11 +7,12 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy
 
 from chat import account_throttle
 from chat.account_throttle import Refusal
 
-USERNAME_UNAVAILABLE = "This username is not available. Choose another."
+USERNAME_UNAVAILABLE = gettext_lazy("This username is not available. Choose another.")
 
 
 class _LimitedSignIn:

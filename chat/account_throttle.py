@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from chat.outages import Outage
 
@@ -46,12 +48,12 @@ def signin_refusal(*, request: HttpRequest, username: str) -> Refusal | None:
     window = settings.SIGNIN_PAUSE_SECONDS
     address = _over_limit(_key("signin-address", client_address(request)), settings.SIGNIN_FAILURES_PER_ADDRESS, window)
     if address is not None:
-        return Refusal(f"Too many failed sign-ins from your network address. Try again in {_minutes(address)}.",
-                       address)
+        return Refusal(_("Too many failed sign-ins from your network address. Try again in %(wait)s.") % {
+            "wait": _minutes(address)}, address)
     account = _over_limit(_key("signin-account", username), settings.SIGNIN_FAILURES_PER_ACCOUNT, window)
     if account is not None:
-        return Refusal(f"Too many failed sign-ins to this account. Try again in {_minutes(account)}; "
-                       "the password was not checked.", account)
+        return Refusal(_("Too many failed sign-ins to this account. Try again in %(wait)s; the password was not "
+                         "checked.") % {"wait": _minutes(account)}, account)
     return None
 
 
@@ -60,7 +62,8 @@ def signup_refusal(*, request: HttpRequest) -> Refusal | None:
                        SIGNUP_WINDOW)
     if wait is None:
         return None
-    return Refusal(f"Too many sign-ups from your network address. Try again in {_minutes(wait)}.", wait)
+    return Refusal(_("Too many sign-ups from your network address. Try again in %(wait)s.") % {"wait": _minutes(wait)},
+                   wait)
 
 
 def client_address(request: HttpRequest) -> str:
@@ -155,4 +158,5 @@ def _cache_call(call, fallback):
 
 def _minutes(seconds: int) -> str:
     minutes = math.ceil(seconds / 60)
-    return "a minute" if minutes <= 1 else f"{minutes} minutes"
+    return _("a minute") if minutes <= 1 else ngettext("%(count)s minute", "%(count)s minutes", minutes) % {
+        "count": minutes}

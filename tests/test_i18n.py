@@ -52,10 +52,14 @@ def test_a_language_picked_in_the_page_is_kept_for_a_year_over_the_browsers(clie
     assert "<h1 id=\"auth-title\">Sign in</h1>" in page
 
 
-def test_form_errors_come_in_the_pages_language(client):
+def test_form_errors_come_in_the_pages_language(client, settings):
     page = client.post(reverse("login"), {"username": "nobody", "password": "wrong"},
                        headers={"accept-language": "zh-hans"}).content.decode()
     assert "请输入一个正确的" in page  # Django's "Please enter a correct username and password"
+    settings.SIGNIN_FAILURES_PER_ACCOUNT = 1
+    page = client.post(reverse("login"), {"username": "nobody", "password": "wrong"},
+                       headers={"accept-language": "zh-hans"}).content.decode()
+    assert "这个账号的登录失败次数过多。请 15 分钟后再试；本次没有校验密码。" in page
 
 
 def test_the_chat_page_speaks_chinese_but_leaves_the_answers_as_written(client, user):
