@@ -16,7 +16,7 @@ keep-alive connection, after a few warm-up requests:
   open    GET /c/<id>/ of a 500-message conversation (the whole thread in the page);
   search  GET /api/search?q= for a rare and a common word in English and in Chinese,
           and a rare and a common 2-character Chinese word (too short for a trigram index:
-          chat/search.py scans for it);
+          migration 0007's bigram index finds them);
   searchable  a question with a word never seen before is sent over the websocket; the
           simulator's answer quotes it; from the answer's `done` frame, searches for the
           word one after another until one finds the answer.
