@@ -15,9 +15,10 @@ in one of two layouts:
   one a second (the trace below shows which), though Playwright reports every page
   "visible".
 
-In each page the question `[sim deltas=N interval=MS stamp=1]` is typed and Enter
+In each page the question `[sim deltas=N interval=MS stamp=2]` is typed and Enter
 pressed in all pages at once.
-The simulator writes into every token the wall-clock time it left (`t{i}@{unix time} `);
+The simulator writes into every token the wall-clock time it left (`t{i}:{unix time} `:
+`stamp=2`, since Markdown links `stamp=1`'s `t{i}@{time}` as an e-mail address);
 a MutationObserver put in every page before its scripts (`OBSERVER`) notes when each
 token first stands in the answer's DOM text. Both processes read one clock, so:
 
@@ -85,7 +86,7 @@ TARGET_ONE_PAGE_P99_MS = 17.0  # one animation frame at 60 Hz
 OBSERVER = r"""
 (() => {
   const bench = (window.__bench = { enter: null, seen: {}, socketsOpened: 0 });
-  const TOKEN = /t(\d+)@(\d+\.\d{6})/g;
+  const TOKEN = /t(\d+):(\d+\.\d{6})/g;
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && event.target.id === "message-input" && bench.enter === null) bench.enter = Date.now();
   }, true);
@@ -247,8 +248,8 @@ async def layout_measure(browser, base: str, sessions: list[str], count: int, la
                          args) -> dict:
     """Rounds of `count` pages at once in `layout`, after a short answer that warms the
     server's path and the browser's caches."""
-    text = f"browser benchmark [sim deltas={args.deltas} interval={args.interval_ms:g} stamp=1]"
-    warm_up = f"browser warm-up [sim deltas=5 interval={args.interval_ms:g} stamp=1]"
+    text = f"browser benchmark [sim deltas={args.deltas} interval={args.interval_ms:g} stamp=2]"
+    warm_up = f"browser warm-up [sim deltas=5 interval={args.interval_ms:g} stamp=2]"
     timeout = 30 + 5 * args.deltas * args.interval_ms / 1000
     contexts = []
 

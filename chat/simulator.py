@@ -116,7 +116,8 @@ DIRECTIVE_DEFAULTS = {
     "stall_for": 3600.0,  # float seconds
     "accumulate": 1,     # 0: no top-level "content" in stream chunks
     "usage": 1,          # 0: no usage in the last chunk / the completion
-    "stamp": 0,          # 1: delta i is "t{i}@{unix time it was sent, 6 decimals} "
+    "stamp": 0,          # 1: delta i is "t{i}@{unix time it was sent, 6 decimals} "; 2: "t{i}:{...} ",
+                         # which Markdown leaves as text (it links "t1@17….12" as an e-mail address)
     "tool_calls": 1,     # 0: under tool_choice "auto", answer in text (chat/simulator_tools.py)
     "tool_rounds": 1,    # int: rounds of tool calls under "auto" before the answer in text
     "broken": None,      # int: the K-th call of the first round has invalid JSON arguments
@@ -432,10 +433,10 @@ def delta_interval(directives: dict) -> float:
     return max(ms, 0.0) / 1000
 
 
-def piece_stamp(index: int) -> str:
+def piece_stamp(index: int, style: int = 1) -> str:
     """The text of delta `index` under `stamp=1`: it carries the moment it leaves, so a
     client on this machine can measure how late it arrived (bench/relay.py)."""
-    return f"t{index}@{time.time():.6f} "
+    return f"t{index}{'@' if style == 1 else ':'}{time.time():.6f} "
 
 
 def usage_of(request: ChatRequest, answer: Answer) -> dict:
@@ -478,7 +479,7 @@ async def completion_send(send, request: ChatRequest, answer: Answer) -> None:
         await asyncio.sleep(d["stall_for"])
     message = {"role": "assistant", "content": answer.text}
     if d["stamp"]:
-        message["content"] = "".join(piece_stamp(i) for i in range(len(answer.pieces)))
+        message["content"] = "".join(piece_stamp(i, d["stamp"]) for i in range(len(answer.pieces)))
     if answer.tool_calls:
         message["content"] = None
         message["tool_calls"] = tool_calls_message(answer.tool_calls)
@@ -554,7 +555,7 @@ async def stream_send(send, request: ChatRequest, answer: Answer) -> None:
         if answer.tool_calls:
             delta = answer.pieces[sent]
         else:
-            piece = piece_stamp(sent) if d["stamp"] else answer.pieces[sent]
+            piece = piece_stamp(sent, d["stamp"]) if d["stamp"] else answer.pieces[sent]
             so_far += dumps(piece)[1:-1]
             delta = {"content": piece}
         payload = chunk(delta, so_far)

@@ -292,6 +292,13 @@ def test_stamp_directive_numbers_each_delta_and_stamps_the_time_it_was_sent(clie
     assert chunks[-1]["content"] == "".join(pieces)
 
 
+def test_stamp_2_writes_a_colon_that_markdown_leaves_as_text(client):
+    chunks = stream_chunks(client, body("Hi [sim deltas=2 interval=0 stamp=2]"))
+    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
+
+    assert [re.fullmatch(r"t(\d):\d+\.\d{6} ", piece).group(1) for piece in pieces] == ["0", "1"]
+
+
 def test_unknown_directive_is_400(client):
     response = client.post("/chat/completions", json=body("Hi [sim delta=3]"))
 
