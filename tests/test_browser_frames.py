@@ -25,7 +25,7 @@ NO_FRAMES = "window.requestAnimationFrame = () => 1; window.cancelAnimationFrame
 STREAMING_TOKENS = """() => {
   const answer = [...document.querySelectorAll('[data-role=assistant]')].pop();
   if (!answer || answer.dataset.status !== 'streaming') return null;
-  return (answer.querySelector('.message-body').textContent.match(/t\\d+@/g) || []).length;
+  return (answer.querySelector('.message-body').textContent.match(/t\\d+:/g) || []).length;
 }"""
 
 
@@ -34,7 +34,7 @@ def test_an_answer_streams_into_a_tab_that_gets_no_animation_frames(page, app_ur
     sign_up(page, app_url, "unpainted")
     # Playwright's own waits poll on animation frames unless told otherwise.
     page.wait_for_function("() => document.querySelector('#model-select').options.length > 1", polling=50)
-    page.fill("#message-input", "[sim deltas=150 interval=20 stamp=1]")
+    page.fill("#message-input", "[sim deltas=150 interval=20 stamp=2]")
     page.keyboard.press("Enter")
 
     # Three seconds of answer: its text is in the page long before the end.
@@ -45,5 +45,35 @@ def test_an_answer_streams_into_a_tab_that_gets_no_animation_frames(page, app_ur
         polling=50,
     )
     shown = page.locator('[data-role="assistant"] .message-body').last.inner_text()
-    assert re.findall(r"t(\d+)@", shown) == [str(i) for i in range(150)]
+    assert re.findall(r"t(\d+):", shown) == [str(i) for i in range(150)]
+    assert page.problems == []
+
+
+# Text without markup, as a streaming paragraph's tail mostly is: rendered without the
+# sanitizer (markdown.js `inline`), it must be what the sanitizer would have made of it.
+PLAIN_TEXTS = [
+    "t0:1765000000.123456 t1:1765000000.133456 ",
+    "It's \"quoted\", a & b, 3 < 4 > 2, and &amp; written out",
+    "&copy; &#169; &nbsp; entities a model writes",
+    "  leading spaces, a tab\there, CRLF\r\nand a NUL \0 character",
+    "中文的句子，没有标记。",
+]
+
+
+def test_text_without_markup_renders_as_the_sanitizer_would_make_it(page, app_url):
+    sign_up(page, app_url, "plaintext")
+    rendered = page.evaluate(
+        """(texts) => texts.map((text) => {
+          const fast = document.createElement("div");
+          fast.append(YiMarkdown.inline(text));
+          const sanitized = document.createElement("div");
+          sanitized.append(DOMPurify.sanitize(marked.parseInline(text), { RETURN_DOM_FRAGMENT: true }));
+          return [fast.innerHTML, sanitized.innerHTML, [...fast.childNodes].every((n) => n.nodeType === 3)];
+        })""",
+        PLAIN_TEXTS,
+    )
+    for text, (fast, sanitized, _) in zip(PLAIN_TEXTS, rendered):
+        assert fast == sanitized, text
+    # A stamped answer's words and prose with quotes are text nodes, nothing else.
+    assert rendered[0][2] and rendered[1][2] and rendered[4][2]
     assert page.problems == []
