@@ -41,6 +41,7 @@ import json
 from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from chat.catalog import tokens_cost
 from chat.models import Attachment, Conversation, Message
 
 user = get_user_model().objects.get(username={username!r})
@@ -56,7 +57,7 @@ for spec in json.loads({specs!r}):
         parent = Message.objects.create(
             conversation=conversation, role="assistant", content=answer, parent=parent, model="yi-large",
             status="complete", finish_reason="stop", prompt_tokens=120, completion_tokens=480, total_tokens=600,
-            ttft_ms=230, duration_ms=4100)
+            cost_usd=tokens_cost("yi-large", 120, 480), ttft_ms=230, duration_ms=4100)
     Message.objects.filter(conversation=conversation).update(created_at=when)
     Conversation.objects.filter(pk=conversation.pk).update(
         created_at=when, updated_at=when, leaf=parent, pinned=spec.get("pinned", False))

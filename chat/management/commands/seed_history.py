@@ -39,8 +39,9 @@ from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from chat.attachments import attachment_create, image_prepare_upload
-from chat.titles import title_from
+from chat.catalog import tokens_cost
 from chat.models import Attachment, Conversation, Message
+from chat.titles import title_from
 
 BATCH = 2000
 LONG_THREAD = 500
@@ -310,6 +311,7 @@ def _message(p: Planned, m: int, conversation: Conversation, content: str, rng: 
         row.prompt_tokens = 20 + m * 60
         row.completion_tokens = max(1, len(content) // 3)
         row.total_tokens = row.prompt_tokens + row.completion_tokens
+        row.cost_usd = tokens_cost(p.model, row.prompt_tokens, row.completion_tokens)  # as an answer's end stores it
         row.ttft_ms = rng.randint(180, 1500)
         row.duration_ms = row.ttft_ms + row.completion_tokens * 20
         row.seq = row.completion_tokens
