@@ -28,12 +28,14 @@ pytestmark = pytest.mark.django_db
 SMALL = {"conversations": 300, "messages": 3_000}
 LARGER = {"conversations": 1_200, "messages": 15_000}
 # What each read costs, whatever the size: two queries for a page of the list; the session
-# and its user for any page; a conversation, its messages and their images for a thread.
+# and its user for any page; a conversation, its messages and their images for a thread;
+# and on the chat page, the person's preferences (theme, defaults) and keys (the key picker).
 LIST_QUERIES = 2  # the page, and which of its rows hold images
 SIGNED_IN = 2
+CHAT_PAGE = 2  # preferences, keys
 LIST_HTTP_QUERIES = SIGNED_IN + LIST_QUERIES
-CONVERSATION_PAGE_QUERIES = SIGNED_IN + 1 + 2 + LIST_QUERIES
-HOME_PAGE_QUERIES = SIGNED_IN + LIST_QUERIES
+CONVERSATION_PAGE_QUERIES = SIGNED_IN + CHAT_PAGE + 1 + 2 + LIST_QUERIES
+HOME_PAGE_QUERIES = SIGNED_IN + CHAT_PAGE + LIST_QUERIES
 SEARCH_QUERIES = 2
 # Searched for in both histories: planted words (a handful of hits), common words (more
 # than a page of hits), each language, and a 2-character Chinese word, which the trigram
