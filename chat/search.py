@@ -1,4 +1,5 @@
-"""Search: the places in a user's conversations (titles, questions, answers) that hold some text.
+"""Search: the places in a user's conversations (titles, questions, answers, tool results)
+that hold some text.
 
 One function, `search`, over two back ends chosen by the database's vendor. Both find the
 query as a substring, with no notion of words: Chinese is written without spaces, and
@@ -18,6 +19,11 @@ user's messages newest first with LIKE or ILIKE, as SQLite does when its library
 trigram tokenizer: 1 character, or 2 that are not both CJK (`go`, `A股`). Such a query is
 mostly common, so `limit` hits come soon; a rare one reads every message. Titles are short
 and few per user: LIKE on SQLite.
+
+A tool's result (a `tool` message: JSON text, which repeats what the tool was asked) is
+found by its text or by the tool's name (migration 0011): on SQLite the trigram table holds
+both as one text, on PostgreSQL the name has a small index of its own, an OR's other arm. A
+hit on it opens the card that shows the call's arguments and its result.
 
 Hits are newest first, not best first: substring matching gives no relevance worth the
 name (FTS5's bm25 over trigrams favours short messages and repeated letters, not meaning;
@@ -51,9 +57,9 @@ TRIGRAM = 3
 # CJK_SQLITE and CJK_POSTGRESQL are these characters).
 BIGRAM = 2
 CJK = re.compile("[\u3040-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff]")
-# Migration 0004 indexes the same roles: a tool's output or a system prompt is not what
-# anyone said in the conversation.
-ROLES_SQL = "('user', 'assistant')"
+# Migrations 0004, 0007 and 0011 index the same roles: a system prompt is not what anyone
+# said in the conversation, nor what a tool answered.
+ROLES_SQL = "('user', 'assistant', 'tool')"
 TITLE_MAX_CHARS = Conversation._meta.get_field("title").max_length
 
 # (text, is_match): a snippet is a tuple of these, to be shown as text.
@@ -65,9 +71,10 @@ class SearchHit:
     conversation_id: int
     conversation_title: str
     message_id: int | None  # None: the title matched
-    role: str | None  # "user" or "assistant"; None for a title
+    role: str | None  # "user", "assistant" or "tool"; None for a title
     snippet: tuple[Part, ...]
     updated_at: datetime  # the conversation's, as the list shows it
+    tool_name: str = ""  # a tool result's tool
 
 
 def search(
@@ -103,6 +110,7 @@ def search_hit_to_dict(hit: SearchHit) -> dict[str, Any]:
         "role": hit.role,
         "snippet": [[text, is_match] for text, is_match in hit.snippet],
         "updated_at": hit.updated_at.isoformat(),
+        "tool_name": hit.tool_name,
     }
 
 
@@ -139,7 +147,7 @@ def _titles_found(cursor, vendor: str, query: str, scope: Scope, limit: int) -> 
 
 def _messages_found(cursor, vendor: str, query: str, scope: Scope, limit: int) -> list[tuple[datetime, SearchHit]]:
     where, params = scope.sql()
-    columns = "m.id, m.role, m.content, m.created_at, c.id, c.title, c.updated_at"
+    columns = "m.id, m.role, m.content, m.created_at, c.id, c.title, c.updated_at, m.name"
     if vendor == "sqlite" and len(query) >= TRIGRAM and fts5_trigram_available():
         sql = _sqlite_indexed(columns, "chat_message_search", where)
         params = [_fts5_phrase(query), *params, limit]
@@ -151,22 +159,32 @@ def _messages_found(cursor, vendor: str, query: str, scope: Scope, limit: int) -
         # it read messages newest first and stop at `limit` hits, so a common short query
         # (`go` in a programmer's history) costs little. A rare one reads everything.
         join = "CROSS JOIN" if vendor == "sqlite" else "JOIN"
+        like = _like(vendor, query)
+        # A tool's name too: on PostgreSQL, a rare query's two arms are read from the
+        # content's index and the tool names' (migrations 0004 and 0011).
+        text = f"(m.content {like} %s ESCAPE '\\' OR (m.role = 'tool' AND m.name {like} %s ESCAPE '\\'))"
+        text_params = [_like_pattern(query)] * 2
         pairs, pairs_params = "", []
         if vendor == "postgresql" and bigram_indexed(query):
             # Migration 0007's bigram index finds a rare pair; for a common one the planner
             # walks ids backwards instead and stops at `limit`, and the LIKE, cheaper than
             # the function and so tested first, spares calling it on every row read.
+            # A tool's name is ASCII: no CJK pair, no second arm.
             pairs, pairs_params = "chat_message_bigrams(m.content) @> ARRAY[%s]::text[] AND ", [query]
+            text, text_params = f"m.content {like} %s ESCAPE '\\'", [_like_pattern(query)]
         sql = (
             f"SELECT {columns} FROM chat_message m {join} chat_conversation c ON c.id = m.conversation_id "
-            f"WHERE {pairs}m.content {_like(vendor, query)} %s ESCAPE '\\' AND m.role IN {ROLES_SQL} AND {where} "
+            f"WHERE {pairs}{text} AND m.role IN {ROLES_SQL} AND {where} "
             "ORDER BY m.id DESC LIMIT %s"
         )
-        params = [*pairs_params, _like_pattern(query), *params, limit]
+        params = [*pairs_params, *text_params, *params, limit]
     cursor.execute(sql, params)
     found = []
-    for message_id, role, content, created_at, conversation_id, title, updated_at in cursor.fetchall():
-        hit = SearchHit(conversation_id, title, message_id, role, snippet_cut(content, query), _datetime(updated_at))
+    for message_id, role, content, created_at, conversation_id, title, updated_at, name in cursor.fetchall():
+        hit = SearchHit(
+            conversation_id, title, message_id, role, snippet_cut(content, query), _datetime(updated_at),
+            tool_name=name if role == "tool" else "",
+        )
         found.append((_datetime(created_at), hit))
     return found
 

@@ -192,11 +192,104 @@ def test_another_users_matching_conversation_is_never_returned(alice, bob):
 
 
 @each_database
-def test_tool_and_system_messages_are_not_searched(alice):
-    conversation(alice, "system: zebra", "tool output: zebra", roles=("system", "tool"))
+def test_a_system_prompt_is_not_searched(alice):
+    conversation(alice, "system: zebra 斑马", roles=("system",))
 
     assert found(alice, "zebra") == []
     assert found(alice, "ze") == []
+    assert found(alice, "斑马") == []
+
+
+CALCULATOR_RESULT = '{"expression": "1234 * 5678", "result": "7006652"}'
+
+
+def tool_call(owner, result: str, *, name: str = "calculator", status: str = "complete") -> tuple[Conversation, Message]:
+    """A question, the answer that called tool `name`, and the tool's message holding `result`."""
+    database = owner._state.db
+    made = conversation(owner, "What is 1234 times 5678?")
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"expression": "1234 * 5678"}'}}
+    answer = Message.objects.using(database).create(
+        conversation=made, parent_id=message_ids(made)[0], role="assistant", tool_calls=[call]
+    )
+    tool = Message.objects.using(database).create(
+        conversation=made, parent=answer, role="tool", name=name, tool_call_id="call_1", content=result, status=status
+    )
+    return made, tool
+
+
+@each_database
+def test_a_tool_result_is_found_by_its_text(alice):
+    made, tool = tool_call(alice, CALCULATOR_RESULT)
+
+    [hit] = search(user=alice, query="7006652")
+
+    assert (hit.conversation_id, hit.message_id, hit.role, hit.tool_name) == (made.pk, tool.pk, "tool", "calculator")
+    assert hit.snippet == (('{"expression": "1234 * 5678", "result": "', False), ("7006652", True), ('"}', False))
+    assert search_hit_to_dict(hit)["tool_name"] == "calculator"
+    assert found(alice, "66") == [(made.pk, tool.pk)]  # a short query, scanned
+
+
+@each_database
+@pytest.mark.parametrize("query", ["calculator", "Calc", "ca"])
+def test_a_tool_result_is_found_by_its_tools_name(alice, query):
+    made, tool = tool_call(alice, CALCULATOR_RESULT)
+
+    [hit] = search(user=alice, query=query)
+
+    assert (hit.message_id, hit.role, hit.tool_name) == (tool.pk, "tool", "calculator")
+    assert hit.snippet == ((CALCULATOR_RESULT, False),)  # the match is the name, which the label shows
+
+
+@each_database
+def test_a_tool_result_in_chinese_is_found_by_a_two_character_word(alice):
+    made, tool = tool_call(alice, '{"city": "北京", "weather": "晴天"}', name="weather")
+
+    assert found(alice, "北京") == [(made.pk, tool.pk)]
+    assert found(alice, "晴天") == [(made.pk, tool.pk)]
+
+
+@each_database
+def test_a_tool_result_is_found_once_the_tool_ends_and_not_after_its_conversation_is_deleted(alice):
+    made, tool = tool_call(alice, "", status="streaming")  # as a round stores it, before the call runs
+    assert found(alice, "7006652") == []
+
+    Message.objects.using(alice._state.db).filter(pk=tool.pk).update(content=CALCULATOR_RESULT, status="complete")
+    assert found(alice, "7006652") == [(made.pk, tool.pk)]
+    assert found(alice, "calculator") == [(made.pk, tool.pk)]
+
+    made.delete()
+    assert found(alice, "7006652") == []
+    assert found(alice, "calculator") == []
+    if connections[alice._state.db].vendor == "sqlite":  # its name and text left the index with it
+        assert trigram_rowids(connections[alice._state.db]) == set()
+
+
+@each_database
+def test_a_rare_search_is_read_from_the_indexes_with_tool_results_in_them(alice, database):
+    """The tool role in the filter and the name's arm keep the plan of 0004's index."""
+    made, tool = tool_call(alice, CALCULATOR_RESULT)
+    Message.objects.using(database).bulk_create(
+        Message(conversation=made, role=("user", "assistant", "tool")[i % 3], name="current_time" if i % 3 == 2 else "",
+                content=f"message {i}: what is the weather like today?") for i in range(3000)
+    )
+    connection = connections[database]
+    with CaptureQueriesContext(connection) as captured:
+        assert found(alice, "7006652") == [(made.pk, tool.pk)]
+    [messages_sql] = [query["sql"] for query in captured.captured_queries if "chat_message m" in query["sql"]]
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE chat_message")
+            # With these few rows, reading them all could cost about the same.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            cursor.execute("EXPLAIN " + messages_sql)
+            plan = "\n".join(row for (row,) in cursor.fetchall())
+            assert "chat_message_content_trgm" in plan and "chat_message_tool_name_trgm" in plan, plan
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + messages_sql)
+            assert "FROM chat_message_search s " in messages_sql
+            assert "SCAN s VIRTUAL TABLE INDEX" in "\n".join(row[-1] for row in cursor.fetchall())
 
 
 @each_database
@@ -413,7 +506,7 @@ def test_without_the_trigram_tokenizer_sqlite_scans_and_finds_the_same(alice, mo
 
 
 def search_schema(connection) -> set[str]:
-    """The tables, indexes, triggers and functions of migrations 0004 and 0007 in this database."""
+    """The tables, indexes, triggers and functions of migrations 0004, 0007 and 0011 in this database."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
@@ -427,6 +520,17 @@ def search_schema(connection) -> set[str]:
                 ["chat_message_search%", "chat_message_bigram%"],
             )
         return {name for (name,) in cursor.fetchall()}
+
+
+def trigram_rowids(connection) -> set[int]:
+    """SQLite: the messages migration 0004's trigram table holds any trigram of."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE VIRTUAL TABLE temp.trigram_terms USING fts5vocab(main, chat_message_search, instance)")
+        try:
+            cursor.execute("SELECT DISTINCT doc FROM temp.trigram_terms")
+            return {doc for (doc,) in cursor.fetchall()}
+        finally:
+            cursor.execute("DROP TABLE temp.trigram_terms")
 
 
 def bigram_index(connection) -> dict[str, list[int]]:
@@ -474,7 +578,7 @@ def test_the_search_triggers_outlive_every_later_migration():
 @pytest.mark.parametrize("database", on_each_database(transaction=True))
 @pytest.mark.parametrize("before, left", [
     ("0003_message_notes", lambda name: False),  # before either index
-    ("0006_api_keys", lambda name: "bigram" not in name),  # before 0007's alone
+    ("0006_api_keys", lambda name: "bigram" not in name and "tool" not in name),  # before 0007's
 ])
 def test_the_migrations_index_existing_messages_and_go_back(alice, database, before, left):
     connection = connections[database]
@@ -500,6 +604,49 @@ def test_the_migrations_index_existing_messages_and_go_back(alice, database, bef
     assert found(alice, "天气") == [(made.pk, message.pk)]
     if connection.vendor == "sqlite":
         assert bigram_index(connection) == {"北京": [message.pk], "京天": [message.pk], "天气": [message.pk]}
+
+
+def content_index_roles(connection) -> str:
+    """PostgreSQL: the roles in the partial predicate of 0004's trigram index."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chat_message_content_trgm'")
+        return cursor.fetchone()[0].split("WHERE", 1)[1]
+
+
+@pytest.mark.parametrize("database", on_each_database(transaction=True))
+def test_migration_0011_indexes_existing_tool_results_and_goes_back(alice, database):
+    connection = connections[database]
+    indexed = search_schema(connection)
+    executor = MigrationExecutor(connection)
+    before = [("chat", "0010_api_key_tier_none")]
+    made, tool = tool_call(alice, '{"city": "北京", "result": "7006652"}')
+    executor.migrate(before)
+    try:
+        assert search_schema(connection) == {name for name in indexed if "tool" not in name}
+        # Gone from the indexes, and a tool message written now is not added to them.
+        later = Message.objects.using(database).create(
+            conversation=made, parent=tool, role="tool", name="current_time", content='{"timezone": "Asia/Tokyo 东京"}'
+        )
+        if connection.vendor == "sqlite":
+            assert trigram_rowids(connection) == {message_ids(made)[0]}  # the question (the call has no text)
+            assert bigram_index(connection) == {}
+        else:
+            assert "tool" not in content_index_roles(connection)
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("chat"))
+
+    assert search_schema(connection) == indexed
+    assert found(alice, "7006652") == [(made.pk, tool.pk)]
+    assert found(alice, "北京") == [(made.pk, tool.pk)]
+    assert found(alice, "Asia/Tokyo") == [(made.pk, later.pk)]
+    assert found(alice, "东京") == [(made.pk, later.pk)]
+    assert found(alice, "current_time") == [(made.pk, later.pk)]
+    if connection.vendor == "sqlite":
+        assert trigram_rowids(connection) == {message_ids(made)[0], tool.pk, later.pk}
+        assert bigram_index(connection) == {"北京": [tool.pk], "东京": [later.pk]}
+    else:
+        assert "tool" in content_index_roles(connection)
 
 
 @pytest.mark.django_db(transaction=True)
