@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from chat.upstream import Finish, StreamDecoder, TextDelta  # noqa: E402
+from chat.upstream_events import Finish, StreamDecoder, TextDelta  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "decode.json"
 PASSES = 20  # answers per timing, so that one timing is ~0.1 s

@@ -28,10 +28,10 @@ from chat.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
 from chat.input_checks import text_storable
 from chat.models import ApiKey
 from chat.refusals import SendRefused
-from chat.upstream import (
+from chat.upstream import Credential
+from chat.upstream_errors import (
     AuthError,
     ConnectionFailedError,
-    Credential,
     NotAModelListError,
     NotFoundError,
     TimeoutError_,

@@ -54,7 +54,8 @@ from chat.titles import title_improve_start
 from chat.tool_rounds import TOOL_NOT_RUN, TOOL_STOPPED, tool_round_store
 from chat.tools import tool_run_async
 from chat.upkeep import endings_tell
-from chat.upstream import Finish, Retrying, TextDelta, ToolCallDelta, UpstreamError, Usage
+from chat.upstream_errors import UpstreamError
+from chat.upstream_events import Finish, Retrying, TextDelta, ToolCallDelta, Usage
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from chat.credentials import credentials_for, key_choices, key_missing
 from chat.images import ImageRefused, image_too_large
 from chat.refusals import SendRefused
 from chat.tools import tool_specs
-from chat.upstream import Credential, UpstreamError
+from chat.upstream import Credential
+from chat.upstream_errors import UpstreamError
 
 
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:

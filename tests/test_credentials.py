@@ -39,7 +39,7 @@ def test_the_chosen_key_comes_first_then_the_default_then_the_servers(user, othe
     home = key_add(user, "home", key="sk-home-0002", default=True)
     chosen, default, server = credentials_for([(user.pk, work.pk), (user.pk, None), (other_user.pk, None)])
     assert (chosen.api_key, chosen.label, chosen.key_id) == ("sk-work-0001", "work", work.pk)
-    assert (default.api_key, default.label) == ("sk-home-0002", "home")
+    assert (default.api_key, default.label, default.key_id) == ("sk-home-0002", "home", home.pk)
     assert (server.api_key, server.key_id) == (settings.YI_API_KEY, None)
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
-from chat import upstream
+from chat import upstream, upstream_errors
 from chat.crypto import secret_decrypt
 from chat.keys import KeyRefused, api_key_add, key_input_check
 from chat.models import ApiKey, Message
@@ -314,7 +314,7 @@ async def test_an_answer_stores_its_cost_and_marks_the_key_that_paid_as_used(use
 async def test_a_200_that_is_not_a_model_list_is_its_own_error():
     async with html_at_models() as base:
         client = upstream.YiClient(credential=upstream.Credential(base_url=base, api_key=KEY, label="Lab", key_id=1))
-        with pytest.raises(upstream.NotAModelListError) as error:
+        with pytest.raises(upstream_errors.NotAModelListError) as error:
             await client.list_models()
     host = base.split("/")[2].split(":")[0]
     assert error.value.message == (

@@ -23,7 +23,9 @@ from channels.db import database_sync_to_async
 from chat.credentials import client_for, server_credential
 from chat.models import Message
 from chat.pacing import TIERS, pacing_slow_down, pacing_wait, request_tokens, tier_of
-from chat.upstream import Credential, RateLimitError, Retrying
+from chat.upstream import Credential
+from chat.upstream_errors import RateLimitError
+from chat.upstream_events import Retrying
 from tests.live_server import (
     REDIS_TEST_URL,
     Socket,

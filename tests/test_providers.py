@@ -12,7 +12,8 @@ from django.core.cache import cache
 from chat import upstream
 from chat.crypto import secret_encrypt
 from chat.models import ApiKey, Message
-from chat.upstream import Credential, Finish, TextDelta, Usage, YiClient
+from chat.upstream import Credential, YiClient
+from chat.upstream_events import Finish, TextDelta, Usage
 from tests.openai_server import running_openai_server
 from tests.test_consumer import answer_of, frames_until, is_done, send, text_of
 

@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Message
-from chat.upstream import secret_mask
+from chat.upstream_errors import secret_mask
 from tests.simulator_server import canned_api
 from tests.test_consumer import frames_until, is_done, send
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from chat.tools import tool_run, tool_specs
-from chat.upstream import Finish, StreamDecoder, ToolCallDelta
+from chat.upstream_events import Finish, StreamDecoder, ToolCallDelta
 from tests.simulator_server import running_simulator
 from tests.test_simulator import KEY, error_body, stream_chunks
 

@@ -8,27 +8,22 @@ import time
 
 import pytest
 
-from chat import upstream
+from chat import upstream, upstream_errors, upstream_events
 from tests.simulator_server import canned_api
-from chat.upstream import (
+from chat.upstream import Credential, YiClient
+from chat.upstream_errors import (
     AuthError,
     BadRequestError,
-    Credential,
     ConnectionFailedError,
     ContextLengthError,
-    Finish,
     NotFoundError,
     OverloadedError,
     RateLimitError,
-    Retrying,
     ServerError,
     StalledError,
     StreamCutError,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    YiClient,
 )
+from chat.upstream_events import Finish, Retrying, TextDelta, ToolCallDelta, Usage
 
 # The reference's streaming example for yi-large, line for line (its "..." line elides chunks).
 REFERENCE_TEXT_STREAM = [
@@ -55,7 +50,7 @@ def events_of(lines: list[str], piece: int) -> list:
     """Feed a stream's body to a decoder `piece` bytes at a time, as a network may split it
     (mid-line and mid-character included), the way the client does."""
     body = "".join(f"{line}\n\n" for line in lines).encode()
-    decoder = upstream.StreamDecoder()
+    decoder = upstream_events.StreamDecoder()
     events = []
     for start in range(0, len(body), piece):
         events += decoder.feed(body[start : start + piece])
@@ -218,7 +213,7 @@ def test_done_without_finish_reason_completes():
 
 def test_events_after_done_are_ignored():
     lines = [REFERENCE_TEXT_STREAM[1], "data: [DONE]", REFERENCE_TEXT_STREAM[1]]
-    decoder = upstream.StreamDecoder()
+    decoder = upstream_events.StreamDecoder()
     body = "".join(f"{line}\n\n" for line in lines).encode()
     assert decoder.feed(body) + decoder.close() == [TextDelta("Hello"), Finish("")]
 
@@ -387,7 +382,7 @@ async def test_an_api_that_takes_the_request_but_never_answers_times_out():
     port = server.sockets[0].getsockname()[1]
     started = time.monotonic()
     try:
-        with pytest.raises(upstream.TimeoutError_, match="did not answer in time"):
+        with pytest.raises(upstream_errors.TimeoutError_, match="did not answer in time"):
             await collect(client_for(f"http://127.0.0.1:{port}/v1", stall_timeout=0.3, max_retries=0).stream(ask("hi")))
     finally:
         server.close()
@@ -433,12 +428,13 @@ def test_characters_that_cannot_be_stored_are_dropped_from_the_model_output():
     """A NUL (PostgreSQL refuses it) or half a surrogate pair (JSON can carry one) in a
     delta would make the answer impossible to store."""
     chunk = {"choices": [{"delta": {"content": "a\u0000b\ud800c"}, "index": 0}]}
-    events = upstream.StreamDecoder().feed(f"data: {json.dumps(chunk)}\n\n".encode())
+    events = upstream_events.StreamDecoder().feed(f"data: {json.dumps(chunk)}\n\n".encode())
     assert events == [TextDelta("ab\ufffdc")]
 
 
 def test_a_non_stream_reply_reads_as_the_events_a_stream_would_give():
-    from chat.upstream import UpstreamError, reply_events
+    from chat.upstream_errors import UpstreamError
+    from chat.upstream_events import reply_events
 
     reply = {"choices": [{"message": {"role": "assistant", "content": "Hi\x00!", "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": {"expression": "1+1"}}}]},
