@@ -48,32 +48,3 @@ def test_an_answer_streams_into_a_tab_that_gets_no_animation_frames(page, app_ur
     assert re.findall(r"t(\d+):", shown) == [str(i) for i in range(150)]
     assert page.problems == []
 
-
-# Text without markup, as a streaming paragraph's tail mostly is: rendered without the
-# sanitizer (markdown.js `inline`), it must be what the sanitizer would have made of it.
-PLAIN_TEXTS = [
-    "t0:1765000000.123456 t1:1765000000.133456 ",
-    "It's \"quoted\", a & b, 3 < 4 > 2, and &amp; written out",
-    "&copy; &#169; &nbsp; entities a model writes",
-    "  leading spaces, a tab\there, CRLF\r\nand a NUL \0 character",
-    "中文的句子，没有标记。",
-]
-
-
-def test_text_without_markup_renders_as_the_sanitizer_would_make_it(page, app_url):
-    sign_up(page, app_url, "plaintext")
-    rendered = page.evaluate(
-        """(texts) => texts.map((text) => {
-          const fast = document.createElement("div");
-          fast.append(YiMarkdown.inline(text));
-          const sanitized = document.createElement("div");
-          sanitized.append(DOMPurify.sanitize(marked.parseInline(text), { RETURN_DOM_FRAGMENT: true }));
-          return [fast.innerHTML, sanitized.innerHTML, [...fast.childNodes].every((n) => n.nodeType === 3)];
-        })""",
-        PLAIN_TEXTS,
-    )
-    for text, (fast, sanitized, _) in zip(PLAIN_TEXTS, rendered):
-        assert fast == sanitized, text
-    # A stamped answer's words and prose with quotes are text nodes, nothing else.
-    assert rendered[0][2] and rendered[1][2] and rendered[4][2]
-    assert page.problems == []

@@ -188,11 +188,6 @@
     return sanitized(html, text);
   }
 
-  // What marked escapes text with; HTML's parser would also change these characters.
-  const MARKED_ENTITIES = /&(?:amp|lt|gt|quot|#39);/g;
-  const ENTITY_TEXT = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'" };
-  const PARSER_CHANGES = /[<&\r\0]/;
-
   // Markdown inline content (emphasis, code spans, links) as a DocumentFragment.
   function inline(text) {
     let html;
@@ -200,14 +195,6 @@
       html = marked.parseInline(text);
     } catch (err) {
       html = escapeHTML(text);
-    }
-    // Text with no markup, as a long paragraph's streaming tail mostly is, becomes the
-    // text node DOMPurify would make of it, without DOMPurify: sanitising the tail again
-    // every frame was half the page's render time (docs/benchmarks.md, bench/browser.py).
-    if (!PARSER_CHANGES.test(html.replace(MARKED_ENTITIES, ""))) {
-      const fragment = document.createDocumentFragment();
-      fragment.append(html.replace(MARKED_ENTITIES, (entity) => ENTITY_TEXT[entity]));
-      return fragment;
     }
     return sanitized(html, text);
   }
