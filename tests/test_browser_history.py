@@ -372,3 +372,64 @@ def test_the_usage_page_fits_a_phone(page, app):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     sign_out = page.get_by_role("button", name="Sign out")
     assert sign_out.bounding_box()["height"] <= 40  # one line
+
+
+# --- A tool's result found ---------------------------------------------------------------
+
+# A conversation where percentage_change was called early on (the reference's revenue
+# question), then talked on for a while: the call's card is far above the end.
+SEED_TOOL_RUN = """
+import json
+from chat.models import Conversation, Message
+
+user = get_user_model().objects.get(username={username!r})
+conversation = Conversation.objects.create(user=user, title="Revenue, April 2024", model="yi-large-fc")
+question = Message.objects.create(conversation=conversation, role="user", content="How did revenue change from April 2023 to April 2024?")
+call = {{"id": "call_yoy", "type": "function",
+        "function": {{"name": "percentage_change", "arguments": json.dumps({{"now": 29.12, "before": 20.96}})}}}}
+caller = Message.objects.create(conversation=conversation, role="assistant", parent=question, model="yi-large-fc",
+                                tool_calls=[call], finish_reason="tool_calls", status="complete")
+tool = Message.objects.create(conversation=conversation, role="tool", parent=caller, name="percentage_change",
+                              tool_call_id="call_yoy", content={result!r}, status="complete", duration_ms=3)
+parent = Message.objects.create(conversation=conversation, role="assistant", parent=tool, model="yi-large-fc",
+                                content="Year over year, revenue grew by 38.93%.", status="complete")
+for i in range(12):
+    parent = Message.objects.create(conversation=conversation, role="user", parent=parent, content=f"And then {{i}}?")
+    parent = Message.objects.create(conversation=conversation, role="assistant", parent=parent, status="complete",
+                                    content="Some more words about revenue. " * 40)
+Conversation.objects.filter(pk=conversation.pk).update(leaf=parent)
+"""
+YOY_RESULT = '{"time": "2024-04", "type": "YoY", "change": "38.93%"}'
+
+
+def test_a_tool_result_found_by_search_opens_at_its_card(page, app):
+    base, env, database = app
+    sign_up(page, base, "rui")
+    script = "from django.contrib.auth import get_user_model\n" + SEED_TOOL_RUN.format(username="rui", result=YOY_RESULT)
+    manage("shell", "-c", script, env=env)
+    [(conversation_id, tool_id)] = rows(database, "SELECT conversation_id, id FROM chat_message WHERE role = 'tool'")
+    page.goto(f"{base}/")
+
+    page.fill("#search-input", "YoY")
+    result = page.locator("#search-results .search-result")
+    result.first.wait_for()
+    assert result.count() == 1
+    assert result.locator(".search-result-role").inner_text().strip() == "percentage_change result:"
+    assert result.locator("mark").all_inner_texts() == ["YoY"]
+
+    # Opened at the card of that call, inside the answer that made it, open, the word marked.
+    result.locator("a").click()
+    page.wait_for_url(f"{base}/c/{conversation_id}/#m{tool_id}")
+    card = page.locator('.message-assistant .tool-card[data-tool-call-id="call_yoy"]')
+    card.wait_for()
+    page.wait_for_function("() => document.querySelector('.tool-card').open")
+    # In the card's line (its result in one line) and in the result itself.
+    page.wait_for_function("() => CSS.highlights.get('search-match')?.size === 2")
+    page.wait_for_timeout(300)
+    box = card.locator(".tool-card-result").bounding_box()
+    scroller = page.locator("#message-scroller").bounding_box()
+    assert scroller["y"] <= box["y"] + box["height"] / 2 <= scroller["y"] + scroller["height"]
+    assert page.evaluate("(() => { const s = document.querySelector('#message-scroller');"
+                         " return s.scrollHeight - s.scrollTop - s.clientHeight; })()") > 1000
+    assert "38.93%" in card.locator(".tool-card-result").inner_text()
+    assert '"before": 20.96' in card.locator(".tool-card-arguments").inner_text()

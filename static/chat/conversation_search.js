@@ -3,7 +3,8 @@
 // while the box has text. Each result is the conversation's title and a snippet with the
 // matches marked, built from the server's [text, is_match] parts as text nodes and <mark>
 // elements (the snippet is model output: never innerHTML), and opens the conversation at
-// that message (/c/<id>/#m<message id>).
+// that message (/c/<id>/#m<message id>; a tool's result, said as "calculator result:",
+// opens at its card).
 (function () {
   "use strict";
 
@@ -172,7 +173,9 @@
       if (messageId) {
         const body = snippet(result.snippet);
         const who = element("span", "search-result-role");
-        who.textContent = result.role === "user" ? gettext("You: ") : gettext("Yi: ");
+        who.textContent = result.role === "tool"
+          ? interpolate(gettext("%(tool)s result: "), { tool: result.tool_name || "tool" }, true)
+          : result.role === "user" ? gettext("You: ") : gettext("Yi: ");
         body.prepend(who);
         link.append(body);
       } else {

@@ -1,7 +1,9 @@
 // Opening a conversation at one of its messages (/c/<id>/#m<message id>, or ?m=): the page
 // scrolls to it instead of the end, marks it for a moment, and, when a search result led
 // here, marks the words searched for inside it. The words are marked with the CSS Custom
-// Highlight API, which paints ranges without touching the answer's DOM.
+// Highlight API, which paints ranges without touching the answer's DOM. A tool's result
+// (a `role: "tool"` message) has no bubble: its view's `reveal()` opens its card inside the
+// answer that made the call (tool_cards.js), and that card is what is shown and marked.
 (function () {
   "use strict";
 
@@ -54,6 +56,7 @@
       this.target = null;
       this.query = "";
       this.view = null;
+      this.el = null; // what is scrolled to: the message, or a tool result's card
       this.until = 0;
       const stop = () => {
         this.until = 0;
@@ -77,11 +80,14 @@
 
     show(view) {
       this.view = view;
+      this.el = typeof view.reveal === "function" ? view.reveal() : view.el;
       this.until = performance.now() + HOLD_MS;
-      view.el.classList.remove("is-revealed");
-      void view.el.offsetWidth; // restart the animation if it was shown already
-      view.el.classList.add("is-revealed");
-      view.el.addEventListener("animationend", () => view.el.classList.remove("is-revealed"), { once: true });
+      // The message marked for a moment: a card's is its answer's.
+      const flash = this.el.closest(".message") || this.el;
+      flash.classList.remove("is-revealed");
+      void flash.offsetWidth; // restart the animation if it was shown already
+      flash.classList.add("is-revealed");
+      flash.addEventListener("animationend", () => flash.classList.remove("is-revealed"), { once: true });
       this.mark();
       this.scroll();
     }
@@ -89,7 +95,7 @@
     // Called on each rendered frame: true while it holds the scroll position.
     keep() {
       if (!this.view || performance.now() > this.until) return false;
-      if (!this.view.el.isConnected) {
+      if (!this.el.isConnected) {
         this.until = 0;
         return false;
       }
@@ -108,7 +114,7 @@
       const scroller = this.scroller;
       const frame = scroller.getBoundingClientRect();
       const first = this.ranges && this.ranges[0];
-      const box = first ? first.getBoundingClientRect() : this.view.el.getBoundingClientRect();
+      const box = first ? first.getBoundingClientRect() : this.el.getBoundingClientRect();
       // The words searched for in the middle of the view; else the message, its start if
       // it is taller than the view.
       const middle = box.height < frame.height ? box.top + box.height / 2 - frame.height / 2 : box.top - 16;

@@ -324,6 +324,14 @@
       this.lastHeardAt = performance.now();
     }
 
+    // message_reveal.js showing this message (a search result led here): its card, opened.
+    // The marker stands in while the card has no answer on the page to sit in.
+    reveal() {
+      if (!this.card || !this.card.el.isConnected) return this.el;
+      this.card.el.open = true;
+      return this.card.el;
+    }
+
     endedAs(message) {
       return this.ending !== null && this.ending === JSON.stringify([message.status, message.content, message.error_code]);
     }
