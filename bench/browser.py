@@ -12,7 +12,7 @@ in one of two layouts:
   own, so every page is the one tab of its window and Chromium paints them all;
 - tabs: the pages are tabs of one person in one context, as one person with many tabs
   has them; Chromium gives a tab that is not its window's front tab no animation frame or
-  one a second (the trace below shows which), though Playwright reports every page
+  one a second (docs/benchmarks.md has the trace), though Playwright reports every page
   "visible".
 
 In each page the question `[sim deltas=N interval=MS stamp=2]` is typed and Enter
