@@ -1,6 +1,6 @@
 """Ending answers: storing how each ended and the `done` frame every tab gets, and the
 frame for an ending the database keeps refusing. Writes, called by the generation
-(chat/generation.py) through chat.batches, and by the sweep for answers of dead processes.
+(chat/relay.py) through chat.batches, and by the sweep for answers of dead processes.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def messages_finish(
                     ):
                         ended.append(i)
             except DATABASE_UNAVAILABLE as error:
-                frames[i] = error  # its caller counts it and tries again (generation._finish)
+                frames[i] = error  # its caller counts it and tries again (chat/relay.py Generation._finish)
             except Exception as error:
                 logger.exception("answer %s could not be ended", message_id)
                 frames[i] = error
