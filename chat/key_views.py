@@ -109,11 +109,18 @@ async def key_verify(request: HttpRequest, key_id: str) -> HttpResponse:
 
 @require_POST
 def key_default(request: HttpRequest, key_id: str) -> HttpResponse:
+    unset = request.POST.get("unset") == "1"
     try:
-        key = keys.api_key_default_set(user=request.user, key_id=_id(key_id))
+        if unset:
+            key = keys.api_key_default_unset(user=request.user, key_id=_id(key_id))
+        else:
+            key = keys.api_key_default_set(user=request.user, key_id=_id(key_id))
     except keys.KeyNotFound:
         raise Http404("No such key") from None
-    messages.success(request, _("“%(label)s” is now your default key.") % {"label": key.label})
+    if unset:
+        messages.success(request, _("“%(label)s” is no longer your default key.") % {"label": key.label})
+    else:
+        messages.success(request, _("“%(label)s” is now your default key.") % {"label": key.label})
     return redirect("chat:keys")
 
 

@@ -299,6 +299,15 @@ def api_key_default_set(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
     return key
 
 
+def api_key_default_unset(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
+    """This key is no longer the default: conversations that pick no key use the server's
+    (a person who added a key to try a provider need not give up the server's key)."""
+    key = _key_owned(user=user, key_id=key_id)
+    ApiKey.objects.filter(pk=key.pk).update(is_default=False)
+    key.is_default = False
+    return key
+
+
 def api_key_tier_set(*, user: AbstractBaseUser, key_id: int, tier: str) -> ApiKey:
     """The provider's usage tier of this key, which paces its requests (chat/pacing.py)."""
     if tier not in ApiKey.Tier.values:

@@ -363,3 +363,19 @@ async def test_a_self_hosted_key_can_be_left_unpaced(user, simulator_url):
     [credential] = await database_sync_to_async(credentials_for)([(user.pk, key.pk)])
     assert credential.tier == "none" and tier_of(credential.tier) is None
     assert "No limit (self-hosted)" in (await client.get("/keys/")).content.decode()
+
+
+async def test_a_default_key_can_be_given_up_for_the_servers(user, simulator_url, settings):
+    """Found on the README walk: a first key became the default, and nothing but deleting
+    it gave the server's key back to conversations that pick none."""
+    from chat.credentials import credentials_for
+
+    key = (await api_key_add(user=user, label="Trial", key=KEY, base_url=simulator_url)).key
+    assert key.is_default
+    client = await signed_in(user)
+    page = (await client.get("/keys/")).content.decode()
+    assert "Use the server&#x27;s key by default" in page or "Use the server's key by default" in page
+    response = await client.post(f"/keys/{key.pk}/default/", {"unset": "1"}, follow=True)
+    assert "“Trial” is no longer your default key." in response.content.decode()
+    [credential] = await database_sync_to_async(credentials_for)([(user.pk, None)])
+    assert credential.key_id is None and credential.api_key == settings.YI_API_KEY

@@ -100,3 +100,22 @@ def test_the_readme_command_runs_production_settings_and_a_new_user_gets_in(tmp_
     with readme_start(tmp_path) as (base, _):
         assert key_file.read_text().strip() == key
         assert httpx.get(f"{base}/", cookies={"sessionid": session}).status_code == 200
+
+
+def test_start_on_a_port_in_use_says_which_and_exits_non_zero(tmp_path):
+    """Before: it printed "yiweb is at …", Daphne logged the failure, and the command exited
+    0; with the simulator's port taken, the app sent every answer to whatever listened there."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        for args, extra, says in [
+            (["--port", str(busy)], {}, f"Port {busy} (yiweb's) on 127.0.0.1 cannot be used"),
+            (["--port", str(free_port())], {"SIMULATOR_PORT": str(busy)}, f"Port {busy} (the offline simulator's)"),
+        ]:
+            with sqlite_database() as database_url:
+                env = app_env(DATABASE_URL=database_url, **extra)
+                result = subprocess.run([sys.executable, "manage.py", "start", *args], cwd=REPO_ROOT, env=env,
+                                        capture_output=True, text=True, timeout=60)
+            assert result.returncode != 0
+            assert says in result.stderr and "yiweb is at" not in result.stdout

@@ -12,12 +12,13 @@ on SIMULATOR_PORT and the app points at it.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -28,6 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="port to listen on")
 
     def handle(self, *args, host: str, port: int, **options):
+        # Before anything starts: Daphne reports a port in use only in its log, and goes on
+        # (or exits 0), so the app would announce an address it does not serve, or send
+        # every answer to whatever else listens on the simulator's port.
+        _port_free_or_exit(host, port, "--port N")
+        if settings.YI_SIMULATOR:
+            _port_free_or_exit("127.0.0.1", settings.SIMULATOR_PORT, "SIMULATOR_PORT=N", what="the offline simulator's")
         call_command("migrate", interactive=False, verbosity=1)
         if settings.DEBUG:
             self.stdout.write("Development settings (DEBUG=1): Django's debug pages, static files from static/.")
@@ -40,7 +47,7 @@ class Command(BaseCommand):
         children = []
         if settings.YI_SIMULATOR:
             self.stdout.write(
-                f"No YI_API_KEY set: answers come from the offline simulator on port {settings.SIMULATOR_PORT}. "
+                f"No YI_API_KEY set: answers come from the offline simulator at {settings.YI_API_BASE}. "
                 "Set YI_API_KEY to talk to the Yi API."
             )
             children.append(_daphne("chat.simulator:app", "127.0.0.1", settings.SIMULATOR_PORT))
@@ -57,6 +64,17 @@ class Command(BaseCommand):
                 process.terminate()
             for process in [app, *children]:
                 process.wait(timeout=10)
+
+
+def _port_free_or_exit(host: str, port: int, remedy: str, *, what: str = "yiweb's") -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CommandError(
+                f"Port {port} ({what}) on {host} cannot be used: {error.strerror}. Stop what uses it, "
+                f"or choose another port with {remedy}."
+            ) from None
 
 
 def _daphne(application: str, host: str, port: int) -> subprocess.Popen:
