@@ -569,10 +569,13 @@ def test_the_search_triggers_outlive_every_later_migration():
     """On SQLite Django alters most columns by rebuilding the table (create, copy, drop,
     rename), and dropping chat_message drops these triggers with it: the index would stop
     following the text without an error. A migration that rebuilds chat_message must run
-    0004's SQLITE_FORWARD triggers again."""
+    the latest triggers again: 0011's (SEARCH_TRIGGERS, BIGRAM_TRIGGERS), which index tool
+    results too; 0004's or 0007's would leave them out."""
     with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'chat_message'")
-        assert {name for (name,) in cursor.fetchall()} == SQLITE_TRIGGERS
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'chat_message'")
+        triggers = dict(cursor.fetchall())
+    assert set(triggers) == SQLITE_TRIGGERS
+    assert all("('user', 'assistant', 'tool')" in sql for sql in triggers.values())
 
 
 @pytest.mark.parametrize("database", on_each_database(transaction=True))
