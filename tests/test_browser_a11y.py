@@ -17,6 +17,7 @@ import pytest
 
 from tests.live_server import running_app_and_simulator
 from tests.readme_pictures import readme_pictures_untouched  # noqa: F401 (an autouse fixture)
+from tests.test_browser import browser  # noqa: F401 (a fixture: Debian's Chromium, one per module)
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
@@ -31,20 +32,6 @@ pytestmark = pytest.mark.skipif(
 def app_url():
     with running_app_and_simulator(delta_ms=5) as (base, _, _database):
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 def axe_problems(page, where: str) -> list[str]:
