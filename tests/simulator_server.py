@@ -9,7 +9,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +99,16 @@ async def canned_api(body: bytes, headers: dict[str, str] | None = None, *, stat
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
+    async with api_served(app) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def api_served(app) -> AsyncIterator[str]:
+    """`app` (an aiohttp web.Application) served on a free local port: its base URL as an
+    API's ("http://127.0.0.1:N/v1")."""
+    from aiohttp import web
+
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

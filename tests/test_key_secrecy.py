@@ -28,7 +28,7 @@ from django.urls import get_resolver
 from chat import upstream
 from chat.models import ApiKey, Attachment, Conversation, Message
 from tests.conftest import PASSWORD, session_cookie
-from tests.simulator_server import free_port
+from tests.simulator_server import api_served
 from tests.test_consumer import frames_until, is_done, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,14 +62,8 @@ async def echoing_api():
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with api_served(app) as url:
+        yield url
 
 
 async def client_for(user) -> AsyncClient:

@@ -20,7 +20,7 @@ from chat.crypto import secret_decrypt
 from chat.keys import KeyRefused, api_key_add, key_input_check
 from chat.models import ApiKey, Message
 from tests.conftest import session_cookie
-from tests.simulator_server import free_port
+from tests.simulator_server import api_served, free_port
 from tests.test_consumer import frames_until, is_done, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,14 +65,8 @@ async def html_at_models(status: int = 200):
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with api_served(app) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from tests.live_server import (
     signup,
     sqlite_database,
 )
-from tests.simulator_server import REPO_ROOT, free_port, running_daphne, simulator_answers
+from tests.simulator_server import REPO_ROOT, api_served, free_port, running_daphne, simulator_answers
 
 
 @pytest.fixture
@@ -286,12 +286,8 @@ async def counting_upstream():
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/v1", seen
-    await runner.cleanup()
+    async with api_served(app) as url:
+        yield url, seen
 
 
 async def frames_until(ws, predicate, timeout=10.0):
