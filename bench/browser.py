@@ -52,18 +52,14 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import (
-    API_KEY,
     Processes,
+    deployed,
     machine_describe,
     ms,
     percentile,
     process_cpu,
-    sessions_create,
-    simulator_pids,
     stat_fields,
 )
-from tests.live_server import manage, production_env, running_app, sqlite_database
-from tests.simulator_server import running_simulator
 
 CHROMIUM = "/usr/bin/chromium"
 RESULTS = REPO_ROOT / "bench" / "results" / "browser.json"
@@ -296,14 +292,8 @@ async def levels_measure(base: str, sessions: list[str], processes: Processes, a
 
 
 def measure(args) -> list[dict]:
-    with running_simulator() as simulator_url, sqlite_database() as database_url, production_env(
-        DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY=API_KEY
-    ) as env:
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, app):
-            processes = Processes(yiweb=[app.pid], simulator=simulator_pids())
-            sessions = sessions_create([base], max(args.pages), "browser")
-            return asyncio.run(levels_measure(base, sessions, processes, args))
+    with deployed(max(args.pages), "browser") as (base, _, sessions, processes):
+        return asyncio.run(levels_measure(base, sessions, processes, args))
 
 
 # --- the report ----------------------------------------------------------------------

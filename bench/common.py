@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -18,13 +19,15 @@ import platform
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import websockets
 
-from tests.live_server import Socket, signup
+from tests.live_server import Socket, manage, production_env, running_app, signup, sqlite_database
+from tests.simulator_server import running_simulator
 
 API_KEY = "sk-bench"
 MODEL = "yi-large"
@@ -65,6 +68,20 @@ async def yiweb_stream(socket: Socket, text: str, timeout: float) -> Capture:
     except (TimeoutError, websockets.ConnectionClosed) as error:  # reported with the figures, not fatal
         capture.failure = f"{type(error).__name__}: {error}"
     return capture
+
+
+@contextlib.contextmanager
+def deployed(people: int, prefix: str) -> Iterator[tuple[str, str, list[str], Processes]]:
+    """yiweb as deployed (production settings, a SQLite file, one Daphne process) in front of
+    the simulator, with `people` signed up: (its URL, the simulator's, their session
+    cookies, the processes to watch)."""
+    with running_simulator() as simulator_url, sqlite_database() as database_url, production_env(
+        DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY=API_KEY
+    ) as env:
+        manage("migrate", "--noinput", env=env)
+        with running_app(env) as (base, app):
+            processes = Processes(yiweb=[app.pid], simulator=simulator_pids())
+            yield base, simulator_url, sessions_create([base], people, prefix), processes
 
 
 def sessions_create(bases: list[str], count: int, prefix: str, threads: int = SIGNUP_THREADS) -> list[str]:

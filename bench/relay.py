@@ -44,19 +44,17 @@ from bench.common import (
     Round,
     clean,
     cores,
+    deployed,
     machine_describe,
     ms,
     parser_create,
     round_run,
-    sessions_create,
-    simulator_pids,
     stream_figures,
     tokens_stamp,
     yiweb_read,
     yiweb_stream,
 )
-from tests.live_server import Socket, manage, production_env, running_app, sqlite_database
-from tests.simulator_server import running_simulator
+from tests.live_server import Socket
 
 RESULTS = REPO_ROOT / "bench" / "results" / "relay.json"
 # A level with fewer concurrent streams runs more rounds, so that its p50 is not one draw.
@@ -169,15 +167,9 @@ async def levels_measure(base: str, simulator_url: str, sessions: list[str], pro
 
 
 def measure(args) -> list[dict]:
-    with running_simulator() as simulator_url, sqlite_database() as database_url, production_env(
-        DATABASE_URL=database_url, YI_API_BASE=simulator_url, YI_API_KEY=API_KEY
-    ) as env:
-        manage("migrate", "--noinput", env=env)
-        with running_app(env) as (base, app):
-            processes = Processes(yiweb=[app.pid], simulator=simulator_pids())
-            sessions = sessions_create([base], max(args.streams), "relay")
-            # uvloop, as the server runs: the client is the instrument, and its own lag is measured too.
-            return uvloop.run(levels_measure(base, simulator_url, sessions, processes, args))
+    with deployed(max(args.streams), "relay") as (base, simulator_url, sessions, processes):
+        # uvloop, as the server runs: the client is the instrument, and its own lag is measured too.
+        return uvloop.run(levels_measure(base, simulator_url, sessions, processes, args))
 
 
 # --- the report ----------------------------------------------------------------------
