@@ -215,21 +215,21 @@ def test_an_unfinished_display_block_shows_its_source_until_it_closes_then_its_m
 
 def test_an_answer_not_streamed_here_shows_what_one_render_shows_and_much_math_takes_several_frames(renderer):
     """A reload or an opened conversation: finish() on a fresh renderer. An answer with
-    much math (or over 10,000 characters) is rendered in pieces over frames (each render
-    call one frame); it ends showing what one render of it shows."""
+    much math (or over 10,000 characters) is rendered in pieces, as many a frame as the
+    frame's budget takes (how many frames that is depends on the machine's speed, so what
+    is checked is that it goes piece by piece); it ends showing what one render shows."""
     for text in fixtures():
         found = renderer.evaluate("""t => {
           const box = document.createElement('div');
           document.body.append(box);
           const md = new YiMarkdown.StreamingMarkdown(box);
-          let frames = 1;
-          for (let more = md.finish(t); more; frames++) more = md.render(performance.now() + 10);
+          for (let more = md.finish(t); more;) more = md.render(performance.now() + 10);
           const shown = shape(box);
           box.remove();
-          return { frames, same: shown === whole(t) };
+          return { pieces: md.scanner.cuts.length, same: shown === whole(t) };
         }""", text)
         assert found["same"], len(text)
-        assert found["frames"] > 1, len(text)
+        assert found["pieces"] > 1, len(text)
     # (A price's $ counts too: an answer with forty of them is rendered in pieces, alike.)
     plain = "Just *words* and `code`, costing 5 and 10 euros.\n\n" * 50
     assert renderer.evaluate("""t => { const box = document.createElement('div'); document.body.append(box);
