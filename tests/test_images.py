@@ -146,6 +146,30 @@ def test_a_truncated_image_and_an_image_zip_polyglot_are_refused():
     assert polyglot.value.code == "polyglot"
 
 
+def test_a_photo_whose_bytes_hold_zip_signatures_by_chance_is_taken():
+    # Compressed data holds these four bytes by chance (about 3 in 1000 photos of 6 MB);
+    # here a comment holds them, with the record's signature in the last 64 KiB.
+    comment = b"scan PK\x03\x04 local header, PK\x05\x06 end record, PK\x01\x02 directory"
+    data = encoded(photo(400, 300), "JPEG", comment=comment)
+    assert b"PK\x03\x04" in data and b"PK\x05\x06" in data
+    prepared = image_prepare(data, **LIMITS)
+    assert (prepared.width, prepared.height, prepared.original_format) == (400, 300, "JPEG")
+
+
+def test_an_archive_appended_to_an_image_is_refused_with_bytes_after_it_too():
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("payload.txt", "hidden")
+    # Zip readers find the archive's end record up to 64 KiB before the end of the file.
+    data = encoded(photo(400, 300), "JPEG") + archive.getvalue() + b"\0" * 1000
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["payload.txt"]
+    with pytest.raises(ImageRefused) as polyglot:
+        image_prepare(data, **LIMITS)
+    assert polyglot.value.message == "That file holds something besides an image (an archive). Attach the picture alone."
+
+
 def test_the_model_gets_the_image_scaled_to_its_limit_never_enlarged():
     prepared = image_prepare(encoded(photo(3000, 2000), "JPEG"), **LIMITS)
     assert (prepared.width, prepared.height) == opened(prepared.data).size == (2048, 1365)  # stored as sent
