@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 
 from django.conf import settings
@@ -65,11 +66,51 @@ def _image_workers() -> ProcessPoolExecutor:
     return _workers
 
 
+class ImageWorkerLost(Exception):
+    """The image worker preparing an upload died (the kernel's OOM killer ends the process
+    using the most memory: one decoding a huge HEIC); `message` says so to the person."""
+
+    code = "image_worker_lost"
+    message = "The server ran out of room processing this image; try a smaller one."
+
+    def __init__(self):
+        super().__init__(self.message)
+
+
+def _image_workers_replace(broken: ProcessPoolExecutor) -> None:
+    """Forget a pool whose worker died, so that the next upload gets a new one.
+
+    A ProcessPoolExecutor that lost a worker is broken for good: every later call raises
+    BrokenProcessPool, and every upload failed until the server restarted. Only `broken`
+    itself is replaced: the other uploads it failed arrive here too, after a new pool may
+    already be taking uploads.
+    """
+    global _workers
+    if _workers is broken:
+        _workers = None
+    broken.shutdown(wait=False, cancel_futures=True)
+
+
 async def image_prepare_elsewhere(raw: bytes) -> PreparedImage:
-    """`image_prepare_upload` in an image worker process; raises ImageRefused."""
-    return await asyncio.get_running_loop().run_in_executor(
-        _image_workers(), functools.partial(image_prepare, raw, **_limits())
-    )
+    """`image_prepare_upload` in an image worker process; raises ImageRefused, or
+    ImageWorkerLost when the worker died preparing it."""
+    job = functools.partial(image_prepare, raw, **_limits())
+    loop = asyncio.get_running_loop()
+    workers = _image_workers()
+    try:
+        prepared = loop.run_in_executor(workers, job)
+    except BrokenProcessPool:  # broken before this upload came: not by this image
+        _image_workers_replace(workers)
+        workers = _image_workers()
+        prepared = loop.run_in_executor(workers, job)
+    try:
+        return await prepared
+    except BrokenProcessPool:
+        # Every upload the dead worker's pool held ends here, not only the one it was
+        # preparing: which that was, the pool does not say.
+        _image_workers_replace(workers)
+        logger.warning("an image worker died; its pool is replaced")
+        raise ImageWorkerLost() from None
 
 
 def image_prepare_upload(raw: bytes) -> PreparedImage:

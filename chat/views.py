@@ -275,6 +275,8 @@ async def attachment_upload(request: HttpRequest) -> JsonResponse:
         image = await attachments.image_prepare_elsewhere(raw)
     except ImageRefused as refused:
         return JsonResponse({"code": refused.code, "message": refused.message}, status=400)
+    except attachments.ImageWorkerLost as lost:
+        return JsonResponse({"code": lost.code, "message": lost.message}, status=503)
     user = await request.auser()
     attachment = await sync_to_async(attachments.attachment_create)(user=user, image=image, original_name=name)
     await sync_to_async(attachments.attachments_sweep_if_due)()
