@@ -167,7 +167,7 @@ def _calls_check(calls: Any, number: int) -> list[str]:
 
 def tool_calls_choose(request) -> list[dict] | None:
     """The calls this answer makes ({"id", "name", "arguments"}), or None to answer in text.
-    `request` is the simulator's ChatRequest."""
+    `request` is the simulator's ChatRequest (chat/simulator_request.py)."""
     functions = [t["function"] for t in request.tools]
     choice = request.tool_choice
     if request.model not in TOOL_MODELS or not functions or choice == "none":
