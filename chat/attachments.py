@@ -17,7 +17,6 @@ import functools
 import logging
 import multiprocessing
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
@@ -36,12 +35,10 @@ from chat.models import Attachment
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
-# Uploads never sent are removed once they are this old; a sweep runs at most this often
-# in each process (from the upload view: no uploads, nothing new to sweep).
+# Uploads never sent are removed once they are this old, at most SWEEP_BATCH at a time
+# (chat/upkeep.py, hourly in each process; `manage.py attachments_sweep`, all at once).
 UNSENT_KEPT_FOR = timedelta(days=1)
-SWEEP_EVERY = 3600.0
 SWEEP_BATCH = 500
-_last_sweep = -SWEEP_EVERY
 PNG_SIGNATURE = b"\x89PNG"
 # Image workers run this much nicer than the server (os.nice: 0 is the default, 19 the nicest).
 IMAGE_WORKER_NICENESS = 10
@@ -175,23 +172,14 @@ def attachment_files_release(names: list[str]) -> None:
             default_storage.delete(name)
 
 
-def attachments_sweep(*, now=None) -> int:
+def attachments_sweep(*, now=None, batch: int = SWEEP_BATCH) -> int:
     """Delete uploads never sent that are older than UNSENT_KEPT_FOR (their files go with
-    them); at most SWEEP_BATCH at a time. Returns how many."""
+    them); at most `batch` at a time. Returns how many."""
     cutoff = (now or timezone.now()) - UNSENT_KEPT_FOR
     stale = list(
-        Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff).values_list("pk", flat=True)[:SWEEP_BATCH]
+        Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff).values_list("pk", flat=True)[:batch]
     )
     if stale:
         Attachment.objects.filter(pk__in=stale).delete()
         logger.info("removed %s uploads never sent", len(stale))
     return len(stale)
-
-
-def attachments_sweep_if_due() -> None:
-    """`attachments_sweep`, if this process has not run it for SWEEP_EVERY seconds."""
-    global _last_sweep
-    if time.monotonic() - _last_sweep < SWEEP_EVERY:
-        return
-    _last_sweep = time.monotonic()
-    attachments_sweep()

@@ -1,5 +1,6 @@
 """Upkeep of this process's running answers: checkpoints, heartbeats, the sweep of answers
-whose process died, and the endings the layer could not take yet.
+whose process died, and the endings the layer could not take yet; and, hourly, the
+removal of uploads never sent.
 
 One loop per process writes the text of every running generation that changed about
 once per CHECKPOINT_INTERVAL, a slice of them at a time, and refreshes the heartbeat of
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from chat.attachments import attachments_sweep
 from chat.endings import messages_finish
 from chat.events import BroadcastFailed, Event, events_send
 from chat.models import Message
@@ -35,6 +37,14 @@ CHECKPOINT_SLICES = 10
 # are sent again once it works; at most this many (tabs that miss one still catch up
 # from the database when they next subscribe).
 UNDELIVERED_MAX = 1000
+# Uploads never sent are removed a day after they came (chat.attachments), here, so that a
+# server nobody uploads to removes them too (in the upload view, they waited for the next
+# upload). On the database thread every request of this process shares, so in small
+# batches: a row with its files is a few ms (100 took 230 ms on a loaded 2-core machine),
+# and a backlog goes a batch a second, not in one long hold.
+UPLOADS_SWEEP_EVERY = 3600.0
+UPLOADS_SWEEP_BATCH = 50
+UPLOADS_BACKLOG_EVERY = 1.0
 
 
 @database_sync_to_async
@@ -80,12 +90,13 @@ def upkeep_ensure() -> None:
 
 async def _upkeep_loop() -> None:
     """Checkpoint running answers, a slice every CHECKPOINT_INTERVAL / CHECKPOINT_SLICES;
-    sweep dead ones every STALE/2.
+    sweep dead ones every STALE/2; remove uploads a day old never sent every hour.
 
     Every process runs this once it has served a websocket, so that an answer left
     streaming by a process that died is ended by whichever process is still alive.
     """
     last_sweep = 0.0
+    uploads_due = 0.0  # on the first tick
     broken = False  # an unexpected error would recur every tick: its traceback is logged once
     while True:
         await asyncio.sleep(settings.CHECKPOINT_INTERVAL / CHECKPOINT_SLICES)
@@ -97,6 +108,12 @@ async def _upkeep_loop() -> None:
                 last_sweep = now
                 await generation_sweep()
                 wrote = True
+            if now >= uploads_due:
+                # Due again in an hour even if this fails: a sweep is not worth a retry every tick.
+                uploads_due = now + UPLOADS_SWEEP_EVERY
+                if await _unsent_uploads_remove() == UPLOADS_SWEEP_BATCH:
+                    uploads_due = now + UPLOADS_BACKLOG_EVERY
+                wrote = True
         except DATABASE_UNAVAILABLE as error:
             database_outage.failed(error)  # a database that refuses writes fails every tick: counted
         except Exception:
@@ -107,6 +124,11 @@ async def _upkeep_loop() -> None:
             broken = False
             if wrote:
                 database_outage.worked()
+
+
+@database_sync_to_async
+def _unsent_uploads_remove() -> int:
+    return attachments_sweep(batch=UPLOADS_SWEEP_BATCH)
 
 
 async def _checkpoint() -> bool:

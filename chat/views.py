@@ -279,7 +279,6 @@ async def attachment_upload(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"code": lost.code, "message": lost.message}, status=503)
     user = await request.auser()
     attachment = await sync_to_async(attachments.attachment_create)(user=user, image=image, original_name=name)
-    await sync_to_async(attachments.attachments_sweep_if_due)()
     return JsonResponse(attachments.attachment_to_dict(attachment), status=201)
 
 

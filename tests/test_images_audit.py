@@ -21,7 +21,6 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
-from chat import attachments
 from chat.attachments import attachment_create, image_prepare_upload
 from chat.images import image_prepare
 from chat.models import Attachment, Conversation
@@ -126,13 +125,8 @@ def unsent_upload_a_day_old(user) -> Attachment:
     return old
 
 
-@pytest.mark.django_db(transaction=True)  # the files go once the deletion has committed
-def test_an_upload_sweeps_uploads_a_day_old_that_were_never_sent(user, other_user, monkeypatch):
-    old = unsent_upload_a_day_old(other_user)
-    monkeypatch.setattr(attachments, "_last_sweep", -attachments.SWEEP_EVERY)  # this process has not swept yet
-    assert page_upload(signed_in(user), photo(), "new.jpg").status_code == 201
-    assert list(Attachment.objects.values_list("original_name", flat=True)) == ["new.jpg"]
-    assert not default_storage.exists(old.file.name) and not default_storage.exists(old.thumbnail.name)
+# Each process's upkeep loop sweeps them hourly, uploads or not:
+# tests/test_upload_robustness.py::test_the_upkeep_removes_uploads_a_day_old_never_sent_with_no_upload_to_run_it
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,19 +1,28 @@
 """Uploads on a server that has been up for a while: an image worker that dies (the kernel's
-OOM killer, on a huge HEIC) costs the upload it held, not every later one."""
+OOM killer, on a huge HEIC) costs the upload it held, not every later one; uploads never
+sent go after a day though nobody uploads any more."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+from datetime import timedelta
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
+from channels.db import database_sync_to_async
+from django.core.files.storage import default_storage
 from django.test import AsyncClient
+from django.utils import timezone
 
 from chat import attachments
-from chat.models import Attachment
+from chat.attachments import attachment_create, image_prepare_upload
+from chat.models import Attachment, Conversation, Message
+from chat.running import running
+from chat.upkeep import upkeep_ensure
 from tests.test_attachments import jpeg_with_gps
+from tests.test_image_sends import drawing, photo
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the views read and write in other threads
 
@@ -102,3 +111,36 @@ async def test_an_image_worker_that_died_between_uploads_costs_no_upload(user, i
     response = await page_upload(client, jpeg_with_gps(), "after.jpg")
     assert response.status_code == 201 and response.json()["original_name"] == "after.jpg"
 
+
+
+@database_sync_to_async
+def uploads_made(user) -> dict[str, Attachment]:
+    """Three uploads of three pictures: a day old and never sent, fresh, a day old and sent."""
+    made = {
+        name: attachment_create(user=user, image=image_prepare_upload(data), original_name=name)
+        for name, data in (("old.png", drawing()), ("fresh.jpg", photo()), ("sent.jpg", photo((30, 60, 220))))
+    }
+    question = Message.objects.create(
+        conversation=Conversation.objects.create(user=user, model="yi-vision"), role="user", content="What is it?"
+    )
+    Attachment.objects.filter(pk=made["sent.jpg"].pk).update(message=question)
+    a_day_ago = timezone.now() - timedelta(days=1, minutes=1)
+    Attachment.objects.filter(original_name__in=["old.png", "sent.jpg"]).update(created_at=a_day_ago)
+    return made
+
+
+async def test_the_upkeep_removes_uploads_a_day_old_never_sent_with_no_upload_to_run_it(user):
+    made = await uploads_made(user)
+    upkeep_ensure()  # what a process's first websocket or answer starts
+    try:
+        for _ in range(500):
+            if not await Attachment.objects.filter(original_name="old.png").aexists():
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        running.upkeep.cancel()
+    names = [name async for name in Attachment.objects.order_by("pk").values_list("original_name", flat=True)]
+    assert names == ["fresh.jpg", "sent.jpg"]
+    assert not default_storage.exists(made["old.png"].file.name)
+    assert not default_storage.exists(made["old.png"].thumbnail.name)
+    assert default_storage.exists(made["fresh.jpg"].file.name) and default_storage.exists(made["sent.jpg"].file.name)

@@ -1,5 +1,5 @@
-"""Remove uploads never sent once they are a day old (the upload view also does this
-hourly; this is for a deployment that wants it on a schedule)."""
+"""Remove uploads never sent once they are a day old, all of them now (each server
+process's upkeep loop, chat/upkeep.py, also does this hourly, a batch at a time)."""
 
 from django.core.management.base import BaseCommand
 
