@@ -98,7 +98,7 @@
     anchor: null,
   };
 
-  // --- Rendering: at most once per animation frame ---------------------------------
+  // --- Rendering: at once while the page keeps up, else once per animation frame ----
   // What a frame may spend on rendering answers; a view with more to do (a long answer
   // shown in pieces) is rendered on in the next frame.
   const FRAME_BUDGET_MS = 12;
@@ -108,12 +108,28 @@
   // long after it was asked for is not waited for: the next frame that arrives, or a
   // timer, renders instead.
   const FRAME_LATE_MS = 50;
+  // Text that arrives while the page keeps up goes into the DOM at once: waiting for the
+  // next animation frame adds up to a whole frame (16.7 ms at 60 Hz) to every token. A
+  // page whose renders take more than this share of the time between them (a long
+  // answer, many pages on one machine) waits for frames again, and a frame renders every
+  // token since the last one. The browser still lays out and paints once per frame.
+  const RENDER_SHARE = 0.2;
   const dirty = new Set();
   let frameRequest = null; // {at, frame, timer} while a render is waited for
+  let followRequested = false;
+  let lastRender = { end: -Infinity, cost: 0 };
   let pinnedToBottom = true;
 
   function scheduleRender(view) {
     dirty.add(view);
+    if (frameRequest === null && performance.now() - lastRender.end >= lastRender.cost / RENDER_SHARE) {
+      renderDirty();
+    } else {
+      frameWait();
+    }
+  }
+
+  function frameWait() {
     if (frameRequest === null) {
       frameRequest = { at: performance.now(), frame: requestAnimationFrame(renderFrame),
                        timer: setTimeout(renderFrame, FRAME_LATE_MS) };
@@ -128,12 +144,26 @@
       clearTimeout(frameRequest.timer);
       frameRequest = null;
     }
-    const deadline = performance.now() + FRAME_BUDGET_MS;
+    renderDirty();
+  }
+
+  // Renders every view with news, within one frame's budget; what is left waits for a frame.
+  function renderDirty() {
+    const started = performance.now();
+    const deadline = started + FRAME_BUDGET_MS;
     const views = [...dirty];
     dirty.clear();
-    for (const view of views) if (view.render(deadline)) scheduleRender(view);
+    for (const view of views) if (view.render(deadline)) dirty.add(view);
+    const end = performance.now();
+    lastRender = { end, cost: end - started };
+    if (dirty.size) frameWait();
     if (reveal.keep()) pinnedToBottom = false;
-    else if (pinnedToBottom) scrollToBottom();
+    else if (pinnedToBottom && !followRequested) {
+      // Scrolled in the frame, where the browser lays out anyway: reading the height now
+      // would lay the page out once per token.
+      followRequested = true;
+      requestAnimationFrame(followBottom);
+    }
   }
 
   function scrollToBottom() {
@@ -142,6 +172,7 @@
 
   // Later in the frame: unless the page was opened at a message meanwhile.
   function followBottom() {
+    followRequested = false;
     if (pinnedToBottom) scrollToBottom();
   }
 
