@@ -123,6 +123,14 @@ class PageReading:
         return min(at for at, _ in self.seen.values()) - self.enter
 
     @property
+    def ttft_upstream(self) -> float | None:
+        """Of the first token's time, Enter to the simulator's emission of it: the page's
+        send, the server's write and the upstream request."""
+        if self.enter is None or 0 not in self.seen:
+            return None
+        return self.seen[0][1] - self.enter
+
+    @property
     def latencies(self) -> list[float]:
         return [at - emitted for at, emitted in self.seen.values()]
 
@@ -132,6 +140,7 @@ class BrowserRound:
     readings: list[PageReading]
     wall: float
     cpu: dict[str, float] = field(default_factory=dict)
+    profile: list[str] = field(default_factory=list)  # one page's JavaScript by self time (--profile)
 
 
 def chromium_pids() -> list[int]:
@@ -195,7 +204,7 @@ async def page_read(page, timeout: float) -> PageReading:
 
 
 async def round_run(browser, pages: list, base: str, text: str, timeout: float, processes: Processes,
-                    trace: str | None) -> BrowserRound:
+                    trace: str | None, profile: bool = False) -> BrowserRound:
     await asyncio.gather(*(page_ready(page, base) for page in pages))
     await asyncio.gather(*(page.fill("#message-input", text) for page in pages))
     await asyncio.sleep(0.5)  # the pages' first paint and socket settle before the clock starts
@@ -204,6 +213,7 @@ async def round_run(browser, pages: list, base: str, text: str, timeout: float, 
             "devtools.timeline", "disabled-by-default-devtools.timeline", "v8.execute", "blink.user_timing",
             "toplevel", "disabled-by-default-devtools.timeline.frame", "latencyInfo", "loading",
         ])
+    profiler = await profile_start(pages[0]) if profile else None
     before, started = cpu_now(processes), time.monotonic()
     await asyncio.gather(*(page.press("#message-input", "Enter") for page in pages))
     readings = await asyncio.gather(*(page_read(page, timeout) for page in pages))
@@ -211,7 +221,34 @@ async def round_run(browser, pages: list, base: str, text: str, timeout: float, 
     cpu = cpu_spent(before, cpu_now(processes))
     if trace:
         await browser.stop_tracing()
-    return BrowserRound(list(readings), wall, {name: seconds / wall for name, seconds in cpu.items()})
+    found = await profile_stop(profiler) if profiler else []
+    return BrowserRound(list(readings), wall, {name: seconds / wall for name, seconds in cpu.items()}, found)
+
+
+async def profile_start(page):
+    """V8's sampling profiler on one page (Chromium's own, over CDP), from Enter on."""
+    session = await page.context.new_cdp_session(page)
+    await session.send("Profiler.enable")
+    await session.send("Profiler.setSamplingInterval", {"interval": 200})  # µs
+    await session.send("Profiler.start")
+    return session
+
+
+async def profile_stop(session) -> list[str]:
+    """The page's JavaScript by self time, the heaviest first: what its main thread ran
+    while the answer streamed (the browser's own style, layout and paint show as
+    "(program)")."""
+    profile = (await session.send("Profiler.stop"))["profile"]
+    await session.detach()
+    nodes = {node["id"]: node for node in profile["nodes"]}
+    spent: dict[str, float] = {}
+    for node_id, delta in zip(profile["samples"], profile["timeDeltas"][1:] + [0]):
+        frame = nodes[node_id]["callFrame"]
+        where = f"{frame['functionName'] or '(anonymous)'} {frame['url'].rsplit('/', 1)[-1]}:{frame['lineNumber'] + 1}"
+        spent[where] = spent.get(where, 0.0) + delta / 1000
+    total = sum(spent.values())
+    heaviest = sorted(spent.items(), key=lambda item: -item[1])[:12]
+    return [f"{ms(total)} sampled"] + [f"{ms(t):>9}  {where}" for where, t in heaviest]
 
 
 def level_figures(pages: int, rounds: list[BrowserRound], deltas: int) -> dict:
@@ -223,6 +260,10 @@ def level_figures(pages: int, rounds: list[BrowserRound], deltas: int) -> dict:
         "pages": pages,
         "samples": {"pages": len(readings), "rounds": len(rounds), "tokens": len(latencies)},
         "ttft_ms": {"p50": percentile(ttfts, 50), "p99": percentile(ttfts, 99), "max": max(ttfts, default=math.nan)},
+        # The first token's time in two: Enter to the upstream's emission, then emission to
+        # the DOM (that token's own latency).
+        "ttft_upstream_ms": {"p50": percentile([r.ttft_upstream for r in readings if r.ttft_upstream is not None], 50)},
+        "ttft_page_ms": {"p50": percentile([r.seen[0][0] - r.seen[0][1] for r in readings if 0 in r.seen], 50)},
         "delta_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
                      "max": max(latencies, default=math.nan)},
         "per_round": {
@@ -265,10 +306,12 @@ async def layout_measure(browser, base: str, sessions: list[str], count: int, la
         await round_run(browser, pages[:1], base, warm_up, timeout, processes, None)
         rounds, total = [], max(args.rounds, math.ceil(MIN_PAGES_PER_LEVEL / count))
         for index in range(total):
-            trace = None
-            if args.trace and count == max(args.pages) and index == total - 1:
+            trace, last = None, count == max(args.pages) and index == total - 1
+            if args.trace and last:
                 trace = str(Path(args.trace).with_stem(f"{Path(args.trace).stem}-{layout}"))
-            rounds.append(await round_run(browser, pages, base, text, timeout, processes, trace))
+            rounds.append(await round_run(browser, pages, base, text, timeout, processes, trace, args.profile and last))
+            if rounds[-1].profile:
+                print(f"profile of one page of {count} ({layout}), last round:", *rounds[-1].profile, sep="\n  ")
             await asyncio.sleep(1)
         return {"layout": layout, **level_figures(count, rounds, args.deltas)}
     finally:
@@ -375,6 +418,8 @@ def report(results: list[dict], targets: list[dict], machine: dict, args) -> str
             + "; token p50 " + ", ".join(ms(x) for x in rounds["delta_p50_ms"])
             + "; token p99 " + ", ".join(ms(x) for x in rounds["delta_p99_ms"])
         )
+        lines.append(f"{'':<16}first token p50 in two: Enter to the upstream's emission {ms(r['ttft_upstream_ms']['p50'])}, "
+                     f"emission to the DOM {ms(r['ttft_page_ms']['p50'])}")
         if r["hidden_pages"] or r["failures"]:
             lines.append(f"{'':<16}{r['hidden_pages']} page readings not visible; failures: {r['failures'][:3]}")
     for t in targets:
@@ -408,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layouts", default="windows,tabs", type=lambda v: v.split(","),
                         help="windows (a person and a window each), tabs (one person's tabs), or both (default)")
     parser.add_argument("--trace", help="write a Chromium trace of the last round of the largest level here")
+    parser.add_argument("--profile", action="store_true",
+                        help="V8's sampling profile of one page in the last round of the largest level")
     parser.add_argument("--chromium-arg", action="append", default=[], help="one more Chromium flag (repeatable)")
     args = parser.parse_args(argv)
     if not os.path.exists(CHROMIUM):
