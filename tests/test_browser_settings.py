@@ -39,12 +39,25 @@ def models_loaded(page):
     page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
 
 
+# What the page shows when an answer did not end as expected: its messages, its error
+# line and the message box (a flaky failure here once gave nothing to go on).
+PAGE_STATE = """() => ({
+  messages: [...document.querySelectorAll('[data-role]')].map((m) =>
+    `${m.dataset.role} ${m.dataset.status || ''}: ${m.textContent.trim().slice(0, 80)}`),
+  error: document.querySelector('#send-error').textContent,
+  input: document.querySelector('#message-input').value,
+})"""
+
+
 def answers_ended(page, count, status="complete"):
-    page.wait_for_function(
-        "([n, status]) => { const a = document.querySelectorAll('[data-role=assistant]');"
-        " return a.length === n && a[n - 1].dataset.status === status; }",
-        arg=[count, status], timeout=30_000,
-    )
+    try:
+        page.wait_for_function(
+            "([n, status]) => { const a = document.querySelectorAll('[data-role=assistant]');"
+            " return a.length === n && a[n - 1].dataset.status === status; }",
+            arg=[count, status], timeout=30_000,
+        )
+    except Exception as error:
+        raise AssertionError(f"{count} answers ending {status} not seen: {page.evaluate(PAGE_STATE)}") from error
 
 
 def answer_facts(page, index):
