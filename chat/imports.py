@@ -5,6 +5,11 @@ field, every parent link, and every image (through the same checks as an upload)
 file that is not ours, is cut short, or names an image it does not carry is refused
 with a sentence, and nothing of it is stored.
 
+It is read in three steps: the JSON and its fields in a worker thread, the images in the
+image worker processes an upload's go to (prepared in the server, an import of photos held
+the server's cores and the GIL the event loop needs for seconds), and the rows in one
+transaction in the request's database thread.
+
 Two things are not taken as they are, since the page shows them in the app's own
 voice and a file could forge them: an answer's notes are kept only when they are
 sentences the app itself writes (`NOTE_SHAPES`), and an error's sentence is replaced by
@@ -13,6 +18,7 @@ one that says it came with the import.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -21,10 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from chat.attachments import attachment_create, image_prepare_upload
+from chat.attachments import ImageWorkerLost, attachment_create, image_prepare_elsewhere
 from chat.catalog import tokens_cost
 from chat.input_checks import params_validate, text_storable, tools_validate
 from chat.exports import FORMAT, VERSION
@@ -54,11 +62,19 @@ class ImportRefused(Exception):
 
 
 @dataclass
+class _Image:
+    raw: bytes  # as the file carries it; b"" once prepared
+    name: str
+    where: str  # how a refusal names it
+    prepared: PreparedImage | None = None
+
+
+@dataclass
 class _Message:
     fields: dict[str, Any]
     parent: int | None
     created_at: datetime | None
-    images: list[tuple[PreparedImage, str]] = field(default_factory=list)
+    images: list[_Image] = field(default_factory=list)
 
 
 @dataclass
@@ -70,9 +86,15 @@ class _Conversation:
     messages: list[_Message]
 
 
-def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
+async def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
     """Check `raw` whole, then store its conversations; returns their new ids, in the
     file's order. Raises ImportRefused with the reason, having stored nothing."""
+    checked = await sync_to_async(_file_checked, thread_sensitive=False)(raw)
+    await _images_prepare([image for c in checked for m in c.messages for image in m.images])
+    return await sync_to_async(_file_store)(user, checked)
+
+
+def _file_checked(raw: bytes) -> list[_Conversation]:
     if len(raw) > IMPORT_MAX_BYTES:
         raise ImportRefused(f"That file is too large to import (the limit is {IMPORT_MAX_BYTES // 1_000_000} MB). "
                             "Export fewer conversations at a time.")
@@ -97,7 +119,33 @@ def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
         raise ImportRefused("That export holds no conversations.")
     if len(conversations) > CONVERSATIONS_MAX:
         raise ImportRefused(f"That export holds more than {CONVERSATIONS_MAX} conversations. Import it in parts.")
-    checked = [_conversation(c, i + 1) for i, c in enumerate(conversations)]
+    return [_conversation(c, i + 1) for i, c in enumerate(conversations)]
+
+
+async def _images_prepare(images: list[_Image]) -> None:
+    """Each image through an upload's checks, in the image workers; the first refused, in
+    the file's order, refuses the file. At most IMAGE_WORKERS of an import's images wait
+    for the workers at once, so that uploads meanwhile are not queued behind all of them."""
+    room = asyncio.Semaphore(settings.IMAGE_WORKERS)
+
+    async def prepared(image: _Image) -> PreparedImage:
+        async with room:
+            return await image_prepare_elsewhere(image.raw)
+
+    tasks = [asyncio.ensure_future(prepared(image)) for image in images]
+    try:
+        for image, task in zip(images, tasks):
+            try:
+                image.prepared, image.raw = await task, b""
+            except (ImageRefused, ImageWorkerLost) as refused:
+                raise ImportRefused(f"{image.where}: {refused.message}") from None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # every refusal read, none logged as lost
+
+
+def _file_store(user: AbstractBaseUser, checked: list[_Conversation]) -> list[int]:
     with transaction.atomic():
         return [_store(user, c) for c in checked]
 
@@ -199,7 +247,7 @@ def _message(raw: Any, index: int, where: str) -> _Message:
     ])
 
 
-def _image(raw: Any, where: str) -> tuple[PreparedImage, str]:
+def _image(raw: Any, where: str) -> _Image:
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, str) or not data:
         raise ImportRefused(f"{where} is named but not carried in the file. Export it again with its images.")
@@ -207,12 +255,7 @@ def _image(raw: Any, where: str) -> tuple[PreparedImage, str]:
         decoded = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ImportRefused(f"{where} is damaged (its data is not base64).") from None
-    try:
-        image = image_prepare_upload(decoded)
-    except ImageRefused as refused:
-        raise ImportRefused(f"{where}: {refused.message}") from None
-    name = raw.get("name") if isinstance(raw.get("name"), str) else ""
-    return image, name
+    return _Image(decoded, raw.get("name") if isinstance(raw.get("name"), str) else "", where)
 
 
 def _tool_choice(value: Any) -> Any:
@@ -273,8 +316,8 @@ def _store(user: AbstractBaseUser, checked: _Conversation) -> int:
             conversation=conversation, parent=made[message.parent] if message.parent is not None else None,
             **message.fields,
         )
-        for image, name in message.images:
-            attachment = attachment_create(user=user, image=image, original_name=name)
+        for image in message.images:
+            attachment = attachment_create(user=user, image=image.prepared, original_name=image.name)
             attachment.message = row
             attachment.save(update_fields=["message"])
         if message.created_at is not None:

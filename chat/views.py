@@ -224,15 +224,18 @@ def export_download(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def import_upload(request: HttpRequest) -> JsonResponse:
-    """An export file back as new conversations: 201 with their ids, or 400 with why."""
-    upload = request.FILES.get("file")
+async def import_upload(request: HttpRequest) -> JsonResponse:
+    """An export file back as new conversations: 201 with their ids, or 400 with why.
+    Async, so that its images are prepared in the image worker processes as an upload's
+    are (chat.imports), and the file read and checked in worker threads."""
+    upload = await sync_to_async(lambda: request.FILES.get("file"), thread_sensitive=False)()
     if upload is None:
         return JsonResponse({"code": "no_file", "message": "Choose an exported .json file to import."}, status=400)
     if upload.size > imports.IMPORT_MAX_BYTES:
         return JsonResponse({"code": "bad_import", "message": "That file is too large to import."}, status=400)
+    raw = await sync_to_async(upload.read, thread_sensitive=False)()
     try:
-        ids = imports.import_file(user=request.user, raw=upload.read())
+        ids = await imports.import_file(user=await request.auser(), raw=raw)
     except imports.ImportRefused as refused:
         return JsonResponse({"code": "bad_import", "message": refused.message}, status=400)
     return JsonResponse({"conversation_ids": ids}, status=201)

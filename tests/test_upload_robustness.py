@@ -1,10 +1,12 @@
 """Uploads on a server that has been up for a while: an image worker that dies (the kernel's
 OOM killer, on a huge HEIC) costs the upload it held, not every later one; uploads never
-sent go after a day though nobody uploads any more."""
+sent go after a day though nobody uploads any more; an import's images go to the same
+worker processes as uploads."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from datetime import timedelta
@@ -13,10 +15,11 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 from channels.db import database_sync_to_async
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
 from django.utils import timezone
 
-from chat import attachments
+from chat import attachments, exports
 from chat.attachments import attachment_create, image_prepare_upload
 from chat.models import Attachment, Conversation, Message
 from chat.running import running
@@ -144,3 +147,35 @@ async def test_the_upkeep_removes_uploads_a_day_old_never_sent_with_no_upload_to
     assert not default_storage.exists(made["old.png"].file.name)
     assert not default_storage.exists(made["old.png"].thumbnail.name)
     assert default_storage.exists(made["fresh.jpg"].file.name) and default_storage.exists(made["sent.jpg"].file.name)
+
+
+@database_sync_to_async
+def export_with_a_photo(user) -> bytes:
+    """An export of one conversation whose question carries a photo, as the page downloads it."""
+    conversation = Conversation.objects.create(user=user, model="yi-vision", title="Receipt")
+    question = Message.objects.create(conversation=conversation, role="user", content="What is the total?")
+    photo_sent = attachment_create(user=user, image=image_prepare_upload(photo()), original_name="receipt.jpg")
+    Attachment.objects.filter(pk=photo_sent.pk).update(message=question)
+    return json.dumps(exports.export_json(exports.conversations_owned(user=user, conversation_ids=None))).encode()
+
+
+async def test_an_imports_images_are_prepared_by_the_image_workers_not_in_the_server(user, image_workers, monkeypatch):
+    exported = await export_with_a_photo(user)
+    client = await signed_in(user)
+    pid = await worker_pid()
+    submitted = submissions_watched(monkeypatch)
+    os.kill(pid, signal.SIGSTOP)  # the import's photo waits in the worker until it goes on
+    try:
+        imported = asyncio.ensure_future(client.post("/import/", {"file": SimpleUploadedFile("export.json", exported)}))
+        # Before, the import prepared its photos in the server itself: nothing reached the
+        # workers, and a stopped worker held nothing up.
+        await asyncio.wait_for(submitted.wait(), 30)
+        await asyncio.sleep(0.5)
+        assert not imported.done()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    response = await asyncio.wait_for(imported, 30)
+    assert response.status_code == 201
+    (new_id,) = response.json()["conversation_ids"]
+    names = Attachment.objects.filter(message__conversation_id=new_id).values_list("original_name", flat=True)
+    assert [name async for name in names] == ["receipt.jpg"]
