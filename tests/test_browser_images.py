@@ -4,22 +4,26 @@ asked about, answered, kept after a reload, and shown at full size.
 Black box, as tests/test_browser.py: yiweb runs as a real Daphne process against the
 simulator over HTTP, whose yi-vision decodes the pixels it is sent and describes them.
 The images are made here with Pillow; the drop and the paste are the browser's own
-events carrying a File built in the page from those bytes.
+events carrying a File built in the page from those bytes. Two pictures sent alone while
+the socket reconnects are each settled by their own send (client_id), not by their text.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
+import sqlite3
+import time
 
 import pytest
 from PIL import Image, ImageDraw
 
 from tests.live_server import running_app_and_simulator
 from tests.readme_pictures import readme_picture, readme_pictures_untouched  # noqa: F401 (an autouse fixture)
-from tests.test_browser import CHROMIUM, browser, page, sign_up  # noqa: F401 (fixtures)
+from tests.test_browser import CHROMIUM, browser, page, shown_messages, sign_up  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)"
@@ -278,3 +282,189 @@ def test_on_a_phone_over_the_limits_a_file_is_refused_unsent_and_send_waits_for_
     page.get_by_role("button", name="Close the image").click()
     viewer.wait_for(state="hidden")
     assert page.problems == []
+
+
+# --- Two sends of images alone, pending at once ------------------------------------------
+
+# The page's websocket under the test's hand, the page's own code untouched: `deafen()`
+# loses every frame the server sends on the open socket from then on (the replies in
+# flight when a connection drops), `cut()` closes it, and while `down` no new socket can be
+# made, as with the network gone; the page reconnects when told it is online again.
+# `questionsHeard`: the image names of each question the page was told of, in order.
+SOCKET_CONTROL = """(() => {
+  const Native = window.WebSocket;
+  const control = (window.__socket = { down: false, current: null, deaf: null, questionsHeard: [] });
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      if (control.down) throw new DOMException("The network is down", "NetworkError");
+      super(...args);
+      control.current = this;
+      this.addEventListener("message", (event) => {
+        if (control.deaf === this) {
+          event.stopImmediatePropagation();
+          return;
+        }
+        const frame = JSON.parse(event.data);
+        if (frame.type === "message" && frame.message.role === "user") {
+          control.questionsHeard.push(frame.message.attachments.map((a) => a.original_name));
+        }
+      });
+    }
+  };
+  control.deafen = () => { control.deaf = control.current; };
+  control.cut = () => { control.down = true; control.current.close(); };
+  control.restore = () => { control.down = false; window.dispatchEvent(new Event("online")); };
+})();"""
+
+# Decoded size, and the colour at the centre, of each image of a message: which picture it is.
+THUMBNAIL_PIXELS = """imgs => imgs.map((i) => {
+  const canvas = Object.assign(document.createElement("canvas"), { width: i.naturalWidth, height: i.naturalHeight });
+  const context = canvas.getContext("2d");
+  context.drawImage(i, 0, 0);
+  const [r, g, b] = context.getImageData(i.naturalWidth >> 1, i.naturalHeight >> 1, 1, 1).data;
+  return { alt: i.alt, size: [i.naturalWidth, i.naturalHeight], rgb: [r, g, b] };
+})"""
+
+RED_PICTURE = {"name": "red.png", "mimeType": "image/png", "buffer": picture("red", (640, 480), "PNG")}
+BLUE_PICTURE = {"name": "blue.png", "mimeType": "image/png", "buffer": picture("blue", (300, 400), "PNG")}
+RED_SEEN = "image 1 is a PNG, 640×480 pixels, mostly red"
+BLUE_SEEN = "image 2 is a PNG, 300×400 pixels, mostly blue"
+
+
+@pytest.fixture(scope="module")
+def paced_app(tmp_path_factory):
+    """(base URL, SQLite file): a yi-vision answer takes some 4 s, 40 ms a word, so a test
+    can act while one is still being written."""
+    with running_app_and_simulator(delta_ms=40, media_root=str(tmp_path_factory.mktemp("media"))) as (base, _, db):
+        yield base, db
+
+
+def answers_stored(database: str, conversation_id: int) -> list[str]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return [status for (status,) in db.execute(
+            "SELECT status FROM chat_message WHERE conversation_id = ? AND role = 'assistant' ORDER BY id",
+            (conversation_id,))]
+
+
+def wait_answers_stored(database: str, conversation_id: int, statuses: list[str]) -> None:
+    deadline = time.monotonic() + 20
+    while (stored := answers_stored(database, conversation_id)) != statuses:
+        assert time.monotonic() < deadline, stored
+        time.sleep(0.05)
+
+
+def question_pictures(page) -> list[list[dict]]:
+    """What THUMBNAIL_PIXELS says of each question's images, top to bottom, once all loaded."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.message-image img')].every(i => i.complete && i.naturalWidth > 0)")
+    return [q.locator(".message-image img").evaluate_all(THUMBNAIL_PIXELS)
+            for q in page.locator('[data-role="user"]').all()]
+
+
+def assert_red_then_blue(pictures: list[list[dict]]) -> None:
+    """The conversation's questions: a text one, the red picture's, the blue picture's."""
+    assert [[(p["alt"], p["size"]) for p in q] for q in pictures] == [
+        [], [("red.png", [256, 192])], [("blue.png", [192, 256])]]
+    (red,), (blue,) = pictures[1], pictures[2]
+    assert red["rgb"][0] > 200 and max(red["rgb"][1:]) < 60, red
+    assert blue["rgb"][2] > 200 and max(blue["rgb"][:2]) < 60, blue
+
+
+def two_image_sends_while_reconnecting(page, base: str, username: str) -> int:
+    """In a conversation with one answered question, the red picture is sent alone; the
+    socket goes deaf at once, so the page never hears that it was stored, and then drops.
+    While it is down the blue picture is sent alone. Both sends are pending; the
+    conversation's id is returned with the socket still down."""
+    page.add_init_script(SOCKET_CONTROL)
+    sign_up(page, base, username)
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+    page.fill("#message-input", "[sim deltas=3] Hello")
+    page.keyboard.press("Enter")
+    wait_last_answer_complete(page)
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    conversation_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+    page.set_input_files("#attach-input", files=[RED_PICTURE])
+    wait_ready(page, 1)
+    page.evaluate("window.__socket.deafen()")
+    page.locator("#message-input").press("Enter")
+    page.wait_for_selector(".attachment-chip[data-state=sending]")
+    page.set_input_files("#attach-input", files=[BLUE_PICTURE])
+    wait_ready(page, 1)
+    page.evaluate("window.__socket.cut()")
+    page.wait_for_selector("#connection-status:not([hidden])")
+    page.locator("#message-input").press("Enter")
+    assert page.inner_text("#send-error-text") == (
+        "Not connected yet. Your message will be sent as soon as the connection is up.")
+    assert chips(page) == [("sending", ""), ("sending", "")]
+    assert page.locator('[data-role="user"]').count() == 1  # the page has heard of neither
+    return conversation_id
+
+
+def test_two_image_only_sends_pending_at_once_are_each_answered_about_their_own_picture(page, paced_app):
+    """The red picture's answer has ended by the time the socket is back: the page hears
+    of the red send twice (its catch-up, and the reply to sending it again), then the blue
+    one is stored and answered. Each question shows its own picture and gets its own
+    answer, once, and a reload shows the same. (Here a send settled by another's reply
+    would not show: the next test is where it does.)"""
+    base, database = paced_app
+    conversation_id = two_image_sends_while_reconnecting(page, base, "vera")
+    wait_answers_stored(database, conversation_id, ["complete", "complete"])
+    page.evaluate("window.__socket.restore()")
+
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-role=assistant][data-status=complete]').length === 3", timeout=30_000)
+    assert page.evaluate("window.__socket.questionsHeard") == [[], ["red.png"], ["red.png"], ["blue.png"]]
+    shown = shown_messages(page)
+    assert [role for _, role, _, _ in shown] == ["user", "assistant"] * 3
+    assert len({message_id for message_id, _, _, _ in shown}) == 6
+    answers = [text for _, role, _, text in shown if role == "assistant"]
+    assert answers[1].startswith(f"I see 1 image: {RED_SEEN}.\n")
+    # yi-vision is sent the conversation's every picture: the blue one is this question's.
+    assert answers[2].startswith(f"I see 2 images: {RED_SEEN}; {BLUE_SEEN}.\n")
+    assert_red_then_blue(question_pictures(page))
+    assert chips(page) == []
+    assert page.locator("#send-error").is_hidden()
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        assert db.execute("SELECT count(*) FROM chat_message WHERE conversation_id = ? AND role = 'user'",
+                          (conversation_id,)).fetchone() == (3,)
+
+    page.reload()
+    page.locator('[data-role="assistant"]').nth(2).wait_for()
+    assert shown_messages(page) == shown
+    assert_red_then_blue(question_pictures(page))
+    assert page.problems == []
+
+
+def test_an_image_only_send_refused_after_a_reconnect_gets_its_own_picture_back(page, paced_app):
+    """The red picture's answer is still being written when the socket is back, so the
+    blue send is refused. Hearing of the red send a second time must not settle the blue
+    one (matched by text, both are ""): the blue picture comes back to the composer with
+    the reason, and sent again once the answer ends, is answered about itself."""
+    base, database = paced_app
+    conversation_id = two_image_sends_while_reconnecting(page, base, "wren")
+    assert answers_stored(database, conversation_id) == ["complete", "streaming"]
+    page.evaluate("window.__socket.restore()")
+
+    page.wait_for_selector("#send-error:not(.is-info)")
+    assert page.inner_text("#send-error-text") == (
+        "An answer is still being written in this conversation. Wait for it or press Stop.")
+    page.wait_for_selector("#attachment-list .attachment-chip[data-state=sending]", state="detached")
+    assert page.evaluate("window.__socket.questionsHeard") == [[], ["red.png"], ["red.png"]]
+    assert chips(page) == [("ready", "")]
+    assert page.get_by_role("button", name="Remove blue.png").is_enabled()
+
+    wait_last_answer_complete(page)
+    page.locator("#message-input").press("Enter")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-role=assistant][data-status=complete]').length === 3", timeout=30_000)
+    shown = shown_messages(page)
+    assert [role for _, role, _, _ in shown] == ["user", "assistant"] * 3
+    assert shown[5][3].startswith(f"I see 2 images: {RED_SEEN}; {BLUE_SEEN}.\n")
+    assert_red_then_blue(question_pictures(page))
+    assert chips(page) == []
+
+    page.reload()
+    page.locator('[data-role="assistant"]').nth(2).wait_for()
+    assert shown_messages(page) == shown
+    assert_red_then_blue(question_pictures(page))
