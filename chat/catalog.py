@@ -2,10 +2,10 @@
 prices, and the models a credential may use.
 
 The reference's table ("Models and Pricing") for the Yi models; settings add to it for
-other OpenAI-compatible providers (VISION_MODELS, MODEL_CONTEXT_WINDOWS). A model the
-app knows nothing about gets no window: its requests are sent whole and the provider
-decides, as before the app fitted anything. The model picker shows what is known and
-nothing for the rest.
+other OpenAI-compatible providers (VISION_MODELS, MODEL_CONTEXT_WINDOWS), and a key its
+"Model for images". A model the app knows nothing about gets no window: its requests are
+sent whole and the provider decides, as before the app fitted anything. The model picker
+shows what is known and nothing for the rest.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ REFERENCE_MODELS = {
     "yi-large-fc": ModelInfo(32 * 1024, False, Decimal(3), Decimal(3), tools=True),
     "yi-vision": ModelInfo(16 * 1024, True, Decimal("0.19"), Decimal("0.19")),
 }
+# The Yi API's model for images: a key to one of 01.AI's hosts uses it unless it names another.
+YI_IMAGES_MODEL = "yi-vision"
 # How long a credential's model list is kept before `GET /models` is asked again.
 MODELS_CACHE_SECONDS = 300
 
@@ -84,6 +86,19 @@ def models_known(*, credential: Credential) -> list[dict[str, Any]]:
     """What the picker offers when the provider cannot list its models: the reference's
     models for the Yi API, nothing for another (its default model is still offered)."""
     return [model_to_dict({"id": m, "owned_by": "01.ai"}) for m in REFERENCE_MODELS] if credential.is_yi else []
+
+
+def images_model_of(credential: Credential) -> str:
+    """The model that answers images sent with `credential` when the picked model does not
+    take them, "" if none: the key's own "Model for images"; else VISION_MODEL for the
+    server's provider (YI_API_BASE, whatever it points at; "" switches it off); else
+    yi-vision on 01.AI's hosts. Another provider gets none it did not name: it was sent
+    "yi-vision", which it did not know, and the answer ended in not_found (an audit's find)."""
+    if credential.images_model:
+        return credential.images_model
+    if credential.yi:
+        return settings.VISION_MODEL
+    return YI_IMAGES_MODEL if credential.is_yi else ""
 
 
 def model_for_images(requested: str) -> str | None:

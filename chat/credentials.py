@@ -51,7 +51,8 @@ def key_credential(key: ApiKey) -> Credential:
         raise SendRefused("key_unreadable", KEY_UNREADABLE.format(label=key.label)) from None
     # A key for the server's own Yi API base URL is for the Yi API, wherever that points.
     yi = key.base_url.rstrip("/") == settings.YI_API_BASE
-    return Credential(base_url=key.base_url, api_key=plain, label=key.label, key_id=key.pk, tier=key.tier, yi=yi)
+    return Credential(base_url=key.base_url, api_key=plain, label=key.label, key_id=key.pk, tier=key.tier, yi=yi,
+                      images_model=key.images_model or "")
 
 
 def key_missing() -> SendRefused:

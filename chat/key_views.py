@@ -46,6 +46,14 @@ class KeyForm(forms.Form):
                            widget=forms.Select(choices=ApiKey.Tier.choices),
                            help_text=gettext_lazy(
                                "Your account's tier at the provider: requests are paced to stay within it."))
+    images_model = forms.CharField(
+        label=gettext_lazy("Model for images"), required=False, strip=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off",
+                                      "maxlength": keys.MODEL_MAX_CHARS}),
+        help_text=gettext_lazy("The model that answers messages with images when the conversation's model does "
+                               "not take them, as the provider lists it (for example llava). Leave it empty for "
+                               "the Yi API: yi-vision answers there."),
+    )
     save_anyway = forms.BooleanField(label=gettext_lazy("Save it anyway, unchecked"), required=False)
 
     def refused(self, refused: keys.KeyRefused) -> None:
@@ -62,7 +70,8 @@ def _id(raw: str) -> int:
 def _page(request: HttpRequest, form: KeyForm, *, offer_save_anyway: bool = False) -> HttpResponse:
     return render(request, "chat/keys.html", {
         "form": form, "rows": keys.key_rows(user=request.user), "offer_save_anyway": offer_save_anyway,
-        "tiers": ApiKey.Tier.choices, "server_key_for_all": settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR,
+        "tiers": ApiKey.Tier.choices, "model_max_chars": keys.MODEL_MAX_CHARS,
+        "server_key_for_all": settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR,
     })
 
 
@@ -71,7 +80,7 @@ async def keys_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = KeyForm(request.POST)
         form.is_valid()  # always valid: it only reads the fields
-        value = {name: form.cleaned_data[name] for name in ("label", "key", "base_url", "tier")}
+        value = {name: form.cleaned_data[name] for name in ("label", "key", "base_url", "tier", "images_model")}
         user = await request.auser()
         try:
             added = await keys.api_key_add(user=user, **value, save_anyway=bool(form.cleaned_data.get("save_anyway")))
@@ -135,6 +144,24 @@ def key_tier(request: HttpRequest, key_id: str) -> HttpResponse:
     else:
         messages.success(request, _("“%(label)s” is paced as %(tier)s now.") % {
             "label": key.label, "tier": key.get_tier_display()})
+    return redirect("chat:keys")
+
+
+@require_POST
+def key_images_model(request: HttpRequest, key_id: str) -> HttpResponse:
+    try:
+        key = keys.api_key_images_model_set(user=request.user, key_id=_id(key_id),
+                                            images_model=request.POST.get("images_model", ""))
+    except keys.KeyNotFound:
+        raise Http404("No such key") from None
+    except keys.KeyRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        if key.images_model:
+            messages.success(request, _("Images sent with “%(label)s” go to %(model)s when the conversation's "
+                                        "model does not take them.") % {"label": key.label, "model": key.images_model})
+        else:
+            messages.success(request, _("“%(label)s” names no model for images now.") % {"label": key.label})
     return redirect("chat:keys")
 
 

@@ -1,6 +1,6 @@
 """A person's API keys: adding one (checked, verified with `GET /models`, then encrypted),
-verifying one again, choosing the default and the usage tier, deleting one; and the masked
-rows the Keys page and the chat page's key picker read.
+verifying one again, choosing the default, the usage tier and the model for images,
+deleting one; and the masked rows the Keys page and the chat page's key picker read.
 
 The key itself is handled here only on its way in (checked, compared with the person's
 other keys, sent once to `GET /models`, encrypted by chat/crypto.py); nothing this module
@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chat.catalog import images_model_of
 from chat.credentials import client_for, key_credential, key_host, key_to_dict
 from chat.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
 from chat.input_checks import text_storable
@@ -42,6 +43,7 @@ from chat.usage import Tally, key_usage_read
 DEFAULT_BASE_URL = "https://api.01.ai/v1"
 LABEL_MAX_CHARS = ApiKey._meta.get_field("label").max_length
 BASE_URL_MAX_CHARS = ApiKey._meta.get_field("base_url").max_length
+MODEL_MAX_CHARS = ApiKey._meta.get_field("images_model").max_length
 # Real keys are tens of characters; anything this long was pasted by mistake.
 KEY_MAX_CHARS = 500
 # Below this many characters the last four would give away too much of the key (a
@@ -78,14 +80,18 @@ class KeyRow:
     key: ApiKey
     host: str
     usage: Tally
+    images_model_default: str = ""  # what answers images when the key names no model for them
 
 
 # --- checks ----------------------------------------------------------------------------
 
 
-def key_input_check(*, label: str, key: str, base_url: str, tier: str) -> tuple[str, str, str, str]:
-    """The cleaned (label, key, base URL, tier) of the add form, or KeyRefused naming every
-    field that is wrong. No query: what needs the database is `_key_conflicts`."""
+def key_input_check(
+    *, label: str, key: str, base_url: str, tier: str, images_model: str = ""
+) -> tuple[str, str, str, str, str | None]:
+    """The cleaned (label, key, base URL, tier, model for images or None) of the add form, or
+    KeyRefused naming every field that is wrong. No query: what needs the database is
+    `_key_conflicts`."""
     errors: dict[str | None, str] = {}
     label = label.strip()
     if not label:
@@ -118,9 +124,24 @@ def key_input_check(*, label: str, key: str, base_url: str, tier: str) -> tuple[
 
     if tier not in ApiKey.Tier.values:
         errors["tier"] = _("Pick a usage tier from the list.")
+    images_model = images_model.strip()
+    if problem := images_model_problem(images_model):
+        errors["images_model"] = problem
     if errors:
         raise KeyRefused(errors)
-    return label, key, base_url, tier
+    return label, key, base_url, tier, images_model or None
+
+
+def images_model_problem(images_model: str) -> str:
+    """Why `images_model` (stripped) cannot be a model's name, or "" if it can ("" too: none).
+    Whether the provider has it is the provider's to say: a model it does not know ends the
+    answer with a sentence saying so."""
+    if len(images_model) > MODEL_MAX_CHARS:
+        return _("A model name can be at most %(limit)s characters.") % {"limit": MODEL_MAX_CHARS}
+    if any(c.isspace() for c in images_model) or not images_model.isprintable():
+        return _("A model name has no spaces or line breaks. Type it as the provider lists it, for example "
+                 "llava or qwen2-vl.")
+    return ""
 
 
 def base_url_problem(base_url: str) -> str:
@@ -229,12 +250,13 @@ async def key_verify(credential: Credential) -> KeyProblem | None:
 
 async def api_key_add(
     *, user: AbstractBaseUser, label: str, key: str, base_url: str, tier: str = ApiKey.Tier.FREE,
-    save_anyway: bool = False,
+    images_model: str = "", save_anyway: bool = False,
 ) -> KeyAdded:
     """Check, verify and store a key; the person's first key becomes their default.
     KeyRefused (nothing stored) for bad input, a duplicate, or a key `GET /models` does not
     accept unless `save_anyway`."""
-    label, key, base_url, tier = key_input_check(label=label, key=key, base_url=base_url, tier=tier)
+    label, key, base_url, tier, images_model = key_input_check(
+        label=label, key=key, base_url=base_url, tier=tier, images_model=images_model)
     await sync_to_async(_key_conflicts)(user=user, label=label, key=key)
     # Named as chat/credentials.py names a saved key's, so the sentences match the chat's.
     yi = base_url == settings.YI_API_BASE.rstrip("/")
@@ -243,16 +265,19 @@ async def api_key_add(
     if problem is not None and not save_anyway:
         raise KeyRefused({problem.field: problem.message}, unverified=True)
     stored = await sync_to_async(_api_key_store)(
-        user=user, label=label, key=key, base_url=base_url, tier=tier, verified=problem is None
+        user=user, label=label, key=key, base_url=base_url, tier=tier, images_model=images_model,
+        verified=problem is None,
     )
     return KeyAdded(stored, problem.message if problem else "")
 
 
 def _api_key_store(
-    *, user: AbstractBaseUser, label: str, key: str, base_url: str, tier: str, verified: bool
+    *, user: AbstractBaseUser, label: str, key: str, base_url: str, tier: str, images_model: str | None,
+    verified: bool,
 ) -> ApiKey:
     fields = {"user": user, "label": label, "base_url": base_url, "tier": tier, "key_encrypted": secret_encrypt(key),
-              "key_last4": key_last4(key), "verified_at": timezone.now() if verified else None}
+              "key_last4": key_last4(key), "images_model": images_model,
+              "verified_at": timezone.now() if verified else None}
     first = not ApiKey.objects.filter(user=user).exists()
     try:
         with transaction.atomic():
@@ -318,6 +343,19 @@ def api_key_tier_set(*, user: AbstractBaseUser, key_id: int, tier: str) -> ApiKe
     return key
 
 
+def api_key_images_model_set(*, user: AbstractBaseUser, key_id: int, images_model: str) -> ApiKey:
+    """The model that answers images sent with this key when the conversation's model does
+    not take them ("": none of its own; chat/catalog.py says what answers then)."""
+    images_model = images_model.strip()
+    if problem := images_model_problem(images_model):
+        raise KeyRefused({"images_model": problem})
+    images_model = images_model or None
+    key = _key_owned(user=user, key_id=key_id)
+    ApiKey.objects.filter(pk=key.pk).update(images_model=images_model)
+    key.images_model = images_model
+    return key
+
+
 def api_key_delete(*, user: AbstractBaseUser, key_id: int) -> tuple[ApiKey, ApiKey | None]:
     """Delete a key (its conversations fall back to the default; its answers keep their
     figures, no longer counted to a key). When it was the default, the person's oldest
@@ -350,7 +388,14 @@ def key_rows(*, user: AbstractBaseUser) -> list[KeyRow]:
     cost over the last days (chat/usage.py). Two queries."""
     usage = key_usage_read(user=user)
     keys = ApiKey.objects.filter(user=user).defer("key_encrypted")
-    return [KeyRow(key=key, host=key_host(key.base_url), usage=usage.get(key.pk, Tally())) for key in keys]
+    return [KeyRow(key=key, host=key_host(key.base_url), usage=usage.get(key.pk, Tally()),
+                   images_model_default=_images_model_default(key)) for key in keys]
+
+
+def _images_model_default(key: ApiKey) -> str:
+    # As chat/credentials.py reads a saved key, without decrypting it: only where it points counts.
+    yi = key.base_url.rstrip("/") == settings.YI_API_BASE
+    return images_model_of(Credential(base_url=key.base_url, api_key="", yi=yi))
 
 
 def key_list(*, user: AbstractBaseUser) -> list[dict]:

@@ -33,6 +33,10 @@ class ApiKey(models.Model):
     key_last4 = models.CharField(max_length=4)
     tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)
     is_default = models.BooleanField(default=False)
+    # The model that answers images sent with this key when the conversation's model does
+    # not take them; None: the Yi API's default (chat/catalog.py, `images_model_of`), and
+    # for another provider none, as the app cannot guess its vision models.
+    images_model = models.CharField(max_length=200, null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)  # when GET /models last accepted it
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -113,6 +113,7 @@ class Credential:
     key_id: int | None = None  # the ApiKey row; None for the server's key
     tier: str = "free"
     yi: bool = False  # the provider is the Yi API (the server's configured one, or a Yi host)
+    images_model: str = ""  # the key's "Model for images" (chat/catalog.py); "" where it names none
 
     @property
     def host(self) -> str:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("keys/<str:key_id>/verify/", key_views.key_verify, name="key_verify"),
     path("keys/<str:key_id>/default/", key_views.key_default, name="key_default"),
     path("keys/<str:key_id>/tier/", key_views.key_tier, name="key_tier"),
+    path("keys/<str:key_id>/images-model/", key_views.key_images_model, name="key_images_model"),
     path("keys/<str:key_id>/delete/", key_views.key_delete, name="key_delete"),
     path("api/keys", key_views.keys_json, name="keys_json"),
     path("preferences/theme/", preference_views.theme_save, name="theme"),

@@ -82,9 +82,12 @@ def test_the_keys_and_usage_pages_speak_chinese(client, user):
     client.force_login(user)
     keys = client.get(reverse("chat:keys"), headers={"accept-language": "zh-CN"}).content.decode()
     assert "<h1>API 密钥</h1>" in keys and "验证并保存" in keys and "加密保存；本页只显示它的最后四个字符。" in keys
-    refused = client.post(reverse("chat:keys"), {"label": "", "key": "", "base_url": "ftp://x", "tier": "free"},
+    assert ">看图模型</label>" in keys and "Yi API 可以留空：由 yi-vision 回答。" in keys
+    refused = client.post(reverse("chat:keys"), {"label": "", "key": "", "base_url": "ftp://x", "tier": "free",
+                                                 "images_model": "llava 13b"},
                           headers={"accept-language": "zh-CN"}).content.decode()
     assert "给密钥起个名称，例如“工作”或“个人”。" in refused and "请粘贴 API 密钥。" in refused
+    assert "模型名称里没有空格或换行。请照服务商列出的名称输入，例如 llava 或 qwen2-vl。" in refused
     assert "Base URL 必须以 https://（或 http://）开头，例如 https://api.01.ai/v1。" in refused
     usage = client.get(reverse("chat:usage"), headers={"accept-language": "zh-CN"}).content.decode()
     assert "<h1>最近 30 天的用量</h1>" in usage and "0 个回答共 0 个 token（输入 0，输出 0）；" in usage

@@ -165,6 +165,9 @@ async def test_insisting_saves_a_key_that_failed_verification_marked_unverified(
     ({"base_url": "https://me:pw@api.01.ai/v1"}, "base_url",
      "Leave the user name and password out of the base URL: the API key is sent on its own."),
     ({"tier": "9"}, "tier", "Pick a usage tier from the list."),
+    ({"images_model": "llava 13b"}, "images_model",
+     "A model name has no spaces or line breaks. Type it as the provider lists it, for example llava or qwen2-vl."),
+    ({"images_model": "m" * 201}, "images_model", "A model name can be at most 200 characters."),
 ])
 async def test_bad_input_changes_nothing_and_says_why_beside_its_field(user, fields, where, said):
     client = await signed_in(user)
@@ -185,7 +188,7 @@ def test_plain_http_to_another_machine_is_refused_in_production_but_loopback_is_
         assert key_input_check(label="Lab", key=KEY, base_url=base, tier="free")[2] == base
     settings.DEBUG = True
     assert key_input_check(label="Lab", key=KEY, base_url="http://gpu-box.lan:8000/v1", tier="1")[2:] == (
-        "http://gpu-box.lan:8000/v1", "1")
+        "http://gpu-box.lan:8000/v1", "1", None)
 
 
 async def test_the_same_key_or_label_twice_is_refused_naming_the_one_saved(user, other_user, simulator_url):
@@ -264,7 +267,8 @@ async def test_someone_elses_key_cannot_be_seen_verified_made_default_retiered_o
 ):
     theirs = (await api_key_add(user=user, label="Alice private", key=KEY, base_url=simulator_url)).key
     intruder = await signed_in(other_user)
-    for action, data in [("verify", {}), ("default", {}), ("tier", {"tier": "5"}), ("delete", {})]:
+    for action, data in [("verify", {}), ("default", {}), ("tier", {"tier": "5"}),
+                         ("images-model", {"images_model": "llava"}), ("delete", {})]:
         assert (await intruder.post(f"/keys/{theirs.pk}/{action}/", data)).status_code == 404, action
     for bad in ("abc", "9" * 30, "0"):
         assert (await intruder.post(f"/keys/{bad}/delete/")).status_code == 404
@@ -272,7 +276,8 @@ async def test_someone_elses_key_cannot_be_seen_verified_made_default_retiered_o
     assert "Alice private" not in page and "No keys yet." in page
     assert (await intruder.get("/api/keys")).json() == []
     [unchanged] = await keys_of(user)
-    assert (unchanged.tier, unchanged.is_default, unchanged.verified_at) == ("free", True, theirs.verified_at)
+    assert (unchanged.tier, unchanged.is_default, unchanged.verified_at, unchanged.images_model) == (
+        "free", True, theirs.verified_at, None)
 
 
 async def test_the_chat_page_lists_a_persons_keys_as_json(user, simulator_url):
@@ -373,3 +378,35 @@ async def test_a_default_key_can_be_given_up_for_the_servers(user, simulator_url
     assert "“Trial” is no longer your default key." in response.content.decode()
     [credential] = await database_sync_to_async(credentials_for)([(user.pk, None)])
     assert credential.key_id is None and credential.api_key == settings.YI_API_KEY
+
+
+async def test_a_keys_model_for_images_is_saved_with_it_shown_changed_and_cleared(user, simulator_url, settings):
+    client = await signed_in(user)
+    assert (await add(client, base_url=simulator_url, images_model=" llava:13b\n")).status_code == 302
+    [key] = await keys_of(user)
+    assert key.images_model == "llava:13b"
+    page = (await client.get("/keys/")).content.decode()
+    assert f'<input id="images-model-{key.pk}" name="images_model" value="llava:13b"' in page
+
+    response = await client.post(f"/keys/{key.pk}/images-model/", {"images_model": "qwen2-vl"}, follow=True)
+    assert ("Images sent with “Work” go to qwen2-vl when the conversation&#x27;s model does not take them."
+            in response.content.decode())
+    assert (await keys_of(user))[0].images_model == "qwen2-vl"
+
+    response = await client.post(f"/keys/{key.pk}/images-model/", {"images_model": "qwen 2"}, follow=True)
+    assert "A model name has no spaces or line breaks." in response.content.decode()
+    assert (await keys_of(user))[0].images_model == "qwen2-vl"
+
+    response = await client.post(f"/keys/{key.pk}/images-model/", {"images_model": " "}, follow=True)
+    page = response.content.decode()
+    assert "“Work” names no model for images now." in page
+    assert (await keys_of(user))[0].images_model is None
+    # A key to the server's Yi API base URL: what answers when it names none is VISION_MODEL.
+    assert f'name="images_model" value="" placeholder="{settings.VISION_MODEL}"' in page
+
+
+async def test_a_key_to_another_provider_says_it_has_no_model_for_images_until_one_is_named(user):
+    async with html_at_models(status=500) as base:
+        key = (await api_key_add(user=user, label="Lab", key=KEY, base_url=base, save_anyway=True)).key
+    page = (await (await signed_in(user)).get("/keys/")).content.decode()
+    assert f'<input id="images-model-{key.pk}" name="images_model" value="" placeholder="for example llava"' in page

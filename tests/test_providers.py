@@ -49,10 +49,12 @@ def models_cache_empty():
     cache.clear()
 
 
-def key_add(user, label: str, *, key: str, base_url: str, default: bool = False) -> ApiKey:
+def key_add(
+    user, label: str, *, key: str, base_url: str, default: bool = False, images_model: str | None = None
+) -> ApiKey:
     return ApiKey.objects.create(
         user=user, label=label, base_url=base_url, key_encrypted=secret_encrypt(key), key_last4=key[-4:],
-        is_default=default,
+        is_default=default, images_model=images_model,
     )
 
 
