@@ -30,9 +30,10 @@ from django.utils.translation import gettext_noop
 from chat import conversations, history, organise
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
-from chat.conversations import Exchange, Resent
+from chat.conversations import Resent
 from chat.credentials import key_missing
 from chat.endings import done_event
+from chat.exchanges import Exchange
 from chat.input_checks import params_validate, send_validate, system_prompt_validate, tools_validate
 from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing, language_of_socket, sentence_in

@@ -45,7 +45,7 @@ IMPORT_MAX_BYTES = 200_000_000
 CONVERSATIONS_MAX = 1000
 MESSAGES_MAX = 20_000
 PARAMS = {"temperature", "top_p", "max_tokens"}
-# The notes the app writes on answers (chat/conversations.py, chat/requests.py), with the
+# The notes the app writes on answers (chat/exchanges.py, chat/requests.py), with the
 # model names and counts they can hold; any other text is not the app's and is dropped.
 _MODEL = r"[\w.:/-]{1,100}"
 NOTE_SHAPES = [

@@ -57,3 +57,10 @@ def language_of_socket(scope: dict) -> str:
 
 def conversation_missing() -> SendRefused:
     return SendRefused("not_found", gettext_noop("That conversation does not exist or is not yours."))
+
+
+def conversation_busy(streaming_id: int) -> SendRefused:
+    return SendRefused(
+        "busy", gettext_noop("An answer is still being written in this conversation. Wait for it or press Stop."),
+        message_id=streaming_id,
+    )
