@@ -332,7 +332,7 @@ SERVER_KEY_FOR_ALL = _env_bool("SERVER_KEY_FOR_ALL", True)
 
 SIGNUP_OPEN = _env_bool("SIGNUP_OPEN", True)
 # Per person: answers being written at once, and messages sent in any minute
-# (chat.conversations.UserUsage); over either, a send is refused with a sentence that says so.
+# (chat.limits.UserUsage); over either, a send is refused with a sentence that says so.
 USER_ANSWERS_AT_ONCE = int(os.environ.get("USER_ANSWERS_AT_ONCE", "5"))
 USER_SENDS_PER_MINUTE = int(os.environ.get("USER_SENDS_PER_MINUTE", "30"))
 # A user message longer than this is refused with a clear error before anything is stored.
