@@ -167,7 +167,9 @@ def test_an_archive_appended_to_an_image_is_refused_with_bytes_after_it_too():
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["payload.txt"]
     with pytest.raises(ImageRefused) as polyglot:
         image_prepare(data, **LIMITS)
-    assert polyglot.value.message == "That file holds something besides an image (an archive). Attach the picture alone."
+    assert polyglot.value.message == (
+        "That file holds something besides an image (an archive). Attach the picture alone."
+    )
 
 
 def test_the_model_gets_the_image_scaled_to_its_limit_never_enlarged():
