@@ -16,8 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.translation import gettext_noop
 
-from chat.credentials import client_for
+from chat.credentials import client_for, key_host
+from chat.refusals import SendRefused
 from chat.upstream import Credential
 
 
@@ -51,16 +53,16 @@ def model_info(model: str) -> ModelInfo:
     return ModelInfo(window, vision, known.price_in, known.price_out, known.tools)
 
 
-def model_to_dict(model: dict[str, Any]) -> dict[str, Any]:
+def model_to_dict(model: dict[str, Any], *, images_model: str = "") -> dict[str, Any]:
     """A model as the picker shows it: the provider's id and owner, and what the app knows
-    of it (None, or False, where it knows nothing: another provider's models). Prices are
-    strings, exact (JSON numbers are floats)."""
+    of it (None, or False, where it knows nothing: another provider's models; the key's
+    `images_model` takes images). Prices are strings, exact (JSON numbers are floats)."""
     info = model_info(model["id"])
     return {
         "id": model["id"],
         "owned_by": str(model.get("owned_by") or ""),
         "context_window": info.context_window,
-        "vision": info.vision,
+        "vision": info.vision or model["id"] == images_model,
         "tools": info.tools,
         "price_in": None if info.price_in is None else str(info.price_in),
         "price_out": None if info.price_out is None else str(info.price_out),
@@ -79,7 +81,7 @@ async def models_list(*, credential: Credential, refresh: bool = False) -> list[
         listed = [{"id": m["id"], "owned_by": m.get("owned_by") or m.get("ownedBy") or ""}
                   for m in await client_for(credential).list_models()]
         await cache.aset(key, listed, MODELS_CACHE_SECONDS)
-    return [model_to_dict(m) for m in listed]
+    return [model_to_dict(m, images_model=images_model_of(credential)) for m in listed]
 
 
 def models_known(*, credential: Credential) -> list[dict[str, Any]]:
@@ -101,12 +103,26 @@ def images_model_of(credential: Credential) -> str:
     return YI_IMAGES_MODEL if credential.is_yi else ""
 
 
-def model_for_images(requested: str) -> str | None:
-    """The model that answers a thread holding images when `requested` was picked: itself
-    if it takes images, else the configured VISION_MODEL (None when that is switched off)."""
-    if model_info(requested).vision:
+def model_for_images(requested: str, *, credential: Credential) -> str | None:
+    """The model that answers a thread holding images when `requested` was picked and is
+    sent with `credential`: itself if it is known to take images, else the credential's
+    model for images (None when it has none: `images_refused` says why)."""
+    images_model = images_model_of(credential)
+    if model_info(requested).vision or requested == images_model:
         return requested
-    return settings.VISION_MODEL or None
+    return images_model or None
+
+
+def images_refused(requested: str, *, credential: Credential) -> SendRefused:
+    """The refusal of images for `requested` when `model_for_images` found no model for them."""
+    if credential.key_id is None or credential.yi:
+        return SendRefused("model_takes_no_images", gettext_noop(
+            "%(model)s does not take images. Pick a model that does, or remove the images."),
+            params={"model": requested})
+    return SendRefused("model_takes_no_images", gettext_noop(
+        "Images need a model that takes them: %(model)s is not known to, and the key “%(label)s” (%(host)s) "
+        "names none. Set “Model for images” for this key on the Keys page, or pick a model that takes images."),
+        params={"model": requested, "label": credential.label, "host": key_host(credential.base_url)})
 
 
 def tokens_cost(model: str, prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:

@@ -218,10 +218,11 @@ def answer_retry(
         thread = message_thread(conversation=conversation, leaf=old)[:-1]  # up to the question
         # The same model again; an answer routed to a vision model is routed again from
         # the conversation's pick, so its note says why once more.
-        routed = model_for_images(conversation.model) == old.model != conversation.model
+        credential = _conversation_credential(conversation)
+        routed = model_for_images(conversation.model, credential=credential) == old.model != conversation.model
         answer, plan = answer_planned(
             conversation=conversation, thread=thread, model=conversation.model if routed else old.model,
-            params=conversation.params, credential=_conversation_credential(conversation), parent_id=old.parent_id,
+            params=conversation.params, credential=credential, parent_id=old.parent_id,
         )
         answer.save()
         Conversation.objects.filter(pk=conversation.pk).update(

@@ -14,7 +14,7 @@ from django.db.models import Case, Value, When, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from chat.catalog import model_for_images
+from chat.catalog import images_refused, model_for_images
 from chat.credentials import credentials_for
 from chat.events import Event, conversation_group, user_group
 from chat.history import (
@@ -209,11 +209,9 @@ def answer_planned(
     thread's images, and the plan of its request; raises SendRefused when it cannot be sent."""
     notes = []
     if any(m.pk and m.role == Message.Role.USER and message_images(m) for m in thread):
-        vision = model_for_images(model)
+        vision = model_for_images(model, credential=credential)
         if vision is None:
-            raise SendRefused(
-                "model_takes_no_images", f"{model} does not take images. Pick a model that does, or remove the images."
-            )
+            raise images_refused(model, credential=credential)
         if vision != model:
             notes.append(f"{model} does not take images, so {vision} answered.")
             model = vision

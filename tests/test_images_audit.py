@@ -3,7 +3,7 @@
 Each test names the bullet it holds: the bad files the page's upload refuses with nothing
 stored, the first frame of an animation and a CMYK picture's colours, the thumbnail's type,
 what removes unsent uploads, a deletion from the page, two earlier images left out,
-another provider's vision model answering images, yi-vision's reply without `id` read when
+the vision model another provider's key names answering images, yi-vision's reply without `id` read when
 answers do not stream, and no image bytes in the frames of a send.
 """
 
@@ -24,9 +24,12 @@ from PIL import Image
 from chat.attachments import attachment_create, image_prepare_upload
 from chat.images import image_prepare
 from chat.models import Attachment, Conversation
+from tests import test_providers
 from tests.test_consumer import answer_of, conversation_id_of, first, frames_until, send
 from tests.test_image_sends import ask, drawing, files_of, photo, uploaded
-from tests.test_providers import key_add, model_add, openai_url, requests_received  # noqa: F401 (a fixture)
+from tests.test_providers import key_add, model_add, requests_received
+
+openai_url = test_providers.openai_url  # the fixture: another provider, serving on a free port
 
 LIMITS = {"max_bytes": 20_000_000, "max_pixels": 50_000_000}
 
@@ -179,15 +182,17 @@ async def test_two_earlier_images_left_out_are_named_in_the_plural(user, connect
                                       "image 2 is a PNG, 32×32 pixels, mostly yellow.")
 
 
-# --- "for a non-Yi provider, a model the configuration names" -------------------------------
+# --- "for a non-Yi provider, a model the configuration names": the key's "Model for images" --
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_another_providers_vision_model_named_in_the_settings_answers_images_and_follow_ups(
-    user, connect, settings, openai_url  # noqa: F811
+async def test_another_providers_vision_model_named_on_its_key_answers_images_and_follow_ups(
+    user, connect, openai_url
 ):
-    settings.VISION_MODEL = "llava"
-    await database_sync_to_async(key_add)(user, "Local", key="sk-audit-vision-9c1e", base_url=openai_url, default=True)
+    """Before: the vision model was VISION_MODEL for every key, so this provider was sent
+    "yi-vision", which it does not know, and the answer ended in not_found."""
+    await database_sync_to_async(key_add)(user, "Local", key="sk-audit-vision-9c1e", base_url=openai_url, default=True,
+                                          images_model="llava")
     model_add(openai_url, api_key="sk-audit-vision-9c1e", model="llava", owned_by="library")
     ws = await connect(user)
     image = await uploaded(user, photo())

@@ -384,9 +384,11 @@ IMAGES_PER_MESSAGE = int(os.environ.get("IMAGES_PER_MESSAGE", "6"))
 IMAGE_WORKERS = int(os.environ.get("IMAGE_WORKERS", str(max(1, (os.cpu_count() or 2) - 1))))
 
 # Models and their windows (chat/catalog.py knows the reference's Yi models). A thread
-# holding images is answered by VISION_MODEL when the picked model does not take images
-# ("" refuses such sends instead); VISION_MODELS names more models that take images, and
-# MODEL_CONTEXT_WINDOWS more windows ("name=tokens,name=tokens"), for other providers.
+# holding images, sent with the server's key (or a key to YI_API_BASE), is answered by
+# VISION_MODEL when the picked model does not take images ("" refuses such sends instead);
+# a key to another provider names its own on the Keys page. VISION_MODELS names more
+# models that take images, and MODEL_CONTEXT_WINDOWS more windows
+# ("name=tokens,name=tokens"), for other providers.
 VISION_MODEL = os.environ.get("VISION_MODEL", "yi-vision").strip()
 VISION_MODELS = frozenset(m.strip() for m in os.environ.get("VISION_MODELS", "").split(",") if m.strip())
 
