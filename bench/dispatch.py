@@ -5,7 +5,7 @@
 Every relayed frame reaches its socket's consumer as a channel-layer message. Channels'
 `AsyncConsumer` waits on the socket and the layer with `asyncio.wait` and a new task per
 message (`await_many_dispatch`). `ChatConsumer` copies each source into one queue with a
-task per source (`chat.consumers._pump`), which is its path with the Redis layer; yiweb's
+task per source (`chat.consumer_loop.pump`), which is its path with the Redis layer; yiweb's
 in-memory layer puts the message into that queue itself (`deliver_to`), so only the
 socket has a pump. All three here take messages from yiweb's in-memory layer while the
 socket stays silent, one message in flight at a time, on uvloop. Figures: CPU µs per
@@ -37,7 +37,7 @@ import uvloop  # noqa: E402
 from channels.sessions import InstanceSessionWrapper  # noqa: E402
 from channels.utils import await_many_dispatch  # noqa: E402
 
-from chat.consumers import _pump  # noqa: E402
+from chat.consumer_loop import pump  # noqa: E402
 from chat.layers import InMemoryChannelLayer  # noqa: E402
 
 FRAME = {"type": "chat.frame", "frame": {"type": "delta", "message_id": 1, "seq": 1, "text": "t1@1795566101.829123 "}}
@@ -48,13 +48,13 @@ async def channels_wait(layer, channel, socket, dispatch) -> None:
 
 
 async def queue_dispatch(inbox: asyncio.Queue, sources, dispatch) -> None:
-    pumps = [asyncio.create_task(_pump(source, inbox)) for source in sources]
+    pumps = [asyncio.create_task(pump(source, inbox)) for source in sources]
     try:
         while True:
             await dispatch(await inbox.get())
     finally:
-        for pump in pumps:
-            pump.cancel()
+        for task in pumps:
+            task.cancel()
 
 
 async def yiweb_pump(layer, channel, socket, dispatch) -> None:

@@ -1,40 +1,49 @@
 """The browser's websocket: parse a frame, check who is asking, delegate, relay.
 
-Protocol: docs/websocket.md. The work lives in chat.conversations and chat.generation;
-this class only keeps what a socket needs: which conversation it watches and, while it
-waits for a running generation's snapshot, the deltas that arrived meanwhile.
+Protocol: docs/websocket.md. The work lives in chat.conversations and chat.generation,
+a frame's fields are checked in chat.input_checks, and the loop that feeds this class its
+messages is chat.consumer_loop. This class only keeps what a socket needs: which
+conversation it watches and, while it waits for a running generation's snapshot, the
+deltas that arrived meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-import re
 import time
 import weakref
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.sessions import InstanceSessionWrapper
-from django.conf import settings
 from django.db import DatabaseError
 from django.utils.translation import gettext_noop
 
 from chat import conversations, history, organise
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
+from chat.consumer_loop import InboxConsumer
 from chat.conversations import Resent
 from chat.credentials import key_missing
 from chat.endings import done_event
 from chat.exchanges import Exchange
-from chat.input_checks import params_validate, send_validate, system_prompt_validate, tools_validate
+from chat.input_checks import (
+    BAD_FRAME,
+    CLIENT_ID,
+    frame_attachment_ids,
+    frame_client_id,
+    frame_constant_refuse,
+    frame_holding,
+    frame_ids,
+    frame_int,
+    frame_shown,
+    params_validate,
+    send_validate,
+    system_prompt_validate,
+    tools_validate,
+)
 from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing, language_of_socket, sentence_in
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
@@ -54,8 +63,6 @@ logger = logging.getLogger(__name__)
 # How long to wait for a running generation to answer a snapshot request before
 # falling back to the database (its process may have died, or the layer be down).
 SNAPSHOT_TIMEOUT = 2.0
-# How many answers one `subscribe` may name in `holding`.
-HOLDING_MAX = 50
 # How long a send waits for an answer whose ending the database has not stored yet
 # (the tabs were told `not_saved`) before it is refused as `busy`.
 ENDING_WAIT = 10.0
@@ -70,63 +77,12 @@ CLOSE_SERVICE_RESTART = 4012
 _open_sockets: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
-    async def __call__(self, scope, receive, send) -> None:
-        """Channels' `AsyncConsumer.__call__`, waiting on its two sources more cheaply.
-
-        Channels waits on the socket and the channel layer with `asyncio.wait`, and makes a
-        new task per message; every relayed frame paid for both, and for two extra turns
-        of the event loop. Here a task per source copies messages into one queue, and this
-        task dispatches them one at a time, in arrival order, as Channels does: 16 µs of
-        CPU per layer message against 21 µs (bench/dispatch.py). yiweb always has a
-        channel layer. The in-memory layer puts this channel's messages straight into the
-        queue (`deliver_to`, chat.layers): one turn of the loop per frame instead of two.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
-        # Frames skip the session middleware's send: it saves the session and sets its
-        # cookie only on an HTTP response, yet consulted the lazy session for every frame,
-        # 5–7 µs of CPU each (bench/dispatch.py).
-        wrapper = getattr(send, "__self__", None)
-        self.frame_send = wrapper.real_send if isinstance(wrapper, InstanceSessionWrapper) else send
-        inbox: asyncio.Queue = asyncio.Queue()
-        # Also this consumer's own timers' way in: they must not depend on the layer (Redis may be down).
-        self.inbox = inbox
-        sources = [receive]
-        deliver_to = getattr(self.channel_layer, "deliver_to", None)
-        if deliver_to is not None:
-            deliver_to(self.channel_name, inbox.put_nowait)  # the in-memory layer (chat.layers)
-        else:
-            sources.append(self.channel_receive)
-        pumps = [asyncio.create_task(_pump(source, inbox)) for source in sources]
+class ChatConsumer(InboxConsumer):
+    def opened(self) -> None:
         _open_sockets.add(self)
-        try:
-            while True:
-                message = await inbox.get()
-                if isinstance(message, BaseException):
-                    raise message
-                await self.dispatch(message)
-        except StopConsumer:
-            pass
-        finally:
-            _open_sockets.discard(self)
-            # A handler that raised skips disconnect(): its snapshot timers end here too.
-            for timer in getattr(self, "timers", ()):
-                timer.cancel()
-            if deliver_to is not None:
-                self.channel_layer.deliver_stop(self.channel_name)
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
 
-    async def send_json(self, content: Any, close: bool = False) -> None:
-        """Channels' `send_json`, through `frame_send`."""
-        await self.frame_send({"type": "websocket.send", "text": json.dumps(content)})
-        if close:
-            await self.close(close)
+    def closed(self) -> None:
+        _open_sockets.discard(self)
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
@@ -160,7 +116,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
         try:
-            return json.loads(text_data, parse_constant=_constant_refuse)
+            return json.loads(text_data, parse_constant=frame_constant_refuse)
         except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             return None
 
@@ -182,7 +138,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         }.get(kind)
         if handler is None:
             await self.send_error(
-                "bad_frame", gettext_noop("The page sent something the server did not understand. Reload the page.")
+                "bad_frame", BAD_FRAME
             )
             return
         try:
@@ -222,7 +178,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                          params: dict[str, Any] | None = None) -> None:
         """An `error` frame; its sentence in the page's language (chat/refusals.py)."""
         frame = {"type": "error", "code": code, "message": sentence_in(self.language, message, params)}
-        if isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id[:64]):
+        if isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id[:64]):
             frame["client_id"] = client_id[:64]  # echoed only as it would be stored
         await self.send_json(frame)
 
@@ -230,36 +186,36 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_subscribe(self, content: dict[str, Any]) -> None:
         """Watch a conversation and catch up from the database (docs/websocket.md)."""
-        holding = _holding(content)
+        holding = frame_holding(content)
         catch_up = await _catch_up(
             user=self.user,
-            conversation_id=_int(content.get("conversation_id")),
+            conversation_id=frame_int(content.get("conversation_id")),
             held=list(holding),
-            after_id=_int(content.get("after_id")),
-            shown=_shown(content.get("shown")),
+            after_id=frame_int(content.get("after_id")),
+            shown=frame_shown(content.get("shown")),
         )
         await self.subscribed(catch_up.conversation["id"])
         await self.catch_up_send(catch_up, holding)
 
     async def on_send(self, content: dict[str, Any]) -> None:
-        attachment_ids = _attachment_ids(content.get("attachment_ids"))
+        attachment_ids = frame_attachment_ids(content.get("attachment_ids"))
         text, model, system_prompt = send_validate(
             text=content.get("text"), model=content.get("model"), system_prompt=content.get("system_prompt"),
             images=len(attachment_ids),
         )
         params = params_validate(content, model=model)
-        client_id = _client_id(content.get("client_id"))
+        client_id = frame_client_id(content.get("client_id"))
         raw_id = content.get("conversation_id")
-        conversation_id = _int(raw_id)
+        conversation_id = frame_int(raw_id)
         if conversation_id is None and raw_id is not None:
             raise conversation_missing()  # not an id: never a new conversation
         edit_of = None
         if content["type"] == "edit":  # a new version of an earlier question, `message_id`
-            edit_of = _int(content.get("message_id"))
+            edit_of = frame_int(content.get("message_id"))
             if edit_of is None or conversation_id is None:
                 raise SendRefused("not_found", "That message does not exist or is not yours.")
         raw_key = content.get("key_id")
-        key_id = _int(raw_key)
+        key_id = frame_int(raw_key)
         if raw_key is not None and key_id is None:
             raise key_missing()
         tools, tool_choice = tools_validate(content.get("tools"), content.get("tool_choice"))
@@ -295,21 +251,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def on_branch(self, content: dict[str, Any]) -> None:
         """Show another version of a message (`message_id`), and the branch below it."""
         events = await database_sync_to_async(conversations.branch_switch)(
-            user=self.user, message_id=_int(content.get("message_id"))
+            user=self.user, message_id=frame_int(content.get("message_id"))
         )
         await self.events_tell(events)
 
     async def on_change_conversations(self, content: dict[str, Any]) -> None:
         """Rename (`title`), pin (`pinned`) or archive (`archived`) `conversation_ids`."""
         events = await database_sync_to_async(organise.conversations_change)(
-            user=self.user, conversation_ids=_ids(content.get("conversation_ids")), title=content.get("title"),
+            user=self.user, conversation_ids=frame_ids(content.get("conversation_ids"), limit=organise.CHANGE_MAX), title=content.get("title"),
             pinned=content.get("pinned"), archived=content.get("archived"),
         )
         await self.events_tell(events)
 
     async def on_delete_conversations(self, content: dict[str, Any]) -> None:
         """Delete `conversation_ids`, their running answers stopped first."""
-        ids = _ids(content.get("conversation_ids"))
+        ids = frame_ids(content.get("conversation_ids"), limit=organise.CHANGE_MAX)
         for message_id in await database_sync_to_async(organise.conversations_streaming)(
             user=self.user, conversation_ids=ids
         ):
@@ -330,7 +286,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json(frame)
 
     async def on_stop(self, content: dict[str, Any]) -> None:
-        message_id = _int(content.get("message_id"))
+        message_id = frame_int(content.get("message_id"))
         if await _message_streaming_owned(self.user, message_id):
             await generation_stop(message_id=message_id)
 
@@ -339,14 +295,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # changed since the last send): they apply to it and stay with the conversation.
         system_prompt = content.get("system_prompt")
         exchange = await database_sync_to_async(conversations.answer_retry)(
-            user=self.user, message_id=_int(content.get("message_id")), params=params_validate(content),
+            user=self.user, message_id=frame_int(content.get("message_id")), params=params_validate(content),
             system_prompt=None if system_prompt is None else system_prompt_validate(system_prompt),
         )
         await self.exchange_run(exchange)
 
     async def on_continue(self, content: dict[str, Any]) -> None:
         exchange = await database_sync_to_async(conversations.answer_continue)(
-            user=self.user, message_id=_int(content.get("message_id"))
+            user=self.user, message_id=frame_int(content.get("message_id"))
         )
         await self.exchange_run(exchange)
 
@@ -426,17 +382,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- channel layer → browser -------------------------------------------------------
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels hops into the one database thread (to close stale connections) before
-        # every handler. Here every database call already runs in `database_sync_to_async`,
-        # which closes stale connections itself, so the hop only makes each relayed delta
-        # and each browser frame queue behind other sockets' writes: measured at 50
-        # streams, it alone made the per-delta p99 3 s instead of 0.3 s.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
     async def chat_frame(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
         kind, message_id = frame["type"], frame.get("message_id")
@@ -496,110 +441,6 @@ async def sockets_close(code: int = CLOSE_SERVICE_RESTART) -> None:
 
 # Sends that arrive together are stored together (chat.batches).
 _exchange_send = DatabaseBatch(conversations.exchanges_send)
-
-
-async def _pump(source, inbox: asyncio.Queue) -> None:
-    """Copy messages from `source` (the socket, or the channel layer) into `inbox`; a
-    failure goes in too, for the dispatching task to raise, as Channels would have."""
-    try:
-        while True:
-            inbox.put_nowait(await source())
-    except asyncio.CancelledError as error:
-        if asyncio.current_task().cancelling():
-            raise  # the consumer is ending: the pump with it
-        inbox.put_nowait(error)  # the source itself was cancelled: the consumer must hear it
-    except Exception as error:
-        inbox.put_nowait(error)
-
-
-def _constant_refuse(name: str) -> None:
-    raise ValueError(f"{name} is not a number a frame may carry")
-
-
-# What a page's client_id looks like (a UUID; any visible ASCII up to its column's length).
-_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
-
-
-def _client_id(value: Any) -> str:
-    """The send's client_id, cut to its column's length once (the echo, the duplicate check
-    and the row all use this); refused before any query if it is not visible ASCII: a lone
-    surrogate in one made the whole batch of sends fail, other people's too."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str) and _CLIENT_ID.fullmatch(value[:64]):
-        return value[:64]
-    raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
-
-
-# Ids are 64-bit: a larger number would make PostgreSQL refuse the query.
-_ID_MAX = 2**63 - 1
-
-
-def _int(value: Any) -> int | None:
-    """A whole number sent as a number or as digits, that fits an id; None for anything
-    else (2.5, true, "x", 1e400)."""
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        return None
-    if isinstance(value, str) and len(value) > 20:
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if -_ID_MAX <= number <= _ID_MAX else None
-
-
-def _attachment_ids(value: Any) -> tuple[int, ...]:
-    """The uploads a send attaches, in order, each once; whether they are the sender's
-    own and unsent is checked when the send is stored."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
-    limit = settings.IMAGES_PER_MESSAGE
-    if len(value) > limit:
-        raise SendRefused(
-            "too_many_images", f"A message can carry at most {limit} images. Remove {len(value) - limit} and send again."
-        )
-    ids = [_int(item) for item in value]
-    if any(i is None or i < 1 for i in ids):
-        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
-    return tuple(dict.fromkeys(ids))
-
-
-# At most this many message ids in a `subscribe`'s `shown` (a longer thread is cut to its end).
-SHOWN_MAX = 5000
-
-
-def _shown(value: Any) -> list[int] | None:
-    """The ids of the messages a tab shows, if it says; anything else is not a list of ids."""
-    if not isinstance(value, list):
-        return None
-    ids = [_int(item) for item in value[-SHOWN_MAX:]]
-    return [i for i in ids if i is not None]
-
-
-def _ids(value: Any) -> list[int]:
-    """A list of ids, each a whole number that fits one; anything else is refused."""
-    ids = [_int(item) for item in value] if isinstance(value, list) else [None]
-    if not ids or len(ids) > organise.CHANGE_MAX or any(i is None for i in ids):
-        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
-    return ids
-
-
-def _holding(content: dict[str, Any]) -> dict[int, int]:
-    """The answers a `subscribe` says the tab shows as streaming: message id -> last seq
-    applied. The old single `message_id` and `last_seq` count as one entry."""
-    entries = content.get("holding")
-    entries = entries[:HOLDING_MAX] if isinstance(entries, list) else []
-    if "message_id" in content:
-        entries = [*entries, {"message_id": content.get("message_id"), "last_seq": content.get("last_seq")}]
-    holding = {}
-    for entry in entries:
-        message_id = _int(entry.get("message_id")) if isinstance(entry, dict) else None
-        if message_id is not None:
-            holding[message_id] = max(_int(entry.get("last_seq")) or 0, 0)
-    return holding
 
 
 _catch_up = database_sync_to_async(history.conversation_catch_up)

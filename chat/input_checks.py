@@ -1,9 +1,11 @@
-"""What a send must be before anything is stored: its text, model, system prompt,
-sampling parameters and tool settings, each refused with the sentence the page shows (SendRefused)."""
+"""What a frame must be before anything is stored or queried: its ids, client_id, images
+and holdings, and a send's text, model, system prompt, sampling parameters and tool
+settings, each refused with the sentence the page shows (SendRefused)."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +14,9 @@ from django.utils.translation import gettext_noop
 from chat.catalog import model_info
 from chat.refusals import SendRefused
 from chat.tools import tool_names
+
+# What every malformed field of a frame is told: a page of ours never sends one.
+BAD_FRAME = gettext_noop("The page sent something the server did not understand. Reload the page.")
 
 # The reference's forms of `tool_choice` besides one named function.
 TOOL_CHOICES = ("auto", "none", "required")
@@ -148,3 +153,102 @@ def params_refusal(name: str, low: float, high: float, *, model: str | None) -> 
     if name == "max_tokens" and model and high < MAX_TOKENS_BOUND:
         why = f" ({model}'s context window)"
     return SendRefused("bad_params", f"{name} must be a number from {low} to {high}{why}.", field=name)
+
+
+# --- a frame's fields ------------------------------------------------------------------
+
+
+def frame_constant_refuse(name: str) -> None:
+    raise ValueError(f"{name} is not a number a frame may carry")
+
+
+# What a page's client_id looks like (a UUID; any visible ASCII up to its column's length).
+CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def frame_client_id(value: Any) -> str:
+    """The send's client_id, cut to its column's length once (the echo, the duplicate check
+    and the row all use this); refused before any query if it is not visible ASCII: a lone
+    surrogate in one made the whole batch of sends fail, other people's too."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str) and CLIENT_ID.fullmatch(value[:64]):
+        return value[:64]
+    raise SendRefused("bad_frame", BAD_FRAME)
+
+
+# Ids are 64-bit: a larger number would make PostgreSQL refuse the query.
+ID_MAX = 2**63 - 1
+
+
+def frame_int(value: Any) -> int | None:
+    """A whole number sent as a number or as digits, that fits an id; None for anything
+    else (2.5, true, "x", 1e400)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        return None
+    if isinstance(value, str) and len(value) > 20:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if -ID_MAX <= number <= ID_MAX else None
+
+
+def frame_attachment_ids(value: Any) -> tuple[int, ...]:
+    """The uploads a send attaches, in order, each once; whether they are the sender's
+    own and unsent is checked when the send is stored."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SendRefused("bad_frame", BAD_FRAME)
+    limit = settings.IMAGES_PER_MESSAGE
+    if len(value) > limit:
+        raise SendRefused(
+            "too_many_images",
+            gettext_noop("A message can carry at most %(limit)s images. Remove %(extra)s and send again."),
+            params={"limit": limit, "extra": len(value) - limit},
+        )
+    ids = [frame_int(item) for item in value]
+    if any(i is None or i < 1 for i in ids):
+        raise SendRefused("bad_frame", BAD_FRAME)
+    return tuple(dict.fromkeys(ids))
+
+
+# At most this many message ids in a `subscribe`'s `shown` (a longer thread is cut to its end).
+SHOWN_MAX = 5000
+
+
+def frame_shown(value: Any) -> list[int] | None:
+    """The ids of the messages a tab shows, if it says; anything else is not a list of ids."""
+    if not isinstance(value, list):
+        return None
+    ids = [frame_int(item) for item in value[-SHOWN_MAX:]]
+    return [i for i in ids if i is not None]
+
+
+def frame_ids(value: Any, *, limit: int) -> list[int]:
+    """A list of ids, each a whole number that fits one; anything else is refused."""
+    ids = [frame_int(item) for item in value] if isinstance(value, list) else [None]
+    if not ids or len(ids) > limit or any(i is None for i in ids):
+        raise SendRefused("bad_frame", BAD_FRAME)
+    return ids
+
+
+# How many answers one `subscribe` may name in `holding`.
+HOLDING_MAX = 50
+
+
+def frame_holding(content: dict[str, Any]) -> dict[int, int]:
+    """The answers a `subscribe` says the tab shows as streaming: message id -> last seq
+    applied. The old single `message_id` and `last_seq` count as one entry."""
+    entries = content.get("holding")
+    entries = entries[:HOLDING_MAX] if isinstance(entries, list) else []
+    if "message_id" in content:
+        entries = [*entries, {"message_id": content.get("message_id"), "last_seq": content.get("last_seq")}]
+    holding = {}
+    for entry in entries:
+        message_id = frame_int(entry.get("message_id")) if isinstance(entry, dict) else None
+        if message_id is not None:
+            holding[message_id] = max(frame_int(entry.get("last_seq")) or 0, 0)
+    return holding

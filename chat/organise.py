@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from chat.input_checks import text_storable
+from chat.input_checks import BAD_FRAME, text_storable
 from chat.events import Event, user_group
 from chat.history import conversation_updated_frame
 from chat.models import Conversation, Message
@@ -32,15 +32,15 @@ def conversations_change(
     fields: dict[str, Any] = {}
     if title is not None:
         if len(conversation_ids) != 1:
-            raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+            raise SendRefused("bad_frame", BAD_FRAME)
         fields.update(title=title_check(title), title_source=Conversation.TitleSource.USER)
     for name, value in (("pinned", pinned), ("archived", archived)):
         if value is not None:
             if not isinstance(value, bool):
-                raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+                raise SendRefused("bad_frame", BAD_FRAME)
             fields[name] = value
     if not fields:
-        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+        raise SendRefused("bad_frame", BAD_FRAME)
     with transaction.atomic():
         owned = _owned(user, conversation_ids)
         owned.update(**fields)
@@ -86,7 +86,7 @@ def title_check(title: Any) -> str:
 
 def _owned(user: AbstractBaseUser, conversation_ids: list[int]):
     if not conversation_ids or len(conversation_ids) > CHANGE_MAX:
-        raise SendRefused("bad_frame", "The page sent something the server did not understand. Reload the page.")
+        raise SendRefused("bad_frame", BAD_FRAME)
     owned = Conversation.objects.filter(user=user, pk__in=conversation_ids)
     if not owned.exists():
         raise SendRefused("not_found", "That conversation does not exist or is not yours.")
