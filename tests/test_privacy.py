@@ -63,6 +63,7 @@ def test_every_url_of_the_app_is_walked_here():
               "attachments/<int:attachment_id>/thumbnail/", "export/", "import/", "attachments/", "api/search",
               "api/conversations", "api/models", "usage/", "keys/", "api/keys", "keys/<str:key_id>/verify/",
               "keys/<str:key_id>/default/", "keys/<str:key_id>/tier/", "keys/<str:key_id>/delete/",
+              "keys/<str:key_id>/images-model/",
               "preferences/theme/", "preferences/defaults/"}
     (chat,) = [p for p in get_resolver().url_patterns if getattr(p, "app_name", None) == "chat"]
     unwalked = {str(p.pattern) for p in chat.url_patterns} - walked
@@ -75,15 +76,15 @@ def test_a_second_user_gets_404_or_nothing_of_theirs_over_http(owned, other_user
     for path in http_paths(owned):
         assert intruder.get(path).status_code == 404, path
     key = owned["key"]
-    for action in ("verify", "default", "tier", "delete"):
-        assert intruder.post(f"/keys/{key.pk}/{action}/", {"tier": "5"}).status_code == 404, action
+    for action in ("verify", "default", "tier", "images-model", "delete"):
+        assert intruder.post(f"/keys/{key.pk}/{action}/", {"tier": "5", "images_model": "llava"}).status_code == 404, action
     assert intruder.get(f"/api/models?key_id={key.pk}").status_code == 404
     # Preferences name no one: a second user's change is theirs alone.
     intruder.post("/preferences/theme/", {"theme": "light"})
     intruder.post("/preferences/defaults/", json.dumps({"system_prompt": "mine"}), content_type="application/json")
     assert Preferences.objects.filter(user=owned["conversation"].user, theme="dark", params={"top_p": 0.5},
                                       system_prompt=f"Defaults {SECRET}").exists()
-    assert ApiKey.objects.filter(pk=key.pk, tier="free", is_default=True).exists()
+    assert ApiKey.objects.filter(pk=key.pk, tier="free", is_default=True, images_model=None).exists()
     for path in ("/api/conversations", "/api/conversations?archived=1", f"/api/search?q={SECRET}", "/export/",
                  "/usage/", "/", "/keys/", "/api/keys"):
         response = intruder.get(path)
@@ -99,7 +100,7 @@ def test_a_visitor_who_is_not_signed_in_is_sent_to_sign_in_everywhere(owned):
                  "/keys/", "/api/keys"]:
         response = visitor.get(path)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), path
-    for action in ("verify", "default", "tier", "delete"):
+    for action in ("verify", "default", "tier", "images-model", "delete"):
         assert visitor.post(f"/keys/{owned['key'].pk}/{action}/").status_code in (302, 403), action
     assert visitor.post("/keys/", {"label": "x", "key": "sk-x"}).status_code in (302, 403)
     assert visitor.post("/attachments/", b"x", content_type="application/octet-stream").status_code in (302, 403)
