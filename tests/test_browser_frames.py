@@ -90,3 +90,44 @@ def test_a_page_that_keeps_up_shows_each_token_without_waiting_for_a_frame(page,
     # Under a loaded machine a render may cost more than its share now and then; most not.
     assert seen["inDom"] >= 0.7 * seen["deltas"], seen
     assert page.problems == []
+
+
+# When the page changed its address, and when its answer's first text stood in the DOM.
+ADDRESS_AND_TEXT = r"""(() => {
+  window.__order = { address: null, text: null };
+  const replace = history.replaceState.bind(history);
+  history.replaceState = (state, unused, url) => {
+    if (window.__order.address === null && /\/c\/\d+\/$/.test(String(url))) window.__order.address = performance.now();
+    return replace(state, unused, url);
+  };
+  new MutationObserver(() => {
+    const body = document.querySelector("[data-role=assistant] .message-body");
+    if (window.__order.text === null && body && /t0/.test(body.textContent)) window.__order.text = performance.now();
+  }).observe(document, { subtree: true, childList: true, characterData: true });
+})();"""
+
+
+def test_a_new_conversations_address_and_title_follow_its_first_text(page, app_url):
+    """Changing the address and title sets the browser's own interface to work; with many
+    pages streaming on one machine that delayed every page's first token. They come after
+    the first text, and after a second at most when the model is slow to start."""
+    page.add_init_script(ADDRESS_AND_TEXT)
+    sign_up(page, app_url, "addressed")
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+    page.fill("#message-input", "Where is Lijiang? [sim deltas=5 interval=50]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    page.wait_for_function("() => window.__order.address !== null && window.__order.text !== null")
+    order = page.evaluate("() => window.__order")
+    assert order["text"] <= order["address"], order
+    assert "Where is Lijiang?" in page.title()
+
+    # A model slow to start: the address does not wait for it.
+    page.goto(f"{app_url}/")
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+    page.fill("#message-input", "Slow to start [sim deltas=3 stall=0 stall_for=4]")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/c/\d+/$"), timeout=2500)
+    assert page.evaluate("() => window.__order.text") is None  # no text yet: the stall lasts 4 s
+    assert page.title().startswith("Slow to start")
+    assert page.problems == []

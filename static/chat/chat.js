@@ -110,23 +110,30 @@
   const FRAME_LATE_MS = 50;
   // Text that arrives while the page keeps up goes into the DOM at once: waiting for the
   // next animation frame adds up to a whole frame (16.7 ms at 60 Hz) to every token. A
-  // page whose renders take more than this share of the time between them (a long
-  // answer, many pages on one machine) waits for frames again, and a frame renders every
-  // token since the last one. The browser still lays out and paints once per frame.
+  // page that does not keep up waits for frames again, and a frame renders every token
+  // since the last one, so that rendering costs no more than the frames it gets: on a busy
+  // machine rendering each token as it came made ten pages' tokens later, not sooner
+  // (bench/browser.py, docs/benchmarks.md). Keeping up is two things: its renders take
+  // under RENDER_SHARE of the time between them, and the last animation frame it asked
+  // for came within FRAME_PROMPT_MS (a page starved of CPU, or a tab the browser paints
+  // once a second, gets its frames late).
   const RENDER_SHARE = 0.2;
+  const FRAME_PROMPT_MS = 25;
   const dirty = new Set();
   let frameRequest = null; // {at, frame, timer} while a render is waited for
-  let followRequested = false;
+  let followAskedAt = null; // when the frame that scrolls to the bottom was asked for
+  let frameLate = false; // whether the last animation frame asked for came late
   let lastRender = { end: -Infinity, cost: 0 };
   let pinnedToBottom = true;
 
+  function keepingUp() {
+    return !frameLate && performance.now() - lastRender.end >= lastRender.cost / RENDER_SHARE;
+  }
+
   function scheduleRender(view) {
     dirty.add(view);
-    if (frameRequest === null && performance.now() - lastRender.end >= lastRender.cost / RENDER_SHARE) {
-      renderDirty();
-    } else {
-      frameWait();
-    }
+    if (frameRequest === null && keepingUp()) renderDirty();
+    else frameWait();
   }
 
   function frameWait() {
@@ -140,6 +147,7 @@
 
   function renderFrame() {
     if (frameRequest !== null) {
+      frameLate = performance.now() - frameRequest.at > FRAME_PROMPT_MS;
       cancelAnimationFrame(frameRequest.frame);
       clearTimeout(frameRequest.timer);
       frameRequest = null;
@@ -158,10 +166,10 @@
     lastRender = { end, cost: end - started };
     if (dirty.size) frameWait();
     if (reveal.keep()) pinnedToBottom = false;
-    else if (pinnedToBottom && !followRequested) {
+    else if (pinnedToBottom && followAskedAt === null) {
       // Scrolled in the frame, where the browser lays out anyway: reading the height now
       // would lay the page out once per token.
-      followRequested = true;
+      followAskedAt = end;
       requestAnimationFrame(followBottom);
     }
   }
@@ -172,7 +180,10 @@
 
   // Later in the frame: unless the page was opened at a message meanwhile.
   function followBottom() {
-    followRequested = false;
+    if (followAskedAt !== null) {
+      frameLate = performance.now() - followAskedAt > FRAME_PROMPT_MS;
+      followAskedAt = null;
+    }
     if (pinnedToBottom) scrollToBottom();
   }
 
@@ -519,8 +530,39 @@
     if (state.conversationId !== null || !ours.length) return;
     state.conversationId = conversationId;
     for (const pending of ours) pending.conversationId = conversationId;
-    history.replaceState({ conversationId }, "", urls.conversation(conversationId));
     sidebar.markCurrent(conversationId);
+    addressDue = { conversationId, timer: setTimeout(addressShow, ADDRESS_WAIT_MS) };
+  }
+
+  // --- The tab's address and title: after the answer's first text -------------------
+  // Changing them sets the browser's own interface to work (its address bar and tab
+  // strip, in processes of their own): with ten windows streaming on two cores, that put
+  // 150-250 ms on each page's first token (bench/browser.py, docs/benchmarks.md). So a
+  // new conversation's address and title wait until its answer's first text is painted,
+  // or ADDRESS_WAIT_MS at most.
+  const ADDRESS_WAIT_MS = 1000;
+  let addressDue = null; // {conversationId, timer} while they wait
+
+  function addressSoon() {
+    if (addressDue === null || addressDue.soon) return;
+    addressDue.soon = true;
+    requestAnimationFrame(() => setTimeout(addressShow, 0)); // after the frame that paints the text
+  }
+
+  function addressShow() {
+    if (addressDue === null) return;
+    clearTimeout(addressDue.timer);
+    const { conversationId } = addressDue;
+    addressDue = null;
+    if (state.conversationId !== conversationId) return;
+    history.replaceState({ conversationId }, "", urls.conversation(conversationId));
+    titleShow();
+  }
+
+  function titleShow() {
+    if (addressDue !== null) return; // it comes with the address
+    const title = state.conversation && state.conversation.title;
+    document.title = `${title || gettext("New chat")} · yiweb`;
   }
 
   function conversationShown(conversation) {
@@ -532,7 +574,7 @@
     }
     settings.show(conversation);
     state.conversation = conversation;
-    document.title = `${conversation.title || gettext("New chat")} · yiweb`;
+    titleShow();
     facts.show(conversation);
   }
 
@@ -614,6 +656,7 @@
     delta(frame) {
       if (notShown(frame.message_id)) return;
       viewFor(frame.message_id).delta(frame);
+      addressSoon();
     },
     retrying(frame) {
       if (notShown(frame.message_id)) return;
@@ -634,6 +677,7 @@
       }
       refreshStreamingControls();
       if (pinnedToBottom) requestAnimationFrame(followBottom);
+      addressSoon();
     },
     error(frame) {
       if (sidebar.refused(frame)) return;

@@ -419,6 +419,7 @@
     }
 
     clearRetry() {
+      if (this.retry === null && this.retryNotice.hidden) return; // every delta comes here: no DOM write then
       this.retry = null;
       this.retryNotice.hidden = true;
       this.retryNotice.textContent = "";
