@@ -26,7 +26,9 @@ from chat.images import image_prepare
 from chat.models import Attachment, Conversation
 from tests import test_providers
 from tests.test_consumer import answer_of, conversation_id_of, first, frames_until, send
+from tests.test_exports import signed_in
 from tests.test_image_sends import ask, drawing, files_of, photo, uploaded
+from tests.test_images import opened
 from tests.test_providers import key_add, model_add, requests_received
 
 openai_url = test_providers.openai_url  # the fixture: another provider, serving on a free port
@@ -44,18 +46,6 @@ def encoded(image: Image.Image, image_format: str, **options) -> bytes:
     out = io.BytesIO()
     image.save(out, image_format, **options)
     return out.getvalue()
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def page_upload(client: Client, data: bytes, name: str = "upload.png"):
