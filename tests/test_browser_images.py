@@ -61,16 +61,17 @@ DROP = """([name, type, data, size]) => {
   return shown && document.querySelector("#drop-overlay").hidden;
 }"""
 
-# The same File pasted into the message box, as a copied screenshot is (with `text`
-# beside it, as copied spreadsheet cells are); says whether the page took the paste over.
-PASTE = """([name, type, data, text]) => {
+# The same File pasted into the message box (or where `where` names), as a copied
+# screenshot is (with `text` beside it, as copied spreadsheet cells are); says whether the
+# page took the paste over.
+PASTE = """([name, type, data, text, where]) => {
   const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
   const transfer = new DataTransfer();
   transfer.items.add(new File([bytes], name, { type }));
   if (text) transfer.setData("text/plain", text);
-  const box = document.querySelector("#message-input");
-  box.focus();
-  return !box.dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: transfer }));
+  const target = document.querySelector(where || "#message-input");
+  if (target.focus) target.focus();
+  return !target.dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: transfer }));
 }"""
 
 
@@ -468,3 +469,16 @@ def test_an_image_only_send_refused_after_a_reconnect_gets_its_own_picture_back(
     page.locator('[data-role="assistant"]').nth(2).wait_for()
     assert shown_messages(page) == shown
     assert_red_then_blue(question_pictures(page))
+
+
+def test_a_picture_pasted_with_the_focus_outside_the_message_box_is_attached(page, app_url):
+    """As a dropped one is: after clicking the conversation, Ctrl+V attaches the copied
+    screenshot. Pasted into the search box it is the search box's business."""
+    sign_up(page, app_url, "paula")
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+    assert not page.evaluate(PASTE, ["shot.png", "image/png", b64(picture("red", (200, 100), "PNG")), "", "#search-input"])
+    assert chips(page) == []
+    assert page.evaluate(PASTE, ["shot.png", "image/png", b64(picture("red", (200, 100), "PNG")), "", "body"])
+    wait_ready(page, 1)
+    assert chips(page) == [("ready", "")]
+    assert page.problems == []

@@ -20,6 +20,10 @@
     return node;
   }
 
+  function editable(element) {
+    return Boolean(element && element.closest && element.closest("input, textarea, select, [contenteditable=''], [contenteditable=true]"));
+  }
+
   function hasFiles(event) {
     return Boolean(event.dataTransfer) && Array.from(event.dataTransfer.types || []).includes("Files");
   }
@@ -168,7 +172,11 @@
         input.value = ""; // the same file chosen again is a change again
       });
       this.watchDrops(overlay);
-      composerInput.addEventListener("paste", (event) => this.pasted(event));
+      // A picture pasted anywhere on the page is attached, as one dropped is; pasted into
+      // another field (search, a rename, the settings) it is that field's own business.
+      document.addEventListener("paste", (event) => {
+        if (event.target === composerInput || !editable(event.target)) this.pasted(event);
+      });
     }
 
     watchDrops(overlay) {
