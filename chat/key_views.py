@@ -72,6 +72,7 @@ def _page(request: HttpRequest, form: KeyForm, *, offer_save_anyway: bool = Fals
         "form": form, "rows": keys.key_rows(user=request.user), "offer_save_anyway": offer_save_anyway,
         "tiers": ApiKey.Tier.choices, "model_max_chars": keys.MODEL_MAX_CHARS,
         "server_key_for_all": settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR,
+        "simulator": settings.YI_SIMULATOR,
     })
 
 

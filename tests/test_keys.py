@@ -410,3 +410,19 @@ async def test_a_key_to_another_provider_says_it_has_no_model_for_images_until_o
         key = (await api_key_add(user=user, label="Lab", key=KEY, base_url=base, save_anyway=True)).key
     page = (await (await signed_in(user)).get("/keys/")).content.decode()
     assert f'<input id="images-model-{key.pk}" name="images_model" value="" placeholder="for example llava"' in page
+
+
+@pytest.mark.django_db
+def test_with_no_key_the_page_says_who_answers_the_simulator_or_the_servers_key(user, settings):
+    """With no server key configured the offline simulator answers: the page said the
+    server's own key did (found by a first-time visitor's walk)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    settings.YI_SIMULATOR, settings.SERVER_KEY_FOR_ALL = True, True
+    page = client.get("/keys/").content.decode()
+    assert "answered by the offline simulator" in page and "Your conversations use this server" not in page
+    settings.YI_SIMULATOR = False
+    page = client.get("/keys/").content.decode()
+    assert "Your conversations use this server" in page and "offline simulator" not in page
