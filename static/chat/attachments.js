@@ -20,10 +20,6 @@
     return node;
   }
 
-  function editable(element) {
-    return Boolean(element && element.closest && element.closest("input, textarea, select, [contenteditable=''], [contenteditable=true]"));
-  }
-
   function hasFiles(event) {
     return Boolean(event.dataTransfer) && Array.from(event.dataTransfer.types || []).includes("Files");
   }
@@ -175,7 +171,7 @@
       // A picture pasted anywhere on the page is attached, as one dropped is; pasted into
       // another field (search, a rename, the settings) it is that field's own business.
       document.addEventListener("paste", (event) => {
-        if (event.target === composerInput || !editable(event.target)) this.pasted(event);
+        if (event.target === composerInput || !Composer.typingIn(event.target)) this.pasted(event);
       });
     }
 

@@ -77,6 +77,13 @@
       this.changed();
       this.input.focus();
     }
+
+    // Whether `target` is a field one types into (this box or any other): keys and pastes
+    // there are the field's own, not the page's shortcuts or attachments.
+    static typingIn(target) {
+      if (!(target instanceof Element)) return false;
+      return Boolean(target.closest("input, textarea, select, [contenteditable]:not([contenteditable='false'])"));
+    }
   }
 
   window.Composer = Composer;

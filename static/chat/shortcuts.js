@@ -9,11 +9,6 @@
 
   const $ = (id) => document.getElementById(id);
 
-  function typing(target) {
-    if (!(target instanceof Element)) return false;
-    return Boolean(target.closest("input, textarea, select, [contenteditable]:not([contenteditable='false'])"));
-  }
-
   // Something else that Esc closes or clears is open: Esc is its, not the answer's.
   function escapeTaken(event) {
     if (event.defaultPrevented || document.querySelector("dialog[open]")) return true;
@@ -74,7 +69,7 @@
         event.preventDefault();
         stop.click();
       } else if (event.key === "?" && !event.ctrlKey && !event.metaKey && !event.altKey) {
-        if (typing(event.target) || document.querySelector("dialog[open]")) return;
+        if (Composer.typingIn(event.target) || document.querySelector("dialog[open]")) return;
         event.preventDefault();
         openList();
       }
