@@ -27,6 +27,14 @@ def app_url():
         yield base
 
 
+def conversation_had(page) -> None:
+    """A question asked and answered: the page is now that conversation's, at its address."""
+    page.fill("#message-input", "Hello")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
+    page.wait_for_function("() => location.pathname.startsWith('/c/')")
+
+
 def phone(browser, language: str = "en-US"):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
                                   locale=language, reduced_motion="reduce")
@@ -114,10 +122,7 @@ def test_the_conversation_list_is_a_drawer_that_takes_and_gives_back_the_focus(b
     context, page = phone(browser)
     try:
         sign_up(page, app_url, "drawer")
-        page.fill("#message-input", "Hello")
-        page.keyboard.press("Enter")
-        page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
-        page.wait_for_function("() => location.pathname.startsWith('/c/')")
+        conversation_had(page)
         page.reload()
         settled(page)
         toggle = page.locator("#sidebar-toggle")
@@ -218,10 +223,7 @@ def test_the_language_is_picked_from_the_top_bar_and_kept(browser, app_url):
     context, page = phone(browser, "en-US")
     try:
         sign_up(page, app_url, "polyglot")
-        page.fill("#message-input", "Hello")
-        page.keyboard.press("Enter")
-        page.wait_for_selector("[data-role=assistant][data-status=complete]", timeout=30_000)
-        page.wait_for_function("() => location.pathname.startsWith('/c/')")
+        conversation_had(page)
         conversation = page.url
         assert page.locator("#language-select").is_visible()  # laid over the icon, unseen but there
         assert page.locator("label[for=language-select]").inner_text() == "Language"
