@@ -118,7 +118,11 @@ async def test_the_estimate_counts_whole_windows_for_places_past_the_tier(paced)
 async def test_tokens_per_minute_hold_a_request_back_too(paced):
     key = a_key("free")  # 32,000 tokens a minute
     went, waited, told = await go_together(key, 2, tokens=20_000)
-    assert waited[0] < 0.5 and 1.0 < waited[1] < 2.8, waited
+    # The token count is a sliding-window counter over clock-aligned 2 s windows: the
+    # second 20,000 may go once the first weighs at most 12,000, 0.8 s into the next
+    # window, so after 0.8 to 2.8 s by where in its window the first fell (0.89 s was seen
+    # in CI; the earlier bound of 1.0 s failed it).
+    assert waited[0] < 0.5 and 0.75 < waited[1] < 2.8, waited
     assert told[1] and told[1][0][0] == 1
 
 
