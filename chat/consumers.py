@@ -26,7 +26,6 @@ from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
 from chat.consumer_loop import InboxConsumer
 from chat.conversations import Resent
-from chat.credentials import key_missing
 from chat.endings import done_event
 from chat.exchanges import Exchange
 from chat.input_checks import (
@@ -38,6 +37,7 @@ from chat.input_checks import (
     frame_holding,
     frame_ids,
     frame_int,
+    frame_key_choice,
     frame_shown,
     params_validate,
     send_validate,
@@ -214,10 +214,7 @@ class ChatConsumer(InboxConsumer):
             edit_of = frame_int(content.get("message_id"))
             if edit_of is None or conversation_id is None:
                 raise SendRefused("not_found", "That message does not exist or is not yours.")
-        raw_key = content.get("key_id")
-        key_id = frame_int(raw_key)
-        if raw_key is not None and key_id is None:
-            raise key_missing()
+        key_id = frame_key_choice(content.get("key_id"))
         tools, tool_choice = tools_validate(content.get("tools"), content.get("tool_choice"))
         send = conversations.Send(
             user=self.user,

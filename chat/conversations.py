@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from chat.catalog import model_for_images
-from chat.credentials import credentials_for
+from chat.credentials import KeyChoice, credentials_for, key_choice_of
 from chat.events import Event, conversation_group, user_group
 from chat.exchanges import (
     Exchange,
@@ -63,9 +63,9 @@ class Send:
     params: dict[str, Any] = field(default_factory=dict)
     system_prompt: str | None = None
     attachment_ids: tuple[int, ...] = ()  # the sender's unsent uploads, in order
-    # The API key the conversation uses from now on (chat/credentials.py); None: the
-    # user's default, else the server's.
-    key_id: int | None = None
+    # The API key the conversation uses from now on (chat/credentials.py): one of the
+    # user's, the server's (SERVER_KEY), or None: the user's default, else the server's.
+    key_id: KeyChoice = None
     # Tools on or off, and the tool_choice, from now on; None: as the conversation has them.
     tools: bool | None = None
     tool_choice: Any = None
@@ -196,7 +196,7 @@ def _answer_for_rerun(*, user: AbstractBaseUser, message_id: int | None) -> Mess
 
 
 def _conversation_credential(conversation: Conversation) -> Credential:
-    return credentials_for([(conversation.user_id, conversation.api_key_id)])[0]
+    return credentials_for([(conversation.user_id, key_choice_of(conversation))])[0]
 
 
 def answer_retry(

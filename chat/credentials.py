@@ -1,13 +1,20 @@
 """Which credential (provider and key) a request upstream is made with, and the client for it.
 
 Resolved per send, in this order:
-1. the conversation's chosen key (`Conversation.api_key`), if it is still there;
+1. the conversation's chosen key (`Conversation.api_key`), if it is still there, or the
+   server's, if that is what was chosen for it (`Conversation.server_key`);
 2. else the user's default key;
 3. else the server's key (YI_API_KEY at YI_API_BASE), unless SERVER_KEY_FOR_ALL is off;
 4. with no YI_API_KEY and no YI_API_BASE configured, the server's "key" is the offline
    simulator's, so 3 covers it.
 With SERVER_KEY_FOR_ALL off and no key of their own, a person's send is refused with a
 sentence that sends them to the Keys page.
+
+A choice (`KeyChoice`) is a key id, `SERVER_KEY`, or None for "the default": so the frames,
+the conversation's JSON and `GET /api/models?key_id=` name it. The server's key has a
+choice of its own because a person's default is their key once they add one (the first is
+made the default), and picking the server's for one conversation must not mean giving up
+that default.
 
 A read: the key is decrypted here (chat/crypto.py) into a `Credential`, which the send's
 plan carries to its generation and nowhere else.
@@ -16,6 +23,7 @@ plan carries to its generation and nowhere else.
 from __future__ import annotations
 
 import functools
+from typing import Literal
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -24,7 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from chat.crypto import SecretUnreadable, secret_decrypt
-from chat.models import ApiKey
+from chat.models import ApiKey, Conversation
 from chat.refusals import SendRefused
 from chat.upstream import Credential, YiClient
 
@@ -32,10 +40,34 @@ NO_KEY = gettext_noop(
     "This server asks everyone to use an API key of their own, and you have none yet. "
     "Add one on the Keys page (/keys/), then send again."
 )
+SERVER_KEY_OFF = gettext_noop(
+    "This server asks everyone to use an API key of their own: its own key cannot be picked. "
+    "Pick one of yours in the Key menu, or add one on the Keys page (/keys/)."
+)
 KEY_UNREADABLE = (
     "The key “{label}” can no longer be read on this server (its encryption key was changed). "
     "Delete it on the Keys page and add it again."
 )
+
+
+SERVER_KEY = "server"
+KeyChoice = int | Literal["server"] | None
+
+
+def key_choice_of(conversation: Conversation) -> KeyChoice:
+    return SERVER_KEY if conversation.server_key else conversation.api_key_id
+
+
+def key_choice_fields(choice: KeyChoice) -> dict[str, int | bool | None]:
+    """The fields of a conversation that hold a choice."""
+    if choice == SERVER_KEY:
+        return {"api_key_id": None, "server_key": True}
+    return {"api_key_id": choice, "server_key": False}
+
+
+def server_usable() -> bool:
+    """Whether people may send with the server's credential (the simulator's, always)."""
+    return bool(settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR)
 
 
 def server_credential() -> Credential:
@@ -61,11 +93,11 @@ def key_missing() -> SendRefused:
     )
 
 
-def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
-    """The credential of each (user id, chosen key id or None) (the module's doc says in
-    which order), read in one query for a whole batch of sends. SendRefused for a chosen
-    key that is not that user's, or when no credential is left."""
-    chosen = {key_id for _, key_id in wanted if key_id is not None}
+def credentials_for(wanted: list[tuple[int, KeyChoice]]) -> list[Credential]:
+    """The credential of each (user id, key choice) (the module's doc says in which order),
+    read in one query for a whole batch of sends. SendRefused for a chosen key that is not
+    that user's, the server's when people may not use it, or when no credential is left."""
+    chosen = {key_id for _, key_id in wanted if key_id not in (None, SERVER_KEY)}
     keys = ApiKey.objects.filter(Q(is_default=True) | Q(pk__in=chosen), user_id__in={user_id for user_id, _ in wanted})
     by_id, defaults = {}, {}
     for key in keys:
@@ -74,12 +106,17 @@ def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
             defaults[key.user_id] = key
     credentials = []
     for user_id, key_id in wanted:
+        if key_id == SERVER_KEY:
+            if not server_usable():
+                raise SendRefused("no_key", SERVER_KEY_OFF)
+            credentials.append(server_credential())
+            continue
         key = by_id.get(key_id) if key_id is not None else defaults.get(user_id)
         if key_id is not None and (key is None or key.user_id != user_id):
             raise key_missing()
         if key is not None:
             credentials.append(key_credential(key))
-        elif settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR:
+        elif server_usable():
             credentials.append(server_credential())
         else:
             raise SendRefused("no_key", NO_KEY)
@@ -88,7 +125,7 @@ def credentials_for(wanted: list[tuple[int, int | None]]) -> list[Credential]:
 
 def key_choices(*, user_id: int) -> dict:
     """What the chat page's key picker offers: the user's keys (masked) and the server's
-    credential, if people may use it. Never a key."""
+    credential, and whether people may use it. Never a key."""
     keys = [key_to_dict(key) for key in ApiKey.objects.filter(user_id=user_id).defer("key_encrypted")]
     server = server_credential()
     return {
@@ -96,7 +133,7 @@ def key_choices(*, user_id: int) -> dict:
         "server": {
             "label": _("Offline simulator") if settings.YI_SIMULATOR else _("Server key"),
             "host": server.host,
-            "usable": bool(settings.SERVER_KEY_FOR_ALL or settings.YI_SIMULATOR),
+            "usable": server_usable(),
         },
     }
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from chat.catalog import images_refused, model_for_images
-from chat.credentials import credentials_for
+from chat.credentials import credentials_for, key_choice_fields
 from chat.events import Event, conversation_group, user_group
 from chat.history import (
     IMAGES,
@@ -59,7 +59,7 @@ def conversations_start(sends: list[Send]) -> list[Exchange]:
         [
             Conversation(
                 user=s.user, model=s.model, title=title_from(s.text, images=len(s.attachment_ids)),
-                system_prompt=s.system_prompt or "", params=params_merged({}, s.params), api_key_id=s.key_id,
+                system_prompt=s.system_prompt or "", params=params_merged({}, s.params), **key_choice_fields(s.key_id),
                 tools=bool(s.tools),
                 tool_choice=s.tool_choice if s.tool_choice is not None else "auto",
             )
@@ -102,7 +102,8 @@ def exchange_append(send: Send) -> Exchange:
     if streaming is not None:
         raise conversation_busy(streaming.pk)
     [credential] = credentials_for([(send.user.pk, send.key_id)])
-    conversation.api_key_id = send.key_id
+    for name, value in key_choice_fields(send.key_id).items():
+        setattr(conversation, name, value)
     if send.tools is not None:
         conversation.tools = send.tools
     if send.tool_choice is not None:
@@ -139,7 +140,7 @@ def exchange_append(send: Send) -> Exchange:
     conversation.model = send.model
     conversation.leaf = answer
     conversation.save(update_fields=[
-        "model", "api_key", "tools", "tool_choice", "params", "system_prompt", "leaf", "updated_at",
+        "model", "api_key", "server_key", "tools", "tool_choice", "params", "system_prompt", "leaf", "updated_at",
     ])
     # Every tab of the person shows the conversation's settings: they hear of a change (as
     # saved: with the new date, so that no list moves it back).

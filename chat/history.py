@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, Q
 
 from chat.attachments import attachment_to_dict
+from chat.credentials import key_choice_of
 from chat.models import Attachment, Conversation, Message
 from chat.refusals import conversation_missing
 
@@ -72,9 +73,9 @@ def conversation_list(
             | Q(pinned=after.pinned, updated_at__lt=after.updated_at)
             | Q(pinned=after.pinned, updated_at=after.updated_at, id__lt=after.id)
         )
-    rows = rows.only("id", "title", "model", "pinned", "archived", "api_key", "updated_at", "created_at").order_by(
-        "-pinned", "-updated_at", "-id"
-    )[: limit + 1]
+    rows = rows.only(
+        "id", "title", "model", "pinned", "archived", "api_key", "server_key", "updated_at", "created_at"
+    ).order_by("-pinned", "-updated_at", "-id")[: limit + 1]
     page = list(rows)
     following = None
     if len(page) > limit:
@@ -246,7 +247,7 @@ def conversation_row_to_dict(conversation: Conversation) -> dict[str, Any]:
         "pinned": conversation.pinned,
         "archived": conversation.archived,
         "has_images": getattr(conversation, "has_images", None),
-        "key_id": conversation.api_key_id,
+        "key_id": key_choice_of(conversation),
         "updated_at": conversation.updated_at.isoformat(),
     }
 

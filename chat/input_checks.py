@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils.translation import gettext_noop
 
 from chat.catalog import model_info
+from chat.credentials import SERVER_KEY, KeyChoice, key_missing
 from chat.refusals import SendRefused
 from chat.tools import tool_names
 
@@ -193,6 +194,18 @@ def frame_int(value: Any) -> int | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if -ID_MAX <= number <= ID_MAX else None
+
+
+def frame_key_choice(value: Any) -> KeyChoice:
+    """The key a send (or `GET /api/models`) names: a key id, SERVER_KEY, or None for the
+    default; key_not_found for anything else. Whether the id is the sender's,
+    `credentials_for` checks."""
+    if value is None or value == SERVER_KEY:
+        return value
+    key_id = frame_int(value)
+    if key_id is None:
+        raise key_missing()
+    return key_id
 
 
 def frame_attachment_ids(value: Any) -> tuple[int, ...]:

@@ -74,8 +74,12 @@ class Conversation(models.Model):
     # `tool_choice` sent with them ("auto", "none", "required" or one named function).
     tools = models.BooleanField(default=False)
     tool_choice = models.JSONField(default=tool_choice_default, blank=True)
-    # The key its sends use; None: the user's default key, else the server's (chat/keys.py).
+    # The key its sends use; None: the user's default key, else the server's (chat/credentials.py).
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    # True: the server's key (or the simulator) was picked for it, over the user's default.
+    # Null is false: nullable so that adding it was one ALTER TABLE ADD COLUMN, where a
+    # default would have made SQLite copy the table.
+    server_key = models.BooleanField(null=True, blank=True)
     pinned = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
     # The branch shown, and the one sends, edits and regenerations go to: the thread is

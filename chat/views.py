@@ -20,10 +20,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from chat import accounts, attachments, catalog, exports, history, imports, organise, preferences, search, usage
-from chat.input_checks import text_storable
+from chat.input_checks import frame_key_choice, text_storable
 from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
-from chat.credentials import credentials_for, key_choices, key_missing
+from chat.credentials import KeyChoice, credentials_for, key_choices
 from chat.images import ImageRefused, image_too_large
 from chat.refusals import SendRefused
 from chat.tools import tool_specs
@@ -88,14 +88,11 @@ def conversations_json(request: HttpRequest) -> JsonResponse:
 async def models_json(request: HttpRequest) -> JsonResponse:
     """The models a credential may use (`GET /models`), with what the app knows of each,
     cached for a few minutes per credential (one user's list is never another's):
-    `?key_id=` names one of the user's keys, without it the one their sends use by
-    default; `?refresh=1` asks the provider again."""
-    raw_key = request.GET.get("key_id") or None
-    key_id = int(raw_key) if raw_key is not None and raw_key.isdigit() and len(raw_key) < 19 else None
-    if raw_key is not None and key_id is None:
-        return JsonResponse({"code": "key_not_found", "message": key_missing().message}, status=404)
+    `?key_id=` names one of the user's keys (or `server`, the server's), without it the one
+    their sends use by default; `?refresh=1` asks the provider again."""
     user = await request.auser()
     try:
+        key_id = frame_key_choice(request.GET.get("key_id") or None)
         credential = await sync_to_async(_credential_chosen)(user_id=user.pk, key_id=key_id)
     except SendRefused as refused:
         return JsonResponse({"code": refused.code, "message": refused.message}, status=404)
@@ -110,7 +107,7 @@ async def models_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"models": models, "default": settings.YI_DEFAULT_MODEL})
 
 
-def _credential_chosen(*, user_id: int, key_id: int | None) -> Credential:
+def _credential_chosen(*, user_id: int, key_id: KeyChoice) -> Credential:
     return credentials_for([(user_id, key_id)])[0]
 
 

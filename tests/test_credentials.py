@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.credentials import credentials_for, server_credential
+from chat.credentials import SERVER_KEY, credentials_for, server_credential
 from chat.crypto import secret_encrypt
 from chat.models import ApiKey, Conversation, Message
 from chat.refusals import SendRefused
@@ -116,3 +116,67 @@ async def test_the_model_list_is_kept_per_credential(user, other_user, client, s
     # Their key is refused: they are told so, not shown the list the server's key got.
     assert theirs.status_code == 502
     assert theirs.json()["error"].startswith("The Yi API rejected the key “bad” (401)")
+
+
+def test_the_servers_key_chosen_comes_before_the_default_key(user, settings):
+    key_add(user, "mine", key="sk-mine-0001", default=True)
+    chosen, default = credentials_for([(user.pk, SERVER_KEY), (user.pk, None)])
+    assert (chosen.api_key, chosen.key_id) == (settings.YI_API_KEY, None)
+    assert default.label == "mine"
+
+
+async def test_a_person_with_a_default_key_can_send_with_the_servers_key_and_the_conversation_keeps_it(
+    user, connect
+):
+    """Before: their first key became their default, and nothing could pick the server's any
+    more (`key_id` was an id or the default)."""
+    mine = await database_sync_to_async(key_add)(user, "mine", key="invalid-key-0042", default=True)
+    ws = await connect(user)
+    frames = await answer_to(ws, key_id=SERVER_KEY)
+    # Their own key would have been refused by the simulator: the server's answered.
+    assert frames[-1]["message"]["status"] == "complete" and frames[-1]["message"]["key_id"] is None
+    [told] = [f for f in frames if f["type"] == "conversation"]
+    assert told["conversation"]["key_id"] == SERVER_KEY
+    conversation_id = answer_of(frames)["conversation_id"]
+
+    # A regeneration stays on it; a send naming the default (null) goes back to their key.
+    await ws.send_json_to({"type": "retry", "message_id": frames[-1]["message_id"]})
+    retried = await frames_until(ws, is_done)
+    assert retried[-1]["message"]["status"] == "complete"
+    frames = await answer_to(ws, conversation_id=conversation_id, key_id=None)
+    assert frames[-1]["message"]["status"] == "error" and frames[-1]["message"]["key_id"] == mine.pk
+
+    @database_sync_to_async
+    def stored():
+        conversation = Conversation.objects.get(pk=conversation_id)
+        return conversation.api_key_id, conversation.server_key
+
+    assert await stored() == (None, False)
+
+
+async def test_the_servers_key_cannot_be_chosen_where_people_must_use_their_own(user, connect, settings):
+    settings.SERVER_KEY_FOR_ALL = False
+    await database_sync_to_async(key_add)(user, "mine", default=True)
+    ws = await connect(user)
+    for key_id in (SERVER_KEY, "Server", ""):
+        await send(ws, "hello", key_id=key_id)
+        refusal = (await frames_until(ws, lambda f: f["type"] == "error"))[-1]
+        assert (refusal["code"], refusal["message"]) == (
+            ("no_key", "This server asks everyone to use an API key of their own: its own key cannot be picked. "
+                       "Pick one of yours in the Key menu, or add one on the Keys page (/keys/).")
+            if key_id == SERVER_KEY else
+            ("key_not_found", "That API key does not exist or is not yours. Pick another on the Keys page."))
+    assert await database_sync_to_async(Message.objects.count)() == 0
+
+
+async def test_the_model_list_of_the_servers_key_is_given_to_a_person_whose_default_key_is_refused(
+    user, client
+):
+    await database_sync_to_async(key_add)(user, "bad", key="invalid-key-1234", default=True)
+    await database_sync_to_async(client.force_login)(user)
+    mine = await database_sync_to_async(client.get)("/api/models")
+    assert mine.status_code == 502
+    server = await database_sync_to_async(client.get)("/api/models", {"key_id": SERVER_KEY})
+    assert server.status_code == 200 and "yi-large" in [model["id"] for model in server.json()["models"]]
+    nonsense = await database_sync_to_async(client.get)("/api/models", {"key_id": "servers"})
+    assert (nonsense.status_code, nonsense.json()["code"]) == (404, "key_not_found")
