@@ -339,14 +339,22 @@ class Generation:
                 await asyncio.sleep(delay)
             else:
                 await endings_tell(events)
-                if events and fields.get("status") == Message.Status.COMPLETE:
-                    self._title_improve(fields.get("content", ""))
+                if events:
+                    self._title_improve(fields.get("status"), fields.get("content", ""))
                 return
 
-    def _title_improve(self, answer: str) -> None:
-        """After a conversation's first answer, ask for a better title (chat/titles.py)."""
+    def _title_improve(self, status: str | None, answer: str) -> None:
+        """After a conversation's first answer, finished or stopped (even before its first
+        word: the question alone names it), ask for a better title (chat/titles.py). Not
+        after an error: the title would be asked of the key and model that just failed
+        (refused, not found, overloaded, out of quota), and the retry that answers brings it.
+        Not for a finished answer with no text either: one that only called tools, whose
+        next answer in the run brings it. Nor for one stopped while it waited its turn
+        (chat/pacing.py): the title's request would take the turn the next send waits for."""
+        if status not in (Message.Status.COMPLETE, Message.Status.STOPPED) or self.queued is not None:
+            return
         asked = [m for m in self.plan.body["messages"] if m["role"] == "user"]
-        if len(asked) != 1 or not answer:
+        if len(asked) != 1 or not (answer or status == Message.Status.STOPPED):
             return
         content = asked[0]["content"]
         question = content if isinstance(content, str) else " ".join(

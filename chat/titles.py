@@ -1,7 +1,8 @@
 """Titles: the first message's words at once (`title_from`); then, after a conversation's
-first answer, one short non-streaming request asks its model for a title, which replaces
-the first one unless the person has renamed it meanwhile. Any failure keeps the first
-title, quietly: a title is not worth an error on the page."""
+first answer (finished, or stopped: chat/relay.py), one short non-streaming request asks
+its model for a title, which replaces the first one unless the person has renamed it
+meanwhile. Any failure keeps the first title, quietly: a title is not worth an error on
+the page."""
 
 from __future__ import annotations
 
@@ -43,16 +44,20 @@ def title_improve_start(*, conversation_id: int, model: str, question: str, answ
 
 
 async def _title_improve(*, conversation_id: int, model: str, question: str, answer: str, credential: Credential) -> None:
+    exchange = f"Question: {question[:EXCERPT_CHARS]}"
+    if answer:  # none when it was stopped before its first word
+        exchange += f"\n\nAnswer: {answer[:EXCERPT_CHARS]}"
     body = {
         "model": model,
-        "messages": [
-            {"role": "system", "content": TITLE_PROMPT},
-            {"role": "user", "content": f"Question: {question[:EXCERPT_CHARS]}\n\nAnswer: {answer[:EXCERPT_CHARS]}"},
-        ],
+        "messages": [{"role": "system", "content": TITLE_PROMPT}, {"role": "user", "content": exchange}],
         "max_tokens": 24,
         "temperature": 0.3,
     }
     try:
+        # A first answer regenerated, or continued after Stop, ends again: the title it
+        # already brought is not asked for twice (each request counts against the key's tier).
+        if not await _title_unimproved(conversation_id):
+            return
         await pacing_wait(credential, request_tokens(body))  # it counts against the key's tier too
         title = title_clean(_reply_text(await client_for(credential).complete(body)))
         if not title:
@@ -94,6 +99,11 @@ def title_from(text: str, *, images: int = 0) -> str:
 
 def _cut(line: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+@database_sync_to_async
+def _title_unimproved(conversation_id: int) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, title_source=Conversation.TitleSource.MESSAGE).exists()
 
 
 @database_sync_to_async

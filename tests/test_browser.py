@@ -178,6 +178,34 @@ def test_stop_keeps_the_partial_answer(page, app_url):
     assert last_answer(page).locator(".message-body").inner_text() == text
 
 
+def test_a_first_answer_stopped_with_esc_still_gets_a_title_in_the_list_and_the_tab(page, app_url):
+    """As a finished one does, without a reload (before: it kept the question's words), with
+    text or before its first word."""
+    sign_up(page, app_url, "gwen")
+    for question, title, shown in (
+        ("Tell me about the Great Wall of China [sim deltas=1000 interval=10]",
+         "Simulated: Tell me about the Great", "() => last().innerText.includes('t5 ')"),
+        ("What should I cook tonight with rice [sim stall=0 stall_for=3]",
+         "Simulated: What should I cook tonight", "() => last().dataset.status === 'streaming'"),
+    ):
+        page.goto(f"{app_url}/")
+        page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+        page.fill("#message-input", question)
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            f"() => {{ const last = () => [...document.querySelectorAll('[data-role=assistant]')].pop();"
+            f" return last() && ({shown})(); }}"
+        )
+        page.keyboard.press("Escape")
+        page.wait_for_selector('[data-role="assistant"][data-status="stopped"]')
+        current = page.locator(".conversation-item.is-current")
+        page.wait_for_function(
+            "title => document.querySelector('.conversation-item.is-current')?.innerText.includes(title)", arg=title)
+        assert question not in current.inner_text()
+        page.wait_for_function("title => document.title === `${title} · yiweb`", arg=title)
+    assert page.problems == []
+
+
 def test_empty_message_is_not_sent(page, app_url):
     sign_up(page, app_url, "hank")
     page.fill("#message-input", "   ")
