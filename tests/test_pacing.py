@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from channels.db import database_sync_to_async
 
+from chat import titles
 from chat.credentials import client_for, server_credential
 from chat.models import Message
 from chat.pacing import TIERS, pacing_slow_down, pacing_wait, request_tokens, tier_of
@@ -335,6 +336,9 @@ async def test_stop_while_queued_ends_the_answer_stopped_and_sends_nothing(user,
     assert stored.status == "stopped"
     await asyncio.sleep(0.2)
     assert seen == []  # nothing went upstream
+    # Nor waits in line for a title (a first answer stopped after it was sent gets one): it
+    # would take the turn the next send waits for.
+    assert not titles._pending
 
 
 # --- the simulator's SIMULATOR_RPM -----------------------------------------------------
