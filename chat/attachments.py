@@ -25,6 +25,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -68,7 +69,8 @@ class ImageWorkerLost(Exception):
     using the most memory: one decoding a huge HEIC); `message` says so to the person."""
 
     code = "image_worker_lost"
-    message = "The server ran out of room processing this image; try a smaller one."
+    template = message = gettext_noop("The server ran out of room processing this image; try a smaller one.")
+    params = None  # said as a refusal is (chat/refusals.py)
 
     def __init__(self):
         super().__init__(self.message)

@@ -46,6 +46,7 @@ from chat.input_checks import (
 )
 from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing, language_of_socket, sentence_in
+from chat.sentences import frame_said
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
 from chat.generation import (
     generation_ending_wait,
@@ -174,6 +175,11 @@ class ChatConsumer(InboxConsumer):
         self.session_checked_at = now
         return signed_in
 
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        """Every frame to the page: the notes and errors of the messages it carries said in
+        the page's language (frames from the layer are built once for every tab)."""
+        await super().send_json(frame_said(content, self.language), close)
+
     async def send_error(self, code: str, message: str, *, client_id: Any = None,
                          params: dict[str, Any] | None = None) -> None:
         """An `error` frame; its sentence in the page's language (chat/refusals.py)."""
@@ -213,7 +219,7 @@ class ChatConsumer(InboxConsumer):
         if content["type"] == "edit":  # a new version of an earlier question, `message_id`
             edit_of = frame_int(content.get("message_id"))
             if edit_of is None or conversation_id is None:
-                raise SendRefused("not_found", "That message does not exist or is not yours.")
+                raise SendRefused("not_found", gettext_noop("That message does not exist or is not yours."))
         key_id = frame_key_choice(content.get("key_id"))
         tools, tool_choice = tools_validate(content.get("tools"), content.get("tool_choice"))
         send = conversations.Send(

@@ -169,7 +169,7 @@ def branch_switch(*, user: AbstractBaseUser, message_id: int | None) -> list[Eve
     to its newest message; every tab of the conversation gets the thread."""
     message = Message.objects.filter(pk=message_id, conversation__user=user).select_related("conversation").first()
     if message is None:
-        raise SendRefused("not_found", "That message does not exist or is not yours.")
+        raise SendRefused("not_found", gettext_noop("That message does not exist or is not yours."))
     conversation = message.conversation
     leaf = branch_leaf(conversation=conversation, message_id=message.pk)
     Conversation.objects.filter(pk=conversation.pk).update(leaf=leaf)  # not a change of date
@@ -253,12 +253,13 @@ def answer_continue(*, user: AbstractBaseUser, message_id: int | None) -> Exchan
         )
         answer.status = Message.Status.STREAMING
         answer.error_code = answer.error_message = answer.finish_reason = ""
+        answer.error_sentence = None
         answer.heartbeat_at = timezone.now()
         answer.run_id = answer.run_id or uuid.uuid4().hex  # rows from before runs had ids
         answer.notes = [note for note in answer.notes if note not in plan.notes] + plan.notes
         answer.save(update_fields=[
-            "status", "error_code", "error_message", "finish_reason", "heartbeat_at", "notes", "api_key", "run_id",
-            "updated_at",
+            "status", "error_code", "error_message", "error_sentence", "finish_reason", "heartbeat_at", "notes",
+            "api_key", "run_id", "updated_at",
         ])
         frame = {"type": "message", "message": message_to_dict(answer)}
     return Exchange(answer.conversation_id, answer, plan, [(conversation_group(answer.conversation_id), frame)])

@@ -18,14 +18,9 @@ from chat.history import message_to_dict
 from chat.keys import key_used
 from chat.models import Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE
+from chat.sentences import error_fields, sentence
 
 logger = logging.getLogger(__name__)
-
-
-ANSWER_NOT_SAVED = (
-    "The server could not save this answer yet: the database refused the write. It keeps "
-    "trying for a few minutes, and this note goes away once the answer is saved."
-)
 
 
 def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str, Any]) -> Event:
@@ -46,7 +41,7 @@ def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str
         seq=fields.get("seq", data.get("seq", 0)),
         status=Message.Status.ERROR,
         error_code="not_saved",
-        error_message=ANSWER_NOT_SAVED,
+        **error_fields(sentence("not_saved")),
     )
     return done_event(data)
 

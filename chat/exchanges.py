@@ -31,6 +31,7 @@ from chat.input_checks import max_tokens_bound, params_refusal
 from chat.models import Attachment, Conversation, Message
 from chat.refusals import SendRefused, conversation_busy
 from chat.requests import RequestPlan, RequestTooLarge, request_plan
+from chat.sentences import sentence
 from chat.titles import title_from
 from chat.upstream import Credential
 
@@ -214,7 +215,7 @@ def answer_planned(
         if vision is None:
             raise images_refused(model, credential=credential)
         if vision != model:
-            notes.append(f"{model} does not take images, so {vision} answered.")
+            notes.append(sentence("vision_answered", model=model, vision=vision))
             model = vision
     if params.get("max_tokens", 0) > max_tokens_bound(model):  # a smaller window than the one picked
         raise params_refusal("max_tokens", 1, max_tokens_bound(model), model=model)
@@ -234,7 +235,7 @@ def answer_plan(
     try:
         plan = request_plan(conversation=conversation, thread=thread, answer=answer)
     except RequestTooLarge as error:
-        raise SendRefused("images_do_not_fit", str(error)) from None
+        raise SendRefused("images_do_not_fit", error.template, params=error.params) from None
     plan.credential = credential
     answer.api_key_id = credential.key_id
     return plan

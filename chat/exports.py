@@ -14,14 +14,17 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from chat.history import IMAGES, message_images, message_thread
 from chat.models import Conversation, Message
+from chat.sentences import said
 
 FORMAT = "yiweb-export"
 VERSION = 1
 
 # The fields of a message that travel as they are (the rest are mapped: parent, images).
+# Notes travel by code and params (chat/sentences.py), for the importing page to say.
 MESSAGE_FIELDS = (
     "role", "content", "status", "model", "params", "finish_reason", "prompt_tokens", "completion_tokens",
     "total_tokens", "ttft_ms", "duration_ms", "error_code", "error_message", "notes", "tool_calls",
@@ -62,6 +65,8 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
             {
                 "parent": place.get(m.parent_id),
                 **{name: getattr(m, name) for name in MESSAGE_FIELDS},
+                # The sentence in the exporter's language; an import writes its own.
+                "error_message": said(m.error_sentence) if m.error_sentence else m.error_message,
                 "created_at": m.created_at.isoformat(),
                 "images": [_image_json(a) for a in message_images(m)],
             }
@@ -88,37 +93,55 @@ def export_markdown(conversations: list[Conversation]) -> str:
     return "\n\n---\n\n".join(_conversation_markdown(c) for c in conversations) + "\n"
 
 
+# How the Markdown names an answer that did not end complete.
+_ENDINGS = {
+    Message.Status.STREAMING: gettext_noop("still being written"),
+    Message.Status.STOPPED: gettext_noop("stopped"),
+    Message.Status.ERROR: gettext_noop("error"),
+    Message.Status.INTERRUPTED: gettext_noop("interrupted"),
+}
+
+
 def _conversation_markdown(conversation: Conversation) -> str:
-    lines = [f"# {conversation.title or 'Conversation'}", ""]
-    lines.append(f"Model: {conversation.model} · started {conversation.created_at:%Y-%m-%d %H:%M} UTC")
+    """In the language of the page that asked for it (its notes and errors too); the
+    conversation's own words as they were written."""
+    lines = [f"# {conversation.title or gettext('Conversation')}", ""]
+    lines.append(gettext("Model: %(model)s · started %(when)s UTC") % {
+        "model": conversation.model, "when": f"{conversation.created_at:%Y-%m-%d %H:%M}"})
     if conversation.system_prompt:
-        lines += ["", "System prompt:", "", _quoted(conversation.system_prompt)]
+        lines += ["", gettext("System prompt:"), "", _quoted(conversation.system_prompt)]
     for message in message_thread(conversation=conversation):
         if message.role == Message.Role.USER:
-            lines += ["", "## You", ""]
+            lines += ["", "## " + gettext("You"), ""]
             lines += [
-                f"*[image: {a.original_name or 'attached image'}, {a.width}×{a.height}]*" for a in message_images(message)
+                "*[" + gettext("image: %(name)s, %(width)s×%(height)s") % {
+                    "name": a.original_name or gettext("attached image"), "width": a.width, "height": a.height} + "]*"
+                for a in message_images(message)
             ]
             if message.content:
                 lines += [message.content]
         elif message.role == Message.Role.ASSISTANT:
-            lines += ["", f"## {message.model or 'Assistant'}", ""]
-            lines += [f"*{note}*" for note in message.notes]
+            lines += ["", f"## {message.model or gettext('Assistant')}", ""]
+            lines += [f"*{text}*" for text in (said(note) for note in message.notes) if text]
             if message.content:
                 lines += [message.content]
             for call in message.tool_calls:
                 function = (call.get("function") or {}) if isinstance(call, dict) else {}
                 arguments = str(function.get("arguments", ""))
-                lines += ["", f"*Calls `{function.get('name', '')}` with:*", "", *_fenced(arguments)]
+                lines += ["", "*" + gettext("Calls `%(name)s` with:") % {"name": function.get("name", "")} + "*", "",
+                          *_fenced(arguments)]
             if message.status != Message.Status.COMPLETE:
-                ending = message.error_message or message.status
-                lines += ["", f"*({message.status}: {ending})*" if message.error_message else f"*({ending})*"]
+                ending = gettext(_ENDINGS.get(message.status, message.status))
+                error = said(message.error_sentence) if message.error_sentence else message.error_message
+                lines += ["", f"*({ending}: {error})*" if error else f"*({ending})*"]
         elif message.role == Message.Role.TOOL:
             facts = [f"{message.duration_ms} ms"] if message.duration_ms is not None else []
             if message.error_code or message.status != Message.Status.COMPLETE:
-                facts.append("failed" if message.status == Message.Status.COMPLETE else message.status)
-            heading = " · ".join([f"## Tool `{message.name}` returned" if message.name else "## Tool returned", *facts])
-            lines += ["", heading, "", *_fenced(message.content)]
+                facts.append(gettext("failed") if message.status == Message.Status.COMPLETE
+                             else gettext(_ENDINGS.get(message.status, message.status)))
+            heading = (gettext("Tool `%(name)s` returned") % {"name": message.name} if message.name
+                       else gettext("Tool returned"))
+            lines += ["", " · ".join(["## " + heading, *facts]), "", *_fenced(message.content)]
     return "\n".join(lines)
 
 

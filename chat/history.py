@@ -267,6 +267,8 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
+    """A message as frames and the page carry it, its notes and error's sentence by code:
+    `chat.sentences.message_said` says them in the reader's language where it leaves the server."""
     usage = None
     if message.total_tokens is not None or message.prompt_tokens is not None:
         usage = {
@@ -289,6 +291,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "usage": usage,
         "error_code": message.error_code,
         "error_message": message.error_message,
+        "error_sentence": message.error_sentence,
         "ttft_ms": message.ttft_ms,
         "duration_ms": message.duration_ms,
         "seq": message.seq,

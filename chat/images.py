@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pillow_heif
+from django.utils.translation import gettext_noop
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 pillow_heif.register_heif_opener()
@@ -47,7 +48,6 @@ pillow_heif.register_heif_opener()
 # JPEG opener makes it, so it is not a format to ask `Image.open` for.
 ALLOWED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "HEIF": "HEIC"}
 _OPENERS = [name for name in ALLOWED_FORMATS if name != "MPO"]
-FORMATS_SENTENCE = "JPEG, PNG, WebP, GIF or HEIC"
 # What cameras write: lossy already, so never sharp-edged; a JPEG is sized before it is
 # decoded, which is what lets it decode straight at 1/2, 1/4 or 1/8 scale.
 PHOTO_FORMATS = ("JPEG", "MPO", "HEIF")
@@ -90,16 +90,20 @@ _ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before the record, in a zip64 a
 
 
 class ImageRefused(Exception):
-    """An upload that is not taken; `message` says why, to the person."""
+    """An upload that is not taken; `message` says why, to the person: a template marked
+    for translation and its `params`, said in the page's language by chat/refusals.py
+    (it is raised in a worker process, which knows no page)."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
+    def __init__(self, code: str, template: str, params: dict | None = None):
+        self.template = template
+        self.params = params
+        self.message = template % params if params else template
+        super().__init__(self.message)
         self.code = code
-        self.message = message
 
     def __reduce__(self):
         # Raised in an image worker process and read in the server (chat/attachments.py).
-        return ImageRefused, (self.code, self.message)
+        return ImageRefused, (self.code, self.template, self.params)
 
 
 @dataclass(frozen=True)
@@ -123,13 +127,14 @@ def image_prepare(
     `max_side` on its longer side, a screenshot or drawing at most `max_side_sharp`;
     raises ImageRefused with the reason."""
     if not raw:
-        raise ImageRefused("empty", "That file is empty.")
+        raise ImageRefused("empty", gettext_noop("That file is empty."))
     if len(raw) > max_bytes:
         raise image_too_large(len(raw), max_bytes)
     if _zip_inside(raw):
         # A picture with an archive appended opens as either: re-encoding would drop the
         # archive, but a file made to be two things at once is not a photo someone took.
-        raise ImageRefused("polyglot", "That file holds something besides an image (an archive). Attach the picture alone.")
+        raise ImageRefused("polyglot", gettext_noop(
+            "That file holds something besides an image (an archive). Attach the picture alone."))
     try:
         image = Image.open(io.BytesIO(raw), formats=_OPENERS)
     except UnidentifiedImageError:
@@ -138,10 +143,10 @@ def image_prepare(
         raise _too_many_pixels(max_pixels) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageRefused(
-            "too_many_pixels", f"That image is too big ({width}×{height} pixels, {_mp(width * height)}; "
-            f"the limit is {_mp(max_pixels)}). Scale it down and attach it again."
-        )
+        raise ImageRefused("too_many_pixels", gettext_noop(
+            "That image is too big (%(width)s×%(height)s pixels, %(pixels)s; the limit is %(limit)s). "
+            "Scale it down and attach it again."),
+            {"width": width, "height": height, "pixels": _mp(width * height), "limit": _mp(max_pixels)})
     original_format = ALLOWED_FORMATS[image.format]
     try:
         image.seek(0)  # the first frame of an animation
@@ -149,7 +154,8 @@ def image_prepare(
     except Image.DecompressionBombError:
         raise _too_many_pixels(max_pixels) from None
     except (OSError, SyntaxError, ValueError):
-        raise ImageRefused("truncated", "That image is damaged or cut short. Save it again and attach the new file.") from None
+        raise ImageRefused("truncated", gettext_noop(
+            "That image is damaged or cut short. Save it again and attach the new file.")) from None
     data, media_type = _encode(image, sharp=sharp)
     thumbnail = _fitted(image, THUMBNAIL_SIDE)
     return PreparedImage(
@@ -308,22 +314,27 @@ def _encode(image: Image.Image, *, sharp: bool) -> tuple[bytes, str]:
 def _not_an_image(raw: bytes) -> ImageRefused:
     head = raw[:1024].lstrip().lower()
     if head.startswith(b"%pdf"):
-        what = "That is a PDF, not an image."
+        said = gettext_noop("That is a PDF, not an image. "
+                            "Attach a picture (JPEG, PNG, WebP, GIF or HEIC).")
     elif b"<svg" in head:
-        what = "SVG images are not accepted (they can carry script)."
+        said = gettext_noop("SVG images are not accepted (they can carry script). "
+                            "Attach a picture (JPEG, PNG, WebP, GIF or HEIC).")
     elif head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
-        what = "That file is a web page, not an image."
+        said = gettext_noop("That file is a web page, not an image. "
+                            "Attach a picture (JPEG, PNG, WebP, GIF or HEIC).")
     elif _text(raw[:4096]):
-        what = "That file is text, not an image."
+        said = gettext_noop("That file is text, not an image. "
+                            "Attach a picture (JPEG, PNG, WebP, GIF or HEIC).")
     else:
-        what = "That file is not an image this app can read."
-    return ImageRefused("not_an_image", f"{what} Attach a picture ({FORMATS_SENTENCE}).")
+        said = gettext_noop("That file is not an image this app can read. "
+                            "Attach a picture (JPEG, PNG, WebP, GIF or HEIC).")
+    return ImageRefused("not_an_image", said)
 
 
 def _too_many_pixels(max_pixels: int) -> ImageRefused:
-    return ImageRefused(
-        "too_many_pixels", f"That image is too big (the limit is {_mp(max_pixels)}). Scale it down and attach it again."
-    )
+    return ImageRefused("too_many_pixels", gettext_noop(
+        "That image is too big (the limit is %(limit)s). Scale it down and attach it again."),
+        {"limit": _mp(max_pixels)})
 
 
 def _text(sample: bytes) -> bool:
@@ -335,9 +346,9 @@ def _text(sample: bytes) -> bool:
 
 
 def image_too_large(size: int, limit: int) -> ImageRefused:
-    return ImageRefused(
-        "too_large", f"That image is too large ({_bytes(size)}; the limit is {_bytes(limit)}). Attach a smaller one."
-    )
+    return ImageRefused("too_large", gettext_noop(
+        "That image is too large (%(size)s; the limit is %(limit)s). Attach a smaller one."),
+        {"size": _bytes(size), "limit": _bytes(limit)})
 
 
 def _bytes(size: int) -> str:
@@ -382,7 +393,7 @@ def image_describe(data: bytes) -> ImageDescription:
         sample = image.convert("RGB")
         sample.thumbnail((64, 64))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ImageRefused("not_an_image", "That is not an image this app can read.") from None
+        raise ImageRefused("not_an_image", gettext_noop("That is not an image this app can read.")) from None
     count, (r, g, b) = max(sample.getcolors(64 * 64))
     colour = min(_COLOUR_NAMES, key=lambda name: sum((x - y) ** 2 for x, y in zip(_COLOUR_NAMES[name], (r, g, b))))
     return ImageDescription(format=image_format, width=width, height=height, colour=colour, exif=exif)

@@ -12,8 +12,10 @@ transaction in the request's database thread.
 
 Two things are not taken as they are, since the page shows them in the app's own
 voice and a file could forge them: an answer's notes are kept only when they are
-sentences the app itself writes (`NOTE_SHAPES`), and an error's sentence is replaced by
-one that says it came with the import.
+sentences the app itself writes (`chat.sentences.note_checked`: by code, or as the English
+text of exports made before notes had codes), and an error's sentence is replaced by one
+that says it came with the import. Refusals are said in the language of the page that
+sent the file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import asyncio
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils.translation import gettext
 
 from chat.attachments import ImageWorkerLost, attachment_create, image_prepare_elsewhere
 from chat.catalog import tokens_cost
@@ -38,21 +40,14 @@ from chat.input_checks import params_validate, text_storable, tools_validate
 from chat.exports import FORMAT, VERSION
 from chat.images import ImageRefused, PreparedImage
 from chat.models import Conversation, Message
-from chat.refusals import SendRefused
+from chat.refusals import SendRefused, refusal_said
+from chat.sentences import error_fields, note_checked, sentence
 
 # Larger exports can be split: export a selection at a time.
 IMPORT_MAX_BYTES = 200_000_000
 CONVERSATIONS_MAX = 1000
 MESSAGES_MAX = 20_000
 PARAMS = {"temperature", "top_p", "max_tokens"}
-# The notes the app writes on answers (chat/exchanges.py, chat/requests.py), with the
-# model names and counts they can hold; any other text is not the app's and is dropped.
-_MODEL = r"[\w.:/-]{1,100}"
-NOTE_SHAPES = [
-    re.compile(rf"{_MODEL} does not take images, so {_MODEL} answered\."),
-    re.compile(rf"\d{{1,6}} earlier (image|message)s? (was|were) not sent: this conversation is over {_MODEL}'s "
-               rf"(\d{{1,7}}K|[\d,]{{1,12}}-token) window\."),
-]
 
 
 class ImportRefused(Exception):
@@ -96,29 +91,31 @@ async def import_file(*, user: AbstractBaseUser, raw: bytes) -> list[int]:
 
 def _file_checked(raw: bytes) -> list[_Conversation]:
     if len(raw) > IMPORT_MAX_BYTES:
-        raise ImportRefused(f"That file is too large to import (the limit is {IMPORT_MAX_BYTES // 1_000_000} MB). "
-                            "Export fewer conversations at a time.")
+        raise ImportRefused(gettext("That file is too large to import (the limit is %(limit)s MB). "
+                                    "Export fewer conversations at a time.") % {"limit": IMPORT_MAX_BYTES // 1_000_000})
     try:
         text = raw.decode("utf-8")  # what exports are; json.loads would guess UTF-16 from a BOM
     except UnicodeDecodeError:
-        raise ImportRefused("That file is not a yiweb export (it is not text).") from None
+        raise ImportRefused(gettext("That file is not a yiweb export (it is not text).")) from None
     if not text.lstrip().startswith("{"):
-        raise ImportRefused("That file is not a yiweb export (exports are .json files this app wrote).")
+        raise ImportRefused(gettext("That file is not a yiweb export (exports are .json files this app wrote)."))
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        raise ImportRefused(
+        raise ImportRefused(gettext(
             "That file is not a complete yiweb export: its JSON is cut short or damaged. Export it again."
-        ) from None
+        )) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ImportRefused("That file is not a yiweb export.")
+        raise ImportRefused(gettext("That file is not a yiweb export."))
     if data.get("version") != VERSION:
-        raise ImportRefused(f"That export's version ({data.get('version')!r}) is not one this server can read.")
+        raise ImportRefused(gettext("That export's version (%(version)s) is not one this server can read.")
+                             % {"version": repr(data.get("version"))})
     conversations = data.get("conversations")
     if not isinstance(conversations, list) or not conversations:
-        raise ImportRefused("That export holds no conversations.")
+        raise ImportRefused(gettext("That export holds no conversations."))
     if len(conversations) > CONVERSATIONS_MAX:
-        raise ImportRefused(f"That export holds more than {CONVERSATIONS_MAX} conversations. Import it in parts.")
+        raise ImportRefused(gettext("That export holds more than %(limit)s conversations. Import it in parts.")
+                             % {"limit": CONVERSATIONS_MAX})
     return [_conversation(c, i + 1) for i, c in enumerate(conversations)]
 
 
@@ -138,7 +135,9 @@ async def _images_prepare(images: list[_Image]) -> None:
             try:
                 image.prepared, image.raw = await task, b""
             except (ImageRefused, ImageWorkerLost) as refused:
-                raise ImportRefused(f"{image.where}: {refused.message}") from None
+                raise ImportRefused(
+                    gettext("%(where)s: %(reason)s") % {"where": image.where, "reason": refusal_said(refused)}
+                ) from None
     finally:
         for task in tasks:
             task.cancel()
@@ -154,22 +153,23 @@ def _conversation_params(raw: Any, where: str) -> dict[str, Any]:
     """A conversation's sampling parameters, which its next sends go with: in the ranges a
     send's must be in (exports from before they existed have none)."""
     if not isinstance(raw, dict) or set(raw) - PARAMS:
-        raise ImportRefused(f"{where} has parameters this app does not know.")
+        raise ImportRefused(gettext("%(where)s has parameters this app does not know.") % {"where": where})
     try:
         params = params_validate(raw)
     except SendRefused as refused:
-        raise ImportRefused(f"{where}'s settings cannot be used: {refused.message}") from None
+        raise ImportRefused(gettext("%(where)s's settings cannot be used: %(reason)s")
+                             % {"where": where, "reason": refusal_said(refused)}) from None
     return {name: value for name, value in params.items() if value is not None}
 
 
 def _conversation(raw: Any, number: int) -> _Conversation:
-    where = f"Conversation {number}"
+    where = gettext("Conversation %(number)s") % {"number": number}
     if not isinstance(raw, dict):
-        raise ImportRefused(f"{where} of that export is damaged.")
+        raise ImportRefused(gettext("%(where)s of that export is damaged.") % {"where": where})
     fields = {
-        "title": _text(raw.get("title", ""), f"{where}'s title", 200),
-        "model": _text(raw.get("model"), f"{where}'s model", 100, required=True),
-        "system_prompt": _text(raw.get("system_prompt", ""), f"{where}'s system prompt"),
+        "title": _text(raw.get("title", ""), gettext("%(where)s's title") % {"where": where}, 200),
+        "model": _text(raw.get("model"), gettext("%(where)s's model") % {"where": where}, 100, required=True),
+        "system_prompt": _text(raw.get("system_prompt", ""), gettext("%(where)s's system prompt") % {"where": where}),
         "pinned": _flag(raw.get("pinned", False), where),
         "archived": _flag(raw.get("archived", False), where),
         "title_source": raw.get("title_source")
@@ -181,35 +181,39 @@ def _conversation(raw: Any, number: int) -> _Conversation:
     }
     messages = raw.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ImportRefused(f"{where} of that export has no messages.")
+        raise ImportRefused(gettext("%(where)s of that export has no messages.") % {"where": where})
     if len(messages) > MESSAGES_MAX:
-        raise ImportRefused(f"{where} has more than {MESSAGES_MAX} messages, more than this server imports.")
-    checked = [_message(m, i, f"Message {i + 1} of {where.lower()}") for i, m in enumerate(messages)]
+        raise ImportRefused(gettext("%(where)s has more than %(limit)s messages, more than this server imports.")
+                             % {"where": where, "limit": MESSAGES_MAX})
+    checked = [_message(m, i, number) for i, m in enumerate(messages)]
     leaf = raw.get("leaf")
     if leaf is not None and (type(leaf) is not int or not 0 <= leaf < len(checked)):
-        raise ImportRefused(f"{where} of that export names a message it does not hold.")
+        raise ImportRefused(gettext("%(where)s of that export names a message it does not hold.") % {"where": where})
     return _Conversation(fields, leaf, _when(raw.get("created_at")), _when(raw.get("updated_at")), checked)
 
 
-def _message(raw: Any, index: int, where: str) -> _Message:
+def _message(raw: Any, index: int, conversation: int) -> _Message:
+    where = gettext("Message %(number)s of conversation %(conversation)s") % {
+        "number": index + 1, "conversation": conversation}
     if not isinstance(raw, dict):
-        raise ImportRefused(f"{where} is damaged.")
+        raise ImportRefused(gettext("%(where)s is damaged.") % {"where": where})
     parent = raw.get("parent")
     if parent is not None and (type(parent) is not int or not 0 <= parent < index):
-        raise ImportRefused(f"{where} answers a message that is not before it in the export.")
+        raise ImportRefused(
+            gettext("%(where)s answers a message that is not before it in the export.") % {"where": where})
     role = raw.get("role")
     if role not in Message.Role.values:
-        raise ImportRefused(f"{where} has no role this app knows.")
+        raise ImportRefused(gettext("%(where)s has no role this app knows.") % {"where": where})
     status = raw.get("status", Message.Status.COMPLETE)
     if status not in Message.Status.values:
-        raise ImportRefused(f"{where} has no status this app knows.")
+        raise ImportRefused(gettext("%(where)s has no status this app knows.") % {"where": where})
     if status == Message.Status.STREAMING:
         status = Message.Status.INTERRUPTED  # nothing is writing it any more
     params = raw.get("params") or {}
     if not isinstance(params, dict) or set(params) - PARAMS or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()
     ):
-        raise ImportRefused(f"{where} has parameters this app does not know.")
+        raise ImportRefused(gettext("%(where)s has parameters this app does not know.") % {"where": where})
     error_code = _text(raw.get("error_code", ""), where, 32)
     fields = {
         "role": role,
@@ -219,42 +223,42 @@ def _message(raw: Any, index: int, where: str) -> _Message:
         "params": params,
         "finish_reason": _text(raw.get("finish_reason", ""), where, 32),
         "error_code": error_code,
-        "error_message": (
-            f"This answer ended with an error ({error_code}) in the conversation this was imported from."
-            if status == Message.Status.ERROR or error_code else ""
-        ),
+        **(error_fields(sentence("imported_error", code=error_code))
+           if status == Message.Status.ERROR or error_code else {"error_message": "", "error_sentence": None}),
         "tool_call_id": _text(raw.get("tool_call_id", ""), where, 100),
         "name": _text(raw.get("name", ""), where, 100),
         "tool_calls": _tool_calls(raw.get("tool_calls") or [], where) if role == Message.Role.ASSISTANT else [],
         "notes": [
-            note for note in raw.get("notes") or [] if isinstance(note, str)
-            and any(shape.fullmatch(note) for shape in NOTE_SHAPES)
+            note for note in map(note_checked, raw.get("notes")) if note is not None
         ] if isinstance(raw.get("notes"), list) else [],
     }
     for name in ("prompt_tokens", "completion_tokens", "total_tokens", "ttft_ms", "duration_ms"):
         value = raw.get(name)
         if value is not None and (type(value) is not int or not 0 <= value < 2**31):
-            raise ImportRefused(f"{where} has a figure ({name}) that is not a whole number.")
+            raise ImportRefused(gettext("%(where)s has a figure (%(name)s) that is not a whole number.")
+                                 % {"where": where, "name": name})
         fields[name] = value
     if role == Message.Role.ASSISTANT:  # what it costs at today's prices, as an answer ending here stores it
         fields["cost_usd"] = tokens_cost(fields["model"], fields["prompt_tokens"], fields["completion_tokens"])
     fields["seq"] = 1 if fields["content"] else 0
     images = raw.get("images") or []
     if not isinstance(images, list):
-        raise ImportRefused(f"{where}'s images are damaged.")
+        raise ImportRefused(gettext("%(where)s's images are damaged.") % {"where": where})
     return _Message(fields, parent, _when(raw.get("created_at")), [
-        _image(image, f"Image {n + 1} of {where.lower()}") for n, image in enumerate(images)
+        _image(image, gettext("Image %(number)s of message %(message)s of conversation %(conversation)s") % {
+            "number": n + 1, "message": index + 1, "conversation": conversation}) for n, image in enumerate(images)
     ])
 
 
 def _image(raw: Any, where: str) -> _Image:
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, str) or not data:
-        raise ImportRefused(f"{where} is named but not carried in the file. Export it again with its images.")
+        raise ImportRefused(gettext("%(where)s is named but not carried in the file. Export it again with its images.")
+                             % {"where": where})
     try:
         decoded = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise ImportRefused(f"{where} is damaged (its data is not base64).") from None
+        raise ImportRefused(gettext("%(where)s is damaged (its data is not base64).") % {"where": where}) from None
     return _Image(decoded, raw.get("name") if isinstance(raw.get("name"), str) else "", where)
 
 
@@ -271,12 +275,12 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
     """An answer's calls, in the API's shape: they are sent again with the conversation,
     and the page shows them."""
     if not isinstance(value, list) or len(value) > 128:
-        raise ImportRefused(f"{where} has tool calls this app cannot read.")
+        raise ImportRefused(gettext("%(where)s has tool calls this app cannot read.") % {"where": where})
     calls = []
     for call in value:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or call.get("type", "function") != "function":
-            raise ImportRefused(f"{where} has tool calls this app cannot read.")
+            raise ImportRefused(gettext("%(where)s has tool calls this app cannot read.") % {"where": where})
         calls.append({
             "id": _text(call.get("id"), where, 100, required=True),
             "type": "function",
@@ -288,15 +292,15 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
 
 def _text(value: Any, where: str, limit: int | None = None, *, required: bool = False) -> str:
     if not isinstance(value, str) or (required and not value.strip()):
-        raise ImportRefused(f"{where} is missing or not text.")
+        raise ImportRefused(gettext("%(where)s is missing or not text.") % {"where": where})
     if (limit is not None and len(value) > limit) or not text_storable(value):
-        raise ImportRefused(f"{where} holds text this app cannot store.")
+        raise ImportRefused(gettext("%(where)s holds text this app cannot store.") % {"where": where})
     return value
 
 
 def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ImportRefused(f"{where} of that export is damaged.")
+        raise ImportRefused(gettext("%(where)s of that export is damaged.") % {"where": where})
     return value
 
 

@@ -33,7 +33,9 @@ def send_validate(
         text = ""
     elif not isinstance(text, str) or not text.strip():
         raise SendRefused("empty_message", gettext_noop("Type a message before sending."))
-    text_check(text, what="That message")
+    text_check(text, gettext_noop(
+        "That message contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
+        "Remove it and send again."))
     limit = settings.MESSAGE_MAX_CHARS
     if len(text) > limit:
         raise SendRefused(
@@ -52,13 +54,15 @@ def send_validate(
 def system_prompt_validate(system_prompt: Any) -> str:
     """A system prompt that can be stored and sent: text, at most MESSAGE_MAX_CHARS."""
     system_prompt = system_prompt if isinstance(system_prompt, str) else ""
-    text_check(system_prompt, what="The system prompt", field="system_prompt")
+    text_check(system_prompt, gettext_noop(
+        "The system prompt contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
+        "Remove it and send again."), field="system_prompt")
     limit = settings.MESSAGE_MAX_CHARS
     if len(system_prompt) > limit:
         raise SendRefused(
             "system_prompt_too_long",
-            f"The system prompt is too long ({len(system_prompt):,} characters; the limit is {limit:,}). Shorten it.",
-            field="system_prompt",
+            gettext_noop("The system prompt is too long (%(count)s characters; the limit is %(limit)s). Shorten it."),
+            field="system_prompt", params={"count": f"{len(system_prompt):,}", "limit": f"{limit:,}"},
         )
     return system_prompt
 
@@ -68,7 +72,7 @@ def tools_validate(tools: Any, tool_choice: Any) -> tuple[bool | None, Any]:
     reference defines ("auto", "none", "required", or one named built-in function); None
     for what the send leaves as the conversation has it."""
     if tools is not None and not isinstance(tools, bool):
-        raise SendRefused("bad_tools", "Tools are either on or off.")
+        raise SendRefused("bad_tools", gettext_noop("Tools are either on or off."))
     if tool_choice is None or tool_choice in TOOL_CHOICES:
         return tools, tool_choice
     names = tool_names()
@@ -78,7 +82,8 @@ def tools_validate(tools: Any, tool_choice: Any) -> tuple[bool | None, Any]:
     if name not in names:
         raise SendRefused(
             "bad_tool_choice",
-            f"Tool choice must be auto, none, required, or one of the tools: {', '.join(names)}.",
+            gettext_noop("Tool choice must be auto, none, required, or one of the tools: %(tools)s."),
+            params={"tools": ", ".join(names)},
         )
     return tools, {"type": "function", "function": {"name": name}}
 
@@ -93,14 +98,11 @@ def text_storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def text_check(text: str, *, what: str, field: str = "") -> None:
-    """Refuse text that cannot be stored (`text_storable`)."""
+def text_check(text: str, refusal: str, *, field: str = "") -> None:
+    """Refuse text that cannot be stored (`text_storable`), with the sentence `refusal`."""
     if text_storable(text):
         return
-    raise SendRefused(
-        "bad_character", f"{what} contains a character that cannot be stored (U+0000, or half of a surrogate pair). "
-        "Remove it and send again.", field=field,
-    )
+    raise SendRefused("bad_character", refusal, field=field)
 
 
 # The reference's ranges (chat completions, Table 1) and defaults: temperature 0.3 and
@@ -150,10 +152,13 @@ def params_validate(raw: dict[str, Any], *, model: str | None = None) -> dict[st
 def params_refusal(name: str, low: float, high: float, *, model: str | None) -> SendRefused:
     """The sentence for a parameter out of range: the range, and for max_tokens under the
     general bound, the window that bounds it."""
-    why = ""
+    params = {"name": name, "low": low, "high": high, "model": model}
     if name == "max_tokens" and model and high < MAX_TOKENS_BOUND:
-        why = f" ({model}'s context window)"
-    return SendRefused("bad_params", f"{name} must be a number from {low} to {high}{why}.", field=name)
+        return SendRefused("bad_params", gettext_noop(
+            "%(name)s must be a number from %(low)s to %(high)s (%(model)s's context window)."),
+            field=name, params=params)
+    return SendRefused("bad_params", gettext_noop("%(name)s must be a number from %(low)s to %(high)s."),
+                       field=name, params=params)
 
 
 # --- a frame's fields ------------------------------------------------------------------

@@ -28,7 +28,8 @@ from chat.credentials import client_for, key_credential, key_host, key_to_dict
 from chat.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
 from chat.input_checks import text_storable
 from chat.models import ApiKey
-from chat.refusals import SendRefused
+from chat.refusals import SendRefused, refusal_said
+from chat.sentences import said
 from chat.upstream import Credential
 from chat.upstream_errors import (
     AuthError,
@@ -188,13 +189,14 @@ def _key_conflicts(*, user: AbstractBaseUser, label: str, key: str) -> None:
     errors: dict[str | None, str] = {}
     for saved in ApiKey.objects.filter(user=user).only("label", "key_encrypted"):
         if saved.label.casefold() == label.casefold():
-            errors["label"] = f"You already have a key labelled “{saved.label}”. Pick another label."
+            errors["label"] = _("You already have a key labelled “%(label)s”. Pick another label.") % {
+                "label": saved.label}
         try:
             same = secret_decrypt(saved.key_encrypted) == key
         except SecretUnreadable:
             same = False
         if same:
-            errors["key"] = f"You saved this key already, as “{saved.label}”."
+            errors["key"] = _("You saved this key already, as “%(label)s”.") % {"label": saved.label}
     if errors:
         raise KeyRefused(errors)
 
@@ -216,32 +218,42 @@ async def key_verify(credential: Credential) -> KeyProblem | None:
     else what is wrong, in a sentence that says what to fix. The upstream's own words are
     not quoted: the address may be any server, and its page is not ours to show."""
     host = key_host(credential.base_url)
-    check = "Check the address; it usually ends in /v1 (for example " + DEFAULT_BASE_URL + ")."
+    check = _("Check the address; it usually ends in /v1 (for example %(example)s).") % {"example": DEFAULT_BASE_URL}
     try:
         async with asyncio.timeout(settings.KEY_VERIFY_TIMEOUT):
             await client_for(credential).list_models()
     except (TimeoutError, TimeoutError_):
-        return KeyProblem("base_url", f"{host} did not answer within {settings.KEY_VERIFY_TIMEOUT:g} seconds. "
-                                      "Check the base URL; if the service is only slow, try again.")
+        return KeyProblem("base_url", _(
+            "%(host)s did not answer within %(seconds)s seconds. Check the base URL; if the service is only slow, "
+            "try again.") % {"host": host, "seconds": f"{settings.KEY_VERIFY_TIMEOUT:g}"})
     except AuthError as error:
-        return KeyProblem("key", f"{credential.provider} rejected this key ({error.status}): it is wrong, expired or "
-                                 "disabled. Check that you copied all of it, and that it is a key for this provider.")
+        return KeyProblem("key", _(
+            "%(provider)s rejected this key (%(status)s): it is wrong, expired or disabled. Check that you copied "
+            "all of it, and that it is a key for this provider.") % {"provider": said(credential.provider),
+                                                                      "status": error.status})
     except NotAModelListError:
-        return KeyProblem("base_url", f"{host} answered, but not with an OpenAI-compatible list of models: this is "
-                                      f"not the base URL of such an API. {check}")
+        return KeyProblem("base_url", _(
+            "%(host)s answered, but not with an OpenAI-compatible list of models: this is not the base URL of "
+            "such an API. %(check)s") % {"host": host, "check": check})
     except NotFoundError:
-        return KeyProblem("base_url", f"{host} has nothing at {credential.base_url}/models (404): this is not the "
-                                      f"base URL of an OpenAI-compatible API. {check}")
+        return KeyProblem("base_url", _(
+            "%(host)s has nothing at %(url)s/models (404): this is not the base URL of an OpenAI-compatible API. "
+            "%(check)s") % {"host": host, "url": credential.base_url, "check": check})
     except ConnectionFailedError:
-        return KeyProblem("base_url", f"Could not connect to {host}: the name does not resolve, or nothing answers "
-                                      "there. Check the base URL, and that the service is running.")
+        return KeyProblem("base_url", _(
+            "Could not connect to %(host)s: the name does not resolve, or nothing answers there. Check the base "
+            "URL, and that the service is running.") % {"host": host})
     except UpstreamError as error:
         if error.status is not None and 300 <= error.status < 400:
-            return KeyProblem("base_url", f"{host} sends {credential.base_url}/models elsewhere ({error.status}). "
-                                          f"Check the address (https:// rather than http://?). {check}")
-        status = f" ({error.status})" if error.status else ""
-        return KeyProblem(None, f"{credential.provider} could not check the key just now{status}. "
-                                "Try again in a moment.")
+            return KeyProblem("base_url", _(
+                "%(host)s sends %(url)s/models elsewhere (%(status)s). Check the address (https:// rather than "
+                "http://?). %(check)s") % {"host": host, "url": credential.base_url, "status": error.status,
+                                           "check": check})
+        if error.status:
+            return KeyProblem(None, _("%(provider)s could not check the key just now (%(status)s). Try again in a "
+                                      "moment.") % {"provider": said(credential.provider), "status": error.status})
+        return KeyProblem(None, _("%(provider)s could not check the key just now. Try again in a moment.")
+                          % {"provider": said(credential.provider)})
     return None
 
 
@@ -285,7 +297,9 @@ def _api_key_store(
     except IntegrityError:
         # Another tab saved a key meanwhile: one with this label, or a first key (the default).
         if ApiKey.objects.filter(user=user, label=label).exists():
-            raise KeyRefused({"label": f"You already have a key labelled “{label}”. Pick another label."}) from None
+            raise KeyRefused(
+                {"label": _("You already have a key labelled “%(label)s”. Pick another label.") % {"label": label}}
+            ) from None
         if not first:
             raise
     return ApiKey.objects.create(**fields, is_default=False)
@@ -306,7 +320,7 @@ async def api_key_verify(*, user: AbstractBaseUser, key_id: int) -> str:
     try:
         credential = key_credential(key)
     except SendRefused as refused:
-        return refused.message
+        return refusal_said(refused)
     problem = await key_verify(credential)
     if problem is None or problem.field is not None:
         await ApiKey.objects.filter(pk=key.pk).aupdate(verified_at=None if problem else timezone.now())
@@ -336,7 +350,7 @@ def api_key_default_unset(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
 def api_key_tier_set(*, user: AbstractBaseUser, key_id: int, tier: str) -> ApiKey:
     """The provider's usage tier of this key, which paces its requests (chat/pacing.py)."""
     if tier not in ApiKey.Tier.values:
-        raise KeyRefused({"tier": "Pick a usage tier from the list."})
+        raise KeyRefused({"tier": _("Pick a usage tier from the list.")})
     key = _key_owned(user=user, key_id=key_id)
     ApiKey.objects.filter(pk=key.pk).update(tier=tier)
     key.tier = tier

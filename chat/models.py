@@ -134,7 +134,10 @@ class Message(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=32, blank=True)
-    error_message = models.TextField(blank=True)
+    error_message = models.TextField(blank=True)  # in English; what pages show is `error_sentence` said
+    # The error's sentence by code and params (chat/sentences.py), said in each reader's
+    # language; None for errors stored before it (their `error_message` is shown).
+    error_sentence = models.JSONField(null=True, blank=True)
 
     # Streaming bookkeeping: the delta sequence number the stored `content` reaches, and
     # when the process running the generation last wrote (a stale one means it died).
@@ -152,7 +155,8 @@ class Message(models.Model):
     name = models.CharField(max_length=100, blank=True)
 
     # The app's own notices about an answer, shown apart from its text (which model
-    # answered and why, what was left out to fit the window): never model output.
+    # answered and why, what was left out to fit the window): never model output. Each
+    # a sentence by code and params (chat/sentences.py); English text in rows before 0014.
     notes = models.JSONField(default=list, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,12 +12,13 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from chat.input_checks import BAD_FRAME, text_storable
 from chat.events import Event, user_group
 from chat.history import conversation_updated_frame
 from chat.models import Conversation, Message
-from chat.refusals import SendRefused
+from chat.refusals import SendRefused, conversation_missing
 
 TITLE_MAX_CHARS = 200
 # At most this many conversations in one change (a selection; "everything" goes in pages).
@@ -75,12 +76,15 @@ def conversations_streaming(*, user: AbstractBaseUser, conversation_ids: list[in
 def title_check(title: Any) -> str:
     """A title as a person may set it: one line, not empty, at most TITLE_MAX_CHARS."""
     if not isinstance(title, str) or not title.strip():
-        raise SendRefused("bad_title", "Type a title, or press Esc to keep the old one.")
+        raise SendRefused("bad_title", gettext_noop("Type a title, or press Esc to keep the old one."))
     title = " ".join(title.split())
     if len(title) > TITLE_MAX_CHARS:
-        raise SendRefused("bad_title", f"That title is too long ({len(title)} characters; the limit is {TITLE_MAX_CHARS}).")
+        raise SendRefused(
+            "bad_title", gettext_noop("That title is too long (%(count)s characters; the limit is %(limit)s)."),
+            params={"count": len(title), "limit": TITLE_MAX_CHARS})
     if not text_storable(title):
-        raise SendRefused("bad_title", "That title contains a character that cannot be stored. Remove it.")
+        raise SendRefused(
+            "bad_title", gettext_noop("That title contains a character that cannot be stored. Remove it."))
     return title
 
 
@@ -89,5 +93,5 @@ def _owned(user: AbstractBaseUser, conversation_ids: list[int]):
         raise SendRefused("bad_frame", BAD_FRAME)
     owned = Conversation.objects.filter(user=user, pk__in=conversation_ids)
     if not owned.exists():
-        raise SendRefused("not_found", "That conversation does not exist or is not yours.")
+        raise conversation_missing()
     return owned

@@ -9,14 +9,16 @@ import json
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from chat import preferences
-from chat.refusals import SendRefused
+from chat.input_checks import BAD_FRAME
+from chat.refusals import SendRefused, refusal_said
 
 
 def _refused(refused: SendRefused) -> JsonResponse:
-    return JsonResponse({"code": refused.code, "message": refused.message, "field": refused.field}, status=400)
+    return JsonResponse({"code": refused.code, "message": refusal_said(refused), "field": refused.field}, status=400)
 
 
 @require_POST
@@ -47,8 +49,7 @@ def defaults_save(request: HttpRequest) -> JsonResponse:
     except ValueError:
         raw = None
     if not isinstance(raw, dict):
-        return JsonResponse({"code": "bad_request", "message": "The page sent something the server did not "
-                             "understand. Reload the page.", "field": ""}, status=400)
+        return JsonResponse({"code": "bad_request", "message": gettext(BAD_FRAME), "field": ""}, status=400)
     try:
         return JsonResponse({"defaults": preferences.defaults_set(user=request.user, raw=raw)})
     except SendRefused as refused:

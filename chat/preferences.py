@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils.translation import gettext_noop
 
 from chat.catalog import REFERENCE_MODELS
 from chat.input_checks import PARAM_DEFAULTS, PARAM_RANGES, max_tokens_bound, params_validate, system_prompt_validate
@@ -31,7 +32,7 @@ def preferences_of_request(request: Any) -> Preferences:
 def theme_set(*, user: AbstractBaseUser, theme: Any) -> str:
     """Keep the person's theme ("system", "light" or "dark"); raises SendRefused otherwise."""
     if theme not in Preferences.Theme.values:
-        raise SendRefused("bad_theme", "Pick a theme: follow the system, light or dark.", field="theme")
+        raise SendRefused("bad_theme", gettext_noop("Pick a theme: follow the system, light or dark."), field="theme")
     Preferences.objects.update_or_create(user_id=user.pk, defaults={"theme": theme})
     return theme
 

@@ -40,6 +40,12 @@ def sentence_in(language: str, message: str, params: dict[str, Any] | None = Non
     return said % params if params else said
 
 
+def refusal_said(refused: Any) -> str:
+    """A refusal's sentence (anything with a `template` and its `params`: SendRefused,
+    ImageRefused, ImportRefused) in the active language: in a view, the request's."""
+    return sentence_in(translation.get_language() or settings.LANGUAGE_CODE, refused.template, refused.params)
+
+
 def language_of_socket(scope: dict) -> str:
     """The language the page that opened the socket speaks, found as LocaleMiddleware finds
     it for a page: Django's language cookie, else the browser's Accept-Language."""

@@ -50,6 +50,7 @@ from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
 from chat.pacing import pacing_wait, request_tokens
 from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.running import running
+from chat.sentences import error_fields, sentence
 from chat.titles import title_improve_start
 from chat.tool_rounds import TOOL_NOT_RUN, TOOL_STOPPED, tool_round_store
 from chat.tools import tool_run_async
@@ -134,7 +135,7 @@ class Generation:
             except ImageUnreadable as error:
                 logger.error("generation %s: %s", self.message_id, error)
                 await self._end({"status": Message.Status.ERROR, "error_code": "image_unreadable",
-                                 "error_message": error.message, **stored})
+                                 **error_fields(ImageUnreadable.sentence), **stored})
                 return
             while True:
                 fields = await self._stream(request)
@@ -149,7 +150,7 @@ class Generation:
                     # round left streaming are ended by the sweep.
                     logger.exception("generation %s: its tool round failed", self.message_id)
                     await self._end({**fields, "status": Message.Status.ERROR, "error_code": "internal",
-                                     "error_message": "Something went wrong on the server while running tools."})
+                                     **error_fields(sentence("tools_internal"))})
                     return
                 if request is None:
                     return
@@ -191,14 +192,14 @@ class Generation:
         except asyncio.CancelledError:
             fields.update(self._cancelled())
         except UpstreamError as error:
-            fields.update(status=Message.Status.ERROR, error_code=error.code, error_message=error.message)
+            fields.update(status=Message.Status.ERROR, error_code=error.code, **error_fields(error.sentence))
             logger.info("generation %s failed: %s (%s)", self.message_id, error.code, error.detail or error)
         except Exception:
             logger.exception("generation %s crashed", self.message_id)
             fields.update(
                 status=Message.Status.ERROR,
                 error_code="internal",
-                error_message="Something went wrong on the server while answering. The text so far is kept.",
+                **error_fields(sentence("internal")),
             )
         finally:
             if sender is not None:
@@ -219,7 +220,7 @@ class Generation:
         if self.stop_requested:
             return {"status": Message.Status.STOPPED}
         return {"status": Message.Status.INTERRUPTED, "error_code": "interrupted",
-                "error_message": "The server stopped while answering."}
+                **error_fields(sentence("stopped_serving"))}
 
     async def _end(self, fields: dict[str, Any]) -> None:
         """The run's last ending: from here on Stop has nothing left to stop."""
@@ -393,7 +394,7 @@ class Generation:
             "message_id": self.message_id,
             "attempt": event.attempt,
             "delay": round(event.delay, 2),
-            "reason": event.error.message,
+            "reason": event.error.sentence,  # said in each tab's language (chat/sentences.py)
         }
         with contextlib.suppress(BroadcastFailed):  # counted; the wait goes on regardless
             await frame_send(conversation_group(self.conversation_id), frame)

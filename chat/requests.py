@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from chat.attachments import attachment_data_url
 from chat.catalog import REFERENCE_MODELS, model_info
 from chat.history import message_images
 from chat.models import Attachment, Conversation, Message
+from chat.sentences import Sentence, sentence, window_sentence
 from chat.tools import tool_specs
 from chat.upstream import Credential
 
@@ -41,16 +43,19 @@ MESSAGE_OVERHEAD_TOKENS = 4
 
 
 class RequestTooLarge(Exception):
-    """The current turn alone, with its images, does not fit the model's window."""
+    """The current turn alone, with its images, does not fit the model's window: a refusal's
+    sentence (chat/refusals.py), its template and params."""
+
+    def __init__(self, template: str, params: dict[str, Any]):
+        super().__init__(template % params)
+        self.template = template
+        self.params = params
 
 
 class ImageUnreadable(Exception):
     """A stored image of the thread could not be read (its file is gone from storage)."""
 
-    message = (
-        "An image of this conversation could not be read from the server's storage, so nothing was sent. "
-        "Start a new conversation and attach it again."
-    )
+    sentence = sentence("image_unreadable")
 
 
 @dataclass
@@ -60,7 +65,7 @@ class RequestPlan:
 
     body: dict[str, Any]
     images: list[Attachment] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Sentence] = field(default_factory=list)  # chat/sentences.py
     # Who the request is made as (chat/credentials.py); None only where nothing is sent.
     credential: Credential | None = None
 
@@ -141,7 +146,7 @@ def request_plan(*, conversation: Conversation, thread: list[Message], answer: M
     if conversation.tools:
         if model in REFERENCE_MODELS and not model_info(model).tools:
             # A Yi model that calls no tools: offered them, the API would refuse or ignore them.
-            notes.append(f"{model} does not call tools, so none were offered. Pick yi-large-fc to use them.")
+            notes.append(sentence("tools_not_offered", model=model))
         else:
             body["tools"] = tool_specs()
             body["tool_choice"] = conversation.tool_choice
@@ -209,22 +214,27 @@ def _fit(entries: list[_Entry], *, model: str, max_tokens: int | None) -> list[s
                 total -= entry.tokens()
                 entry.turn = None
                 turns_left_out += 1
-    over = f"this conversation is over {model}'s {_window_name(window)} window."
     if total > budget:
         now = [e for e in entries if e.turn == current]
         images = sum(len(e.images) for e in now)
         if images:
+            text_tokens = sum(e.tokens() for e in now) - settings.IMAGE_TOKEN_COST * images
             raise RequestTooLarge(
-                f"This message does not fit {model}'s {_window_name(window)} window with room for the answer: "
-                f"its {images} image{_s(images)} count about {settings.IMAGE_TOKEN_COST * images:,} tokens and its "
-                f"text about {sum(e.tokens() for e in now) - settings.IMAGE_TOKEN_COST * images:,}. "
-                "Send fewer images or a shorter message."
+                gettext_noop(
+                    "This message does not fit %(model)s's %(window)s window with room for the answer: its "
+                    "%(images)s image counts about %(image_tokens)s tokens and its text about %(text_tokens)s. "
+                    "Send fewer images or a shorter message.") if images == 1 else gettext_noop(
+                    "This message does not fit %(model)s's %(window)s window with room for the answer: its "
+                    "%(images)s images count about %(image_tokens)s tokens and its text about %(text_tokens)s. "
+                    "Send fewer images or a shorter message."),
+                {"model": model, "window": _window_name(window), "images": images,
+                 "image_tokens": f"{settings.IMAGE_TOKEN_COST * images:,}", "text_tokens": f"{text_tokens:,}"},
             )
     notes = []
     if images_left_out:
-        notes.append(f"{images_left_out} earlier image{_s(images_left_out)} {_were(images_left_out)} not sent: {over}")
+        notes.append(sentence("images_left_out", count=images_left_out, model=model, window=window_sentence(window)))
     if turns_left_out:
-        notes.append(f"{turns_left_out} earlier message{_s(turns_left_out)} {_were(turns_left_out)} not sent: {over}")
+        notes.append(sentence("messages_left_out", count=turns_left_out, model=model, window=window_sentence(window)))
     return notes
 
 
@@ -238,9 +248,3 @@ def _window_name(window: int) -> str:
     return f"{window // 1024}K" if window % 1024 == 0 else f"{window:,}-token"
 
 
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"
-
-
-def _were(count: int) -> str:
-    return "was" if count == 1 else "were"

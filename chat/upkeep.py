@@ -28,6 +28,7 @@ from chat.events import BroadcastFailed, Event, events_send
 from chat.models import Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
 from chat.running import running
+from chat.sentences import error_fields, sentence
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def _stale_interrupt(exclude: list[int]) -> list[Event]:
     error = {
         "status": Message.Status.INTERRUPTED,
         "error_code": "interrupted",
-        "error_message": "The server restarted while answering; the text up to that moment is kept.",
+        **error_fields(sentence("restarted")),
     }
     # Without `content` in the fields, the last checkpoint's text and seq are what stays.
     # Only with the heartbeat seen: one that its owner moved meanwhile is alive.

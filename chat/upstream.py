@@ -24,6 +24,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from chat.sentences import Sentence, sentence
 from chat.upstream_errors import (
     ConnectionFailedError,
     NotAModelListError,
@@ -124,29 +125,41 @@ class Credential:
         return self.yi or self.host in YI_HOSTS
 
     @property
-    def provider(self) -> str:
-        return "The Yi API" if self.is_yi else f"The API at {self.host}"
+    def provider(self) -> Sentence:
+        """How error sentences name the provider (chat/sentences.py)."""
+        return sentence("provider_yi") if self.is_yi else sentence("provider_at", host=self.host)
 
     @property
     def usage_asked(self) -> bool:
         """Whether a stream asks for usage with `stream_options` (see STREAM_USAGE_ASKED)."""
         return self.host not in YI_HOSTS
 
-    @property
-    def key_named(self) -> str:
-        return f"the key “{self.label}”" if self.key_id is not None else "the server's API key"
+    def provider_at(self, *, inline: bool = False) -> Sentence:
+        """The provider and where the request went: "The Yi API at api.01.ai"."""
+        if self.is_yi:
+            return sentence("provider_yi_at_inline" if inline else "provider_yi_at", host=self.host)
+        return sentence("provider_at_inline" if inline else "provider_at", host=self.host)
 
     @property
-    def key_advice(self) -> str:
-        if self.key_id is not None:
-            return "Check it on the Keys page, or pick another key for this conversation."
-        return "Add a key of your own on the Keys page, or ask the administrator to check the server's key."
+    def key_named(self) -> Sentence:
+        return sentence("key_own", label=self.label) if self.key_id is not None else sentence("key_server")
 
     @property
-    def base_url_advice(self) -> str:
+    def key_advice(self) -> Sentence:
+        return sentence("key_advice_own" if self.key_id is not None else "key_advice_server")
+
+    @property
+    def base_url_advice(self) -> Sentence:
         if self.key_id is not None:
-            return f"or check on the Keys page that the base URL of the key “{self.label}” ends in /v1."
-        return "or ask the administrator to check that the server's base URL ends in /v1."
+            return sentence("base_url_advice_own", label=self.label)
+        return sentence("base_url_advice_server")
+
+    @property
+    def base_url_check(self) -> Sentence:
+        """`base_url_advice` as a sentence of its own."""
+        if self.key_id is not None:
+            return sentence("base_url_check_own", label=self.label)
+        return sentence("base_url_check_server")
 
     @property
     def cache_id(self) -> str:
@@ -195,8 +208,8 @@ class YiClient:
         listed = data.get("data") if isinstance(data, dict) else None
         if not isinstance(listed, list):
             raise NotAModelListError(
-                f"{self._named_at()} answered, but not with an OpenAI-compatible list of models. "
-                + "C" + self.credential.base_url_advice.removeprefix("or c"),
+                sentence("not_a_model_list", provider=self.credential.provider_at(),
+                         advice=self.credential.base_url_check),
                 status=response.status_code,
             )
         return [m for m in listed if isinstance(m, dict) and m.get("id")]
@@ -326,26 +339,16 @@ class YiClient:
                 )
             yield response, watch
         except httpx.TransportError as exc:
-            raise (self._stalled() if watch.stalled else StreamCutError(StreamCutError.SENTENCE)) from exc
+            raise (self._stalled() if watch.stalled else StreamCutError()) from exc
         finally:
             watch.stop()
             await response.aclose()
 
     def _stalled(self) -> StalledError:
-        return StalledError(
-            f"{self.credential.provider} sent nothing for {self.stall_timeout:g} seconds, so the answer was given up. "
-            "The text so far is kept."
-        )
-
-    def _named_at(self) -> str:
-        """"The Yi API at api.01.ai", "The API at example.com": where the request went."""
-        provider = self.credential.provider
-        return provider if " at " in provider else f"{provider} at {self.credential.host}"
+        return StalledError(sentence("stalled", provider=self.credential.provider, seconds=f"{self.stall_timeout:g}"))
 
     def _timed_out(self) -> TimeoutError_:
-        return TimeoutError_(
-            f"{self._named_at()} did not answer in time. Check your network and the key's base URL, and try again."
-        )
+        return TimeoutError_(sentence("timeout", provider=self.credential.provider_at()))
 
     def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
         # httpx-aiohttp reports a refused connection as ConnectTimeout: aiohttp's own
@@ -358,8 +361,7 @@ class YiClient:
         if timed_out:
             return self._timed_out()
         return ConnectionFailedError(
-            f"Could not connect to {self._named_at()[0].lower()}{self._named_at()[1:]} ({type(exc).__name__}). "
-            "Check your network and the key's base URL, then try again."
+            sentence("connection", provider=self.credential.provider_at(inline=True), reason=type(exc).__name__)
         )
 
 

@@ -1,7 +1,8 @@
 """The errors of calls to the Yi API (or any OpenAI-compatible API): one type per way a
-call fails, each with the sentence the page shows, and the provider's own explanation with
-anything key-like masked. Made from HTTP answers by `error_from_response`; raised by the
-client (chat/upstream.py) and the stream decoder (chat/upstream_events.py).
+call fails, each with the sentence the page shows (by code, said in the reader's language:
+chat/sentences.py), and the provider's own explanation with anything key-like masked.
+Made from HTTP answers by `error_from_response`; raised by the client (chat/upstream.py)
+and the stream decoder (chat/upstream_events.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from chat.sentences import Sentence, said, sentence
+
 if TYPE_CHECKING:
     import httpx
 
@@ -20,14 +23,17 @@ if TYPE_CHECKING:
 
 
 class UpstreamError(Exception):
-    """A failure talking to the upstream API, with a sentence for the person."""
+    """A failure talking to the upstream API, with a sentence for the person: `sentence`
+    as stored with the answer, `message` the same in English (for logs)."""
 
     code = "upstream"
     retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, detail: str = "", retry_after: float | None = None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, stored: Sentence, *, status: int | None = None, detail: str = "",
+                 retry_after: float | None = None):
+        self.sentence = stored
+        self.message = said(stored, "en")
+        super().__init__(self.message)
         self.status = status
         self.detail = detail
         self.retry_after = retry_after
@@ -83,7 +89,9 @@ class TimeoutError_(UpstreamError):
 
 class StreamCutError(UpstreamError):
     code = "stream_cut"
-    SENTENCE = "The connection to the model's API closed mid-answer. The text so far is kept; try again."
+
+    def __init__(self):
+        super().__init__(sentence("stream_cut"))
 
 
 class StalledError(UpstreamError):
@@ -153,47 +161,25 @@ def error_from_response(
     names the provider and the key by its label (never the key)."""
     detail = _detail(body, api_key=credential.api_key)
     provider = credential.provider
-    retry_after = _retry_after(headers.get("retry-after"))
-    said = f" The API said: “{detail}”" if detail else ""
-    kwargs = {"status": status, "detail": detail, "retry_after": retry_after}
+    kwargs = {"status": status, "detail": detail, "retry_after": _retry_after(headers.get("retry-after"))}
     if status == 400:
         if any(word in detail.lower() for word in _CONTEXT_WORDS):
-            return ContextLengthError(
-                "This conversation is too long for the model's context window (400). Start a new "
-                "conversation, shorten your message, or lower max_tokens." + said,
-                **kwargs,
-            )
-        return BadRequestError(
-            f"{provider} rejected the request as malformed (400). Check the model name (all lowercase, "
-            "for example yi-large) and the parameters." + said,
-            **kwargs,
-        )
+            return ContextLengthError(sentence("context_length_said", detail=detail), **kwargs)
+        if detail:
+            return BadRequestError(sentence("bad_request_said", provider=provider, detail=detail), **kwargs)
+        return BadRequestError(sentence("bad_request", provider=provider), **kwargs)
     if status in (401, 403):
-        return AuthError(
-            f"{provider} rejected {credential.key_named} ({status}): it is missing, wrong or disabled. "
-            + credential.key_advice,
-            **kwargs,
-        )
+        return AuthError(sentence("auth", provider=provider, key=credential.key_named, status=status,
+                                  advice=credential.key_advice), **kwargs)
     if status == 404:
-        return NotFoundError(
-            f"{provider} does not know the model “{model}” or the endpoint (404). Pick another model, "
-            + credential.base_url_advice,
-            **kwargs,
-        )
+        return NotFoundError(sentence("not_found", provider=provider, model=model, advice=credential.base_url_advice),
+                             **kwargs)
     if status == 429:
-        return RateLimitError(
-            f"{provider} is rate-limiting {credential.key_named} (429): too many requests or tokens per "
-            "minute. Wait a minute and try again, or move to a higher usage tier.",
-            **kwargs,
-        )
+        return RateLimitError(sentence("rate_limited", provider=provider, key=credential.key_named), **kwargs)
     if status == 529:
-        return OverloadedError(
-            f"{provider} is overloaded right now (529: system busy). Try again in a moment.", **kwargs
-        )
+        return OverloadedError(sentence("overloaded", provider=provider), **kwargs)
     if status >= 500:
-        return ServerError(
-            f"{provider} had an internal error ({status}). Try again in a moment; if it keeps "
-            "happening, the service may be down.",
-            **kwargs,
-        )
-    return UpstreamError(f"{provider} refused the request ({status}).{said}", **kwargs)
+        return ServerError(sentence("server_error", provider=provider, status=status), **kwargs)
+    if detail:
+        return UpstreamError(sentence("refused_said", provider=provider, status=status, detail=detail), **kwargs)
+    return UpstreamError(sentence("refused", provider=provider, status=status), **kwargs)

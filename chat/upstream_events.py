@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from chat.sentences import sentence
 from chat.upstream_errors import StreamCutError, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def reply_events(reply: Any) -> list[Event]:
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
     message = choice.get("message") if choice else None
     if not isinstance(message, dict):
-        raise UpstreamError("The API answered, but not with a chat completion. The answer could not be read.")
+        raise UpstreamError(sentence("not_a_completion"))
     events: list[Event] = []
     if text := _text_field(message.get("content")):
         events.append(TextDelta(text))
@@ -234,7 +235,7 @@ class StreamDecoder:
         events = self.feed(b"\n") if self.pending else []
         if self.done or self.finished:
             return events
-        raise StreamCutError(StreamCutError.SENTENCE)
+        raise StreamCutError()
 
     def _data(self, payload: bytes, events: list[Event]) -> None:
         if payload == b"[DONE]":

@@ -17,6 +17,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.http import require_POST
 
 from chat import accounts, attachments, catalog, exports, history, imports, organise, preferences, search, usage
@@ -25,7 +26,8 @@ from chat.account_forms import SignInForm, SignUpForm
 from chat.account_throttle import Refusal
 from chat.credentials import KeyChoice, credentials_for, key_choices
 from chat.images import ImageRefused, image_too_large
-from chat.refusals import SendRefused
+from chat.refusals import SendRefused, refusal_said
+from chat.sentences import message_said, said
 from chat.tools import tool_specs
 from chat.upstream import Credential
 from chat.upstream_errors import UpstreamError
@@ -40,7 +42,7 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         except SendRefused:
             raise Http404("No such conversation") from None
         messages_data = [
-            history.message_to_dict(m) for m in history.message_thread(conversation=conversation)
+            message_said(history.message_to_dict(m)) for m in history.message_thread(conversation=conversation)
         ]
     listed, after = history.conversation_list(user=request.user)
     return render(
@@ -74,7 +76,8 @@ def conversations_json(request: HttpRequest) -> JsonResponse:
     if request.GET.get("after"):
         after = history.ListCursor.decode(request.GET["after"])
         if after is None:
-            return JsonResponse({"code": "bad_cursor", "message": "That page of the list does not exist. Reload the page."},
+            return JsonResponse({"code": "bad_cursor",
+                                 "message": gettext("That page of the list does not exist. Reload the page.")},
                                 status=400)
     listed, following = history.conversation_list(
         user=request.user, archived=request.GET.get("archived") == "1", after=after
@@ -95,13 +98,13 @@ async def models_json(request: HttpRequest) -> JsonResponse:
         key_id = frame_key_choice(request.GET.get("key_id") or None)
         credential = await sync_to_async(_credential_chosen)(user_id=user.pk, key_id=key_id)
     except SendRefused as refused:
-        return JsonResponse({"code": refused.code, "message": refused.message}, status=404)
+        return JsonResponse({"code": refused.code, "message": refusal_said(refused)}, status=404)
     try:
         models = await catalog.models_list(credential=credential, refresh=request.GET.get("refresh") == "1")
     except UpstreamError as error:
         return JsonResponse(
             {"models": catalog.models_known(credential=credential), "default": settings.YI_DEFAULT_MODEL,
-             "error": error.message},
+             "error": said(error.sentence)},
             status=502,
         )
     return JsonResponse({"models": models, "default": settings.YI_DEFAULT_MODEL})
@@ -111,8 +114,8 @@ def _credential_chosen(*, user_id: int, key_id: KeyChoice) -> Credential:
     return credentials_for([(user_id, key_id)])[0]
 
 
-ADMINISTRATOR_WELCOME = (
-    "Welcome, {username}. As the first account, you are this server's administrator: "
+ADMINISTRATOR_WELCOME = gettext_noop(
+    "Welcome, %(username)s. As the first account, you are this server's administrator: "
     "the Admin link at the top opens the admin site, where you manage accounts and conversations."
 )
 
@@ -144,7 +147,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         else:
             login(request, user)
             if user.is_superuser:
-                messages.success(request, ADMINISTRATOR_WELCOME.format(username=user.get_username()))
+                messages.success(request, gettext(ADMINISTRATOR_WELCOME) % {"username": user.get_username()})
             return redirect("chat:home")
     status = 200 if settings.SIGNUP_OPEN or request.method == "GET" else 403
     context = {"form": form, "signup_open": settings.SIGNUP_OPEN,
@@ -186,10 +189,12 @@ def search_json(request: HttpRequest) -> JsonResponse:
     snippet whose matching parts are marked (plain text: the page shows it as text)."""
     query = request.GET.get("q", "")
     if len(query) > SEARCH_MAX_CHARS:
-        return JsonResponse({"code": "query_too_long", "message": f"Search for at most {SEARCH_MAX_CHARS} characters."},
+        return JsonResponse({"code": "query_too_long", "message": gettext(
+            "Search for at most %(limit)s characters.") % {"limit": SEARCH_MAX_CHARS}},
                             status=400)
     if not text_storable(query):
-        return JsonResponse({"code": "bad_query", "message": "That search holds a character that cannot be searched."},
+        return JsonResponse({"code": "bad_query", "message": gettext(
+            "That search holds a character that cannot be searched.")},
                             status=400)
     archived = {"1": True, "0": False}.get(request.GET.get("archived", ""))
     hits = search.search(user=request.user, query=query, archived=archived)
@@ -227,9 +232,10 @@ async def import_upload(request: HttpRequest) -> JsonResponse:
     are (chat.imports), and the file read and checked in worker threads."""
     upload = await sync_to_async(lambda: request.FILES.get("file"), thread_sensitive=False)()
     if upload is None:
-        return JsonResponse({"code": "no_file", "message": "Choose an exported .json file to import."}, status=400)
+        return JsonResponse({"code": "no_file", "message": gettext("Choose an exported .json file to import.")},
+                            status=400)
     if upload.size > imports.IMPORT_MAX_BYTES:
-        return JsonResponse({"code": "bad_import", "message": "That file is too large to import."}, status=400)
+        return JsonResponse({"code": "bad_import", "message": gettext("That file is too large to import.")}, status=400)
     raw = await sync_to_async(upload.read, thread_sensitive=False)()
     try:
         ids = await imports.import_file(user=await request.auser(), raw=raw)
@@ -261,7 +267,7 @@ async def attachment_upload(request: HttpRequest) -> JsonResponse:
     if request.content_type == "multipart/form-data":
         upload = await sync_to_async(lambda: request.FILES.get("file"), thread_sensitive=False)()
         if upload is None:
-            return JsonResponse({"code": "no_file", "message": "Choose an image to attach."}, status=400)
+            return JsonResponse({"code": "no_file", "message": gettext("Choose an image to attach.")}, status=400)
         size, name, read = upload.size, upload.name or "", upload.read
     else:
         size = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -269,14 +275,14 @@ async def attachment_upload(request: HttpRequest) -> JsonResponse:
         read = request.read  # not `body`: it refuses more than DATA_UPLOAD_MAX_MEMORY_SIZE
     if size > settings.IMAGE_MAX_BYTES:  # before reading it
         refused = image_too_large(size, settings.IMAGE_MAX_BYTES)
-        return JsonResponse({"code": refused.code, "message": refused.message}, status=400)
+        return JsonResponse({"code": refused.code, "message": refusal_said(refused)}, status=400)
     try:
         raw = await sync_to_async(lambda: read(settings.IMAGE_MAX_BYTES + 1), thread_sensitive=False)()
         image = await attachments.image_prepare_elsewhere(raw)
     except ImageRefused as refused:
-        return JsonResponse({"code": refused.code, "message": refused.message}, status=400)
+        return JsonResponse({"code": refused.code, "message": refusal_said(refused)}, status=400)
     except attachments.ImageWorkerLost as lost:
-        return JsonResponse({"code": lost.code, "message": lost.message}, status=503)
+        return JsonResponse({"code": lost.code, "message": refusal_said(lost)}, status=503)
     user = await request.auser()
     attachment = await sync_to_async(attachments.attachment_create)(user=user, image=image, original_name=name)
     return JsonResponse(attachments.attachment_to_dict(attachment), status=201)

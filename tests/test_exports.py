@@ -82,9 +82,10 @@ def test_a_conversation_goes_out_and_comes_back_with_its_branches_and_images(use
     question = message_thread(conversation=copy_)[0]
     stored = question.attachments.get()
     assert stored.file.name == Attachment.objects.filter(message__conversation=conversation).get().file.name
-    # The app's own notes come back; nothing else a file calls a note is taken (it could forge one).
+    # The app's own notes come back, by code (this one was stored as English text, as before
+    # notes had codes); nothing else a file calls a note is taken (it could forge one).
     assert [m.notes for m in Message.objects.filter(conversation=copy_, role="assistant").order_by("pk")] == [
-        ["yi-large does not take images, so yi-vision answered."], []]
+        [{"code": "vision_answered", "params": {"model": "yi-large", "vision": "yi-vision"}}], []]
     # An imported answer costs what one ending here would store (usage and history read that).
     assert [m.cost_usd for m in Message.objects.filter(conversation=copy_, role="assistant").order_by("pk")] == [
         Decimal("0.000193"), None]
@@ -99,7 +100,8 @@ def test_a_note_the_app_never_writes_is_not_imported(user, conversation):
     ]
     (new_id,) = import_(client, json.dumps(exported).encode()).json()["conversation_ids"]
     notes = Message.objects.filter(conversation_id=new_id, role="assistant").order_by("pk").first().notes
-    assert notes == ["2 earlier images were not sent: this conversation is over yi-vision's 16K window."]
+    assert notes == [{"code": "images_left_out", "params": {
+        "count": 2, "model": "yi-vision", "window": {"code": "window_k", "params": {"k": 16}}}}]
 
 
 def test_markdown_reads_the_branch_shown(user, conversation):

@@ -162,3 +162,235 @@ async def test_a_refused_send_is_said_in_the_pages_language(user, settings, head
                                     else "The page sent something the server did not understand. Reload the page.")
     finally:
         await ws.disconnect()
+
+
+# --- sentences the server writes: notes, errors, refusals ------------------------------
+
+VISION_NOTE = {"code": "vision_answered", "params": {"model": "yi-large", "vision": "yi-vision"}}
+IMAGES_LEFT_OUT = {"code": "images_left_out", "params": {
+    "count": 2, "model": "yi-vision", "window": {"code": "window_k", "params": {"k": 16}}}}
+ONE_MESSAGE_LEFT_OUT = {"code": "messages_left_out", "params": {
+    "count": 1, "model": "llama3", "window": {"code": "window_tokens", "params": {"tokens": "8,000"}}}}
+
+
+def answered(user, *, notes, **fields) -> Conversation:
+    conversation = Conversation.objects.create(user=user, title="Pictures", model="yi-large")
+    question = Message.objects.create(conversation=conversation, role="user", content="What is in it?")
+    Message.objects.create(conversation=conversation, role="assistant", content="A blue box.", model="yi-vision",
+                           parent=question, notes=notes, **fields)
+    return conversation
+
+
+def shown_answer(client, conversation, language: str) -> dict:
+    page = client.get(reverse("chat:conversation", args=[conversation.id]),
+                      headers={"accept-language": language}).content.decode()
+    messages = json.loads(re.search(r'<script id="messages-data" type="application/json">(.*?)</script>',
+                                    page, re.DOTALL).group(1))
+    return messages[-1]
+
+
+def test_an_answers_notes_are_said_in_the_language_of_the_page_that_reads_them(client, user):
+    from chat.sentences import sentence
+
+    client.force_login(user)
+    conversation = answered(user, notes=[VISION_NOTE, IMAGES_LEFT_OUT, ONE_MESSAGE_LEFT_OUT],
+                            status="error", error_code="auth", error_message="The Yi API rejected …",
+                            error_sentence=sentence("auth", provider=sentence("provider_yi"), status=401,
+                                                    key=sentence("key_own", label="Work"),
+                                                    advice=sentence("key_advice_own")))
+    chinese = shown_answer(client, conversation, "zh-CN")
+    assert chinese["notes"] == [
+        "yi-large 不能看图，所以由 yi-vision 回答。",
+        "前面的 2 张图片没有发送：这段对话超出了 yi-vision 的 16K 上下文窗口。",
+        "前面的 1 条消息没有发送：这段对话超出了 llama3 的 8,000 token 上下文窗口。",
+    ]
+    assert chinese["error_message"] == ("Yi API 拒绝了密钥“Work”（401）：密钥缺失、有误或已停用。"
+                                        "请在“密钥”页面检查它，或为这个对话换一个密钥。")
+    assert "error_sentence" not in chinese  # the page gets sentences, not their codes
+    english = shown_answer(client, conversation, "en")
+    assert english["notes"] == [
+        "yi-large does not take images, so yi-vision answered.",
+        "2 earlier images were not sent: this conversation is over yi-vision's 16K window.",
+        "1 earlier message was not sent: this conversation is over llama3's 8,000-token window.",
+    ]
+    assert english["error_message"] == ("The Yi API rejected the key “Work” (401): it is missing, wrong or disabled. "
+                                        "Check it on the Keys page, or pick another key for this conversation.")
+
+
+def test_an_answer_stored_before_notes_had_codes_still_shows_its_notes_and_error(client, user):
+    """Rows the data migration found nothing to do with: text it did not write, and an
+    error's English sentence (stored with no code), are shown as they are."""
+    client.force_login(user)
+    conversation = answered(user, notes=["An older note in words of its own."], status="error",
+                            error_code="server_error", error_message="The Yi API had an internal error (500).")
+    for language in ("zh-CN", "en"):
+        answer = shown_answer(client, conversation, language)
+        assert answer["notes"] == ["An older note in words of its own."]
+        assert answer["error_message"] == "The Yi API had an internal error (500)."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0014_gives_the_notes_the_app_wrote_codes_and_back(user):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    old_notes = ["yi-large does not take images, so yi-vision answered.",
+                 "2 earlier images were not sent: this conversation is over yi-vision's 16K window.",
+                 "1 earlier message was not sent: this conversation is over llama3's 8,000-token window.",
+                 "yi-large does not call tools, so none were offered. Pick yi-large-fc to use them.",
+                 "Someone else's words."]
+    executor = MigrationExecutor(connection)
+    executor.migrate([("chat", "0013_conversation_server_key")])
+    try:
+        apps = executor.loader.project_state([("chat", "0013_conversation_server_key")]).apps
+        conversation = apps.get_model("chat", "Conversation").objects.create(user_id=user.pk, model="yi-large")
+        answer = apps.get_model("chat", "Message").objects.create(
+            conversation=conversation, role="assistant", content="A blue box.", notes=old_notes)
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("chat"))
+    assert Message.objects.get(pk=answer.pk).notes == [
+        VISION_NOTE, IMAGES_LEFT_OUT, ONE_MESSAGE_LEFT_OUT,
+        {"code": "tools_not_offered", "params": {"model": "yi-large"}}, "Someone else's words."]
+
+    executor.loader.build_graph()
+    executor.migrate([("chat", "0013_conversation_server_key")])
+    try:
+        apps = executor.loader.project_state([("chat", "0013_conversation_server_key")]).apps
+        assert apps.get_model("chat", "Message").objects.get(pk=answer.pk).notes == old_notes
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("chat"))
+
+
+def test_the_markdown_export_speaks_the_pages_language_and_the_json_carries_notes_by_code(client, user):
+    client.force_login(user)
+    conversation = answered(user, notes=[VISION_NOTE], status="stopped")
+    markdown = client.get(f"/export/?ids={conversation.pk}&format=md",
+                          headers={"accept-language": "zh-CN"}).content.decode()
+    assert "## 你\n" in markdown and "*yi-large 不能看图，所以由 yi-vision 回答。*" in markdown
+    assert "*(已停止)*" in markdown and "A blue box." in markdown and "What is in it?" in markdown
+    english = client.get(f"/export/?ids={conversation.pk}&format=md",
+                         headers={"accept-language": "en"}).content.decode()
+    assert "## You\n" in english and "*yi-large does not take images, so yi-vision answered.*" in english
+    exported = client.get(f"/export/?ids={conversation.pk}", headers={"accept-language": "zh-CN"}).json()
+    assert exported["conversations"][0]["messages"][1]["notes"] == [VISION_NOTE]
+
+
+def test_an_import_refused_is_said_in_the_pages_language(client, user):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(user)
+    for language, sentence in (("zh-CN", "这个文件不是 yiweb 的导出文件。"), ("en", "That file is not a yiweb export.")):
+        response = client.post("/import/", {"file": SimpleUploadedFile("x.json", b'{"format": "other"}')},
+                               headers={"accept-language": language})
+        assert (response.status_code, response.json()) == (400, {"code": "bad_import", "message": sentence})
+    damaged = {"format": "yiweb-export", "version": 1, "conversations": [
+        {"model": "yi-large", "messages": [{"role": "user", "content": "hi"}, {"role": "wizard"}]}]}
+    response = client.post("/import/", {"file": SimpleUploadedFile("x.json", json.dumps(damaged).encode())},
+                           headers={"accept-language": "zh-CN"})
+    assert response.json()["message"] == "第 1 个对话的第 2 条消息的角色不是本应用认识的。"
+
+
+def test_an_imported_note_by_code_is_kept_and_a_forged_one_is_dropped(client, user):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(user)
+    forged = [{"code": "vision_answered", "params": {"model": "Your session expired. Sign in at evil.example",
+                                                      "vision": "yi-vision"}},
+              {"code": "vision_answered", "params": {"model": "yi-large", "vision": "yi-vision", "extra": "x"}},
+              {"code": "say_anything", "params": {}}, {"code": "images_left_out", "params": {
+                  "count": 2, "model": "yi-vision", "window": {"code": "window_k", "params": {"k": "16K!"}}}}]
+    export = {"format": "yiweb-export", "version": 1, "conversations": [{"model": "yi-large", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "parent": 0, "content": "hello", "notes": [VISION_NOTE, *forged, IMAGES_LEFT_OUT]}]}]}
+    response = client.post("/import/", {"file": SimpleUploadedFile("x.json", json.dumps(export).encode())})
+    (new_id,) = response.json()["conversation_ids"]
+    answer = Message.objects.get(conversation_id=new_id, role="assistant")
+    assert answer.notes == [VISION_NOTE, IMAGES_LEFT_OUT]
+
+
+def test_an_upload_refused_is_said_in_the_pages_language(client, user):
+    client.force_login(user)
+    response = client.post("/attachments/", b"%PDF-1.4 not a picture", content_type="application/octet-stream",
+                           headers={"X-File-Name": "a.pdf", "accept-language": "zh-CN"})
+    assert (response.status_code, response.json()) == (400, {
+        "code": "not_an_image", "message": "这是 PDF，不是图片。请添加图片（JPEG、PNG、WebP、GIF 或 HEIC）。"})
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_answers_note_and_error_are_said_in_each_tabs_language(user, settings, tmp_path):
+    """One answer, two tabs: each reads it in its own page's language, though the frames
+    that carry it are built once for both."""
+    from channels.db import database_sync_to_async
+
+    from chat.attachments import attachment_create, image_prepare_upload
+    from tests.test_consumer import frames_until
+    from tests.test_image_sends import drawing
+
+    settings.MEDIA_ROOT = tmp_path
+    image = await database_sync_to_async(
+        lambda: attachment_create(user=user, image=image_prepare_upload(drawing()), original_name="a.png").pk)()
+    chinese = await socket_for(user, [(b"cookie", b"; django_language=zh-hans")])
+    english = await socket_for(user, [(b"accept-language", b"en-GB")])
+    try:
+        await chinese.send_json_to({"type": "send", "conversation_id": None, "text": "What is it?",
+                                    "model": "yi-large", "attachment_ids": [image]})
+        frames = await frames_until(chinese, lambda f: f["type"] == "done")
+        conversation_id = next(f["conversation"]["id"] for f in frames if f["type"] == "conversation")
+        assert frames[-1]["message"]["notes"] == ["yi-large 不能看图，所以由 yi-vision 回答。"]
+        await english.send_json_to({"type": "subscribe", "conversation_id": conversation_id, "after_id": 0})
+        frames = await frames_until(english, lambda f: f["type"] == "message" and f["message"]["role"] == "assistant")
+        assert frames[-1]["message"]["notes"] == ["yi-large does not take images, so yi-vision answered."]
+
+        await chinese.send_json_to({"type": "send", "conversation_id": conversation_id, "text": "[sim status=401]",
+                                    "model": "yi-vision"})
+        said_zh = (await frames_until(chinese, lambda f: f["type"] == "done"))[-1]["message"]
+        said_en = (await frames_until(english, lambda f: f["type"] == "done"))[-1]["message"]
+        assert (said_zh["error_code"], said_zh["error_message"]) == (
+            "auth", "Yi API 拒绝了服务器的 API 密钥（401）：密钥缺失、有误或已停用。"
+                    "请在“密钥”页面添加你自己的密钥，或请管理员检查服务器的密钥。")
+        assert said_en["error_message"] == (
+            "The Yi API rejected the server's API key (401): it is missing, wrong or disabled. "
+            "Add a key of your own on the Keys page, or ask the administrator to check the server's key.")
+
+        await chinese.send_json_to({"type": "change_conversations", "conversation_ids": [conversation_id],
+                                    "title": "  "})
+        frame = await frames_until(chinese, lambda f: f["type"] == "error")
+        assert frame[-1]["message"] == "请输入标题，或按 Esc 保留原来的标题。"
+    finally:
+        await chinese.disconnect()
+        await english.disconnect()
+
+
+def python_msgids() -> set[tuple[str, str | None]]:
+    """Every msgid (and plural) the app's Python code marks for translation."""
+    import ast
+
+    marks = {"gettext", "gettext_noop", "_", "gettext_lazy", "pgettext", "pgettext_lazy", "ngettext", "ngettext_lazy"}
+    found = set()
+    for root in ("chat", "yiweb"):
+        for path in sorted((Path(settings.BASE_DIR) / root).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                name = getattr(node.func, "id", getattr(node.func, "attr", "")) if isinstance(node, ast.Call) else ""
+                if name not in marks:
+                    continue
+                texts = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None
+                         for a in node.args][1 if name.startswith("p") else 0:]
+                if name.startswith("n") and texts[:2] and None not in texts[:2]:
+                    found.add((texts[0], texts[1]))
+                elif not name.startswith("n") and texts and texts[0]:
+                    found.add((texts[0], None))
+    return found
+
+
+def test_every_sentence_marked_in_the_python_code_has_a_chinese_translation():
+    """A sentence marked for translation but missing from django.po shows in English on a
+    Chinese page, and no other test may happen to look at it."""
+    po = polib.pofile(str(LOCALE / "zh_Hans" / "LC_MESSAGES" / "django.po"))
+    translated = {(e.msgid, e.msgid_plural or None) for e in po.translated_entries()}
+    marked = python_msgids()
+    assert len(marked) > 150  # the walk found the marks (a renamed import would find none)
+    assert sorted(marked - translated) == []

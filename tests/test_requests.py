@@ -10,6 +10,7 @@ from django.core.files.base import ContentFile
 from chat.history import message_thread
 from chat.models import Attachment, Conversation, Message
 from chat.requests import CONTINUE_PROMPT, request_build, request_plan, tokens_estimate
+from chat.sentences import said
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +118,8 @@ def test_a_thread_over_its_models_window_leaves_out_its_oldest_turns_never_the_c
                         answer=answer)
     sent = [m["content"][:10] for m in plan.body["messages"]]
     assert sent == ["You are te", "last word "]
-    assert plan.notes == ["6 earlier messages were not sent: this conversation is over yi-large-turbo's 4K window."]
+    assert [said(note, "en") for note in plan.notes] == [
+        "6 earlier messages were not sent: this conversation is over yi-large-turbo's 4K window."]
 
 
 def test_a_model_whose_window_is_unknown_is_sent_the_whole_thread(conversation):

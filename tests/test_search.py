@@ -626,9 +626,12 @@ def test_migration_0011_indexes_existing_tool_results_and_goes_back(alice, datab
     executor.migrate(before)
     try:
         assert search_schema(connection) == {name for name in indexed if "tool" not in name}
-        # Gone from the indexes, and a tool message written now is not added to them.
-        later = Message.objects.using(database).create(
-            conversation=made, parent=tool, role="tool", name="current_time", content='{"timezone": "Asia/Tokyo 东京"}'
+        # Gone from the indexes, and a tool message written now is not added to them. The
+        # model as it was then: later migrations add columns the current one writes.
+        old = executor.loader.project_state(before).apps.get_model("chat", "Message")
+        later = old.objects.using(database).create(
+            conversation_id=made.pk, parent_id=tool.pk, role="tool", name="current_time",
+            content='{"timezone": "Asia/Tokyo 东京"}',
         )
         if connection.vendor == "sqlite":
             assert trigram_rowids(connection) == {message_ids(made)[0]}  # the question (the call has no text)

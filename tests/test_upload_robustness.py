@@ -70,9 +70,10 @@ def submissions_watched(monkeypatch) -> asyncio.Event:
     return submitted
 
 
-def page_upload(client: AsyncClient, data: bytes, name: str = "photo.jpg"):
+def page_upload(client: AsyncClient, data: bytes, name: str = "photo.jpg", language: str = "en"):
     """As static/chat/attachments.js sends a file: the body itself, its name in a header."""
-    return client.post("/attachments/", data, content_type="application/octet-stream", headers={"X-File-Name": name})
+    return client.post("/attachments/", data, content_type="application/octet-stream",
+                       headers={"X-File-Name": name, "Accept-Language": language})
 
 
 async def signed_in(user) -> AsyncClient:
@@ -81,8 +82,10 @@ async def signed_in(user) -> AsyncClient:
     return client
 
 
+@pytest.mark.parametrize(("language", "sentence"), [
+    ("en", WORKER_LOST["message"]), ("zh-CN", "服务器处理这张图片时资源不足；请换一张小一些的图片。")])
 async def test_an_upload_whose_image_worker_dies_gets_a_sentence_and_the_next_upload_is_taken(
-    user, image_workers, monkeypatch
+    user, image_workers, monkeypatch, language, sentence
 ):
     client = await signed_in(user)
     pid = await worker_pid()
@@ -91,12 +94,12 @@ async def test_an_upload_whose_image_worker_dies_gets_a_sentence_and_the_next_up
     # OOM killer kills a worker decoding a huge image.
     os.kill(pid, signal.SIGSTOP)
     try:
-        upload = asyncio.ensure_future(page_upload(client, jpeg_with_gps(), "huge.heic"))
+        upload = asyncio.ensure_future(page_upload(client, jpeg_with_gps(), "huge.heic", language))
         await asyncio.wait_for(submitted.wait(), 30)
     finally:
         os.kill(pid, signal.SIGKILL)
     response = await asyncio.wait_for(upload, 30)
-    assert (response.status_code, response.json()) == (503, WORKER_LOST)
+    assert (response.status_code, response.json()) == (503, {**WORKER_LOST, "message": sentence})
     assert not await Attachment.objects.aexists()
 
     after = await page_upload(client, jpeg_with_gps(), "next.jpg")
