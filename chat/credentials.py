@@ -44,8 +44,8 @@ SERVER_KEY_OFF = gettext_noop(
     "This server asks everyone to use an API key of their own: its own key cannot be picked. "
     "Pick one of yours in the Key menu, or add one on the Keys page (/keys/)."
 )
-KEY_UNREADABLE = (
-    "The key “{label}” can no longer be read on this server (its encryption key was changed). "
+KEY_UNREADABLE = gettext_noop(
+    "The key “%(label)s” can no longer be read on this server (its encryption key was changed). "
     "Delete it on the Keys page and add it again."
 )
 
@@ -80,7 +80,7 @@ def key_credential(key: ApiKey) -> Credential:
     try:
         plain = secret_decrypt(key.key_encrypted)
     except SecretUnreadable:
-        raise SendRefused("key_unreadable", KEY_UNREADABLE.format(label=key.label)) from None
+        raise SendRefused("key_unreadable", KEY_UNREADABLE, params={"label": key.label}) from None
     # A key for the server's own Yi API base URL is for the Yi API, wherever that points.
     yi = key.base_url.rstrip("/") == settings.YI_API_BASE
     return Credential(base_url=key.base_url, api_key=plain, label=key.label, key_id=key.pk, tier=key.tier, yi=yi,

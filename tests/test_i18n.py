@@ -394,3 +394,28 @@ def test_every_sentence_marked_in_the_python_code_has_a_chinese_translation():
     marked = python_msgids()
     assert len(marked) > 150  # the walk found the marks (a renamed import would find none)
     assert sorted(marked - translated) == []
+
+
+def test_a_key_this_server_can_no_longer_read_is_said_in_the_pages_language(client, user, settings):
+    import base64
+    import os
+
+    from chat.crypto import encryption_keys_changed, secret_encrypt
+    from chat.models import ApiKey
+
+    def encryption_key_now(key: str) -> None:
+        settings.ENCRYPTION_KEYS = [key]
+        encryption_keys_changed()
+
+    try:
+        encryption_key_now(base64.urlsafe_b64encode(os.urandom(32)).decode())
+        key = ApiKey.objects.create(user=user, label="Work", base_url="https://api.01.ai/v1",
+                                    key_encrypted=secret_encrypt("sk-lost-0123456789"), key_last4="6789")
+        encryption_key_now(base64.urlsafe_b64encode(os.urandom(32)).decode())  # the old one is lost
+        client.force_login(user)
+        response = client.get(f"/api/models?key_id={key.pk}", headers={"accept-language": "zh-CN"})
+        assert (response.status_code, response.json()) == (404, {
+            "code": "key_unreadable",
+            "message": "本服务器已无法读取密钥“Work”（加密它的密钥已更换）。请在“密钥”页面删除它，再重新添加。"})
+    finally:
+        encryption_keys_changed()  # rebuilt from the settings as they are put back after the test
