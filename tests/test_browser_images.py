@@ -482,3 +482,31 @@ def test_a_picture_pasted_with_the_focus_outside_the_message_box_is_attached(pag
     wait_ready(page, 1)
     assert chips(page) == [("ready", "")]
     assert page.problems == []
+
+
+def test_on_a_chinese_page_the_servers_sentences_about_images_are_chinese(browser, app_url):
+    """What the server writes (a refused upload's reason, the note on an answer, and both
+    again after a reload) comes in the page's language, in the page as a person sees it."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        sign_up(page, app_url, "lin")
+        page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+        page.set_input_files("#attach-input", files=[
+            {"name": "red.png", "mimeType": "image/png", "buffer": picture("red", (64, 48), "PNG")},
+            {"name": "notes.png", "mimeType": "image/png", "buffer": b"Shopping list: eggs, milk, bread.\n"}])
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.attachment-chip')].every(c => c.dataset.state !== 'uploading')")
+        assert chips(page) == [
+            ("ready", ""), ("refused", "notes.png: 这个文件是文本，不是图片。请添加图片（JPEG、PNG、WebP、GIF 或 HEIC）。")]
+        page.get_by_role("button", name=re.compile("notes.png")).click()  # its remove button
+        page.fill("#message-input", "这是什么颜色？")
+        page.keyboard.press("Enter")
+        wait_last_answer_complete(page)
+        note = "yi-large 不能看图，所以由 yi-vision 回答。"
+        assert page.locator('[data-role="assistant"]').last.locator(".message-note").all_inner_texts() == [note]
+        page.reload()
+        wait_last_answer_complete(page)
+        assert page.locator('[data-role="assistant"]').last.locator(".message-note").all_inner_texts() == [note]
+    finally:
+        context.close()
