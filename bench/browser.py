@@ -1,7 +1,7 @@
 """What a person sees: tokens reaching the DOM of real Chromium pages, 1 and 10 at once.
 
     python bench/browser.py [--pages 1,10] [--layouts windows,tabs] [--deltas 200] [--interval-ms 10]
-                            [--rounds 3] [--trace FILE]
+                            [--rounds 3] [--probe] [--trace FILE]
 
 One Daphne process of yiweb as deployed (DEBUG off, collected static files, SQLite in a
 temp folder, the in-memory layer) relays the simulator, as bench/relay.py runs them.
@@ -27,6 +27,10 @@ token first stands in the answer's DOM text. Both processes read one clock, so:
 - lost: tokens never seen in the DOM by the time the answer is shown complete.
 
 One page is measured in the windows layout only (one tab is its window's front tab).
+`--probe` runs, beside each level, a process that only sleeps a millisecond at a time
+and notes how late it wakes: how long this machine leaves a runnable process waiting
+while the level runs (nothing of yiweb's or Chromium's is in it). A first token that
+waits on such stalls is the machine's, and the report says how large they were.
 `--trace FILE` records a Chromium trace (DevTools' Performance format, open it in
 chrome://tracing or Perfetto) of the last round of the largest level, per layout
 (FILE's name gets the layout).
@@ -38,10 +42,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,6 +114,45 @@ OBSERVER = r"""
 """
 READ = "() => ({ enter: window.__bench.enter, seen: window.__bench.seen, visibility: document.visibilityState })"
 COMPLETE = "() => { const m = [...document.querySelectorAll('[data-role=assistant]')].pop(); return m && m.dataset.status !== 'streaming'; }"
+
+
+# The wake-up probe (`--probe`): sleeps 1 ms at a time and writes how long each sleep
+# really took, in ms; SIGTERM ends it with everything written.
+PROBE = r"""
+import signal, sys, time
+gaps = []
+def leave(*_):
+    with open(sys.argv[1], "w") as out:
+        out.write("\n".join(f"{g:.3f}" for g in gaps))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, leave)
+last = time.monotonic()
+while True:
+    time.sleep(0.001)
+    now = time.monotonic()
+    gaps.append((now - last) * 1000)
+    last = now
+"""
+
+
+@contextlib.contextmanager
+def wake_probe(on: bool):
+    """While the block runs, how late a process that only sleeps 1 ms wakes: a dict
+    (filled in when the block ends) with p50, p99, max and the count of waits over 20 ms."""
+    found: dict = {}
+    if not on:
+        yield found
+        return
+    with tempfile.NamedTemporaryFile(suffix=".probe") as file:
+        probe = subprocess.Popen([sys.executable, "-c", PROBE, file.name])
+        try:
+            yield found
+        finally:
+            probe.send_signal(signal.SIGTERM)
+            probe.wait(timeout=10)
+            gaps = [float(x) for x in Path(file.name).read_text().split()]
+            found.update({"p50_ms": percentile(gaps, 50), "p99_ms": percentile(gaps, 99),
+                          "max_ms": max(gaps, default=math.nan), "over_20_ms": sum(g > 20 for g in gaps)})
 
 
 @dataclass
@@ -305,15 +352,17 @@ async def layout_measure(browser, base: str, sessions: list[str], count: int, la
             pages = [await (await context_new(sessions[i])).new_page() for i in range(count)]
         await round_run(browser, pages[:1], base, warm_up, timeout, processes, None)
         rounds, total = [], max(args.rounds, math.ceil(MIN_PAGES_PER_LEVEL / count))
-        for index in range(total):
-            trace, last = None, count == max(args.pages) and index == total - 1
-            if args.trace and last:
-                trace = str(Path(args.trace).with_stem(f"{Path(args.trace).stem}-{layout}"))
-            rounds.append(await round_run(browser, pages, base, text, timeout, processes, trace, args.profile and last))
-            if rounds[-1].profile:
-                print(f"profile of one page of {count} ({layout}), last round:", *rounds[-1].profile, sep="\n  ")
-            await asyncio.sleep(1)
-        return {"layout": layout, **level_figures(count, rounds, args.deltas)}
+        with wake_probe(args.probe) as stalls:
+            for index in range(total):
+                trace, last = None, count == max(args.pages) and index == total - 1
+                if args.trace and last:
+                    trace = str(Path(args.trace).with_stem(f"{Path(args.trace).stem}-{layout}"))
+                rounds.append(await round_run(browser, pages, base, text, timeout, processes, trace,
+                                              args.profile and last))
+                if rounds[-1].profile:
+                    print(f"profile of one page of {count} ({layout}), last round:", *rounds[-1].profile, sep="\n  ")
+                await asyncio.sleep(1)
+        return {"layout": layout, **level_figures(count, rounds, args.deltas), "wake_probe": stalls}
     finally:
         for context in contexts:
             await context.close()
@@ -420,6 +469,11 @@ def report(results: list[dict], targets: list[dict], machine: dict, args) -> str
         )
         lines.append(f"{'':<16}first token p50 in two: Enter to the upstream's emission {ms(r['ttft_upstream_ms']['p50'])}, "
                      f"emission to the DOM {ms(r['ttft_page_ms']['p50'])}")
+        if r["wake_probe"]:
+            probe = r["wake_probe"]
+            lines.append(f"{'':<16}a process that sleeps 1 ms at a time woke p50 {ms(probe['p50_ms'])}, "
+                         f"p99 {ms(probe['p99_ms'])}, at worst {ms(probe['max_ms'])} later; "
+                         f"{probe['over_20_ms']} waits over 20 ms")
         if r["hidden_pages"] or r["failures"]:
             lines.append(f"{'':<16}{r['hidden_pages']} page readings not visible; failures: {r['failures'][:3]}")
     for t in targets:
@@ -455,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", help="write a Chromium trace of the last round of the largest level here")
     parser.add_argument("--profile", action="store_true",
                         help="V8's sampling profile of one page in the last round of the largest level")
+    parser.add_argument("--probe", action="store_true",
+                        help="beside each level, a process that sleeps 1 ms at a time: how late this machine wakes it")
     parser.add_argument("--chromium-arg", action="append", default=[], help="one more Chromium flag (repeatable)")
     args = parser.parse_args(argv)
     if not os.path.exists(CHROMIUM):
