@@ -18,6 +18,8 @@ from chat.history import message_to_dict
 from chat.keys import key_used
 from chat.models import Conversation, Message
 from chat.outages import DATABASE_UNAVAILABLE
+from chat.pacing import prompt_tokens
+from chat.requests import tokens_estimate
 from chat.sentences import error_fields, sentence
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,37 @@ def answer_unsaved_event(message_id: int, conversation_id: int, fields: dict[str
         **error_fields(sentence("not_saved")),
     )
     return done_event(data)
+
+
+def usage_estimate(fields: dict[str, Any], *, request: dict[str, Any] | None, text: str) -> dict[str, Any]:
+    """The token figures an answer's ending stores beyond the upstream's own, given the
+    ending's `fields` as its stream left them, the `request` the provider took (None: it
+    never took one: the answer was stopped while it waited its turn, or the provider's last
+    word was a refusal or a retry) and the `text` that arrived from it.
+
+    The upstream's usage comes in a stream's last chunk, so an answer stopped, interrupted,
+    cut, stalled or failed after its first text has none, though the provider billed what it
+    read and wrote: without an estimate the Usage page under-reported what a person spent.
+    It is the prompt by the estimate pacing counts it by (chat/pacing.py) and the output by
+    the same per-character estimate of what arrived (text and tool calls), marked
+    `usage_estimated`. An answer stopped before its first word counts its prompt alone: the
+    provider had the request and read it (OpenAI-style APIs bill a request cut off by the
+    client for its prompt). One that failed before any output counts nothing: the provider
+    refused it or never answered. A complete answer without usage (a provider that never
+    sends it) is left without figures, as before: there is nothing cut short to account for."""
+    if any(fields.get(name) is not None for name in ("prompt_tokens", "completion_tokens", "total_tokens")):
+        return {"usage_estimated": None}  # the upstream's own (a continued answer's earlier estimate is gone)
+    if fields.get("status") == Message.Status.COMPLETE or request is None:
+        return {}
+    calls = fields.get("tool_calls") or []
+    output = tokens_estimate(text) + sum(
+        tokens_estimate(call["function"]["name"] + call["function"]["arguments"]) for call in calls
+    )
+    if not output and fields.get("status") not in (Message.Status.STOPPED, Message.Status.INTERRUPTED):
+        return {}
+    prompt = prompt_tokens(request)
+    return {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
+            "usage_estimated": True}
 
 
 def messages_finish(

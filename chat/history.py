@@ -276,6 +276,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
             "completion_tokens": message.completion_tokens,
             "total_tokens": message.total_tokens,
         }
+        if message.usage_estimated:  # the app's estimate: it ended before the upstream's usage (chat/endings.py)
+            usage["estimated"] = True
     return {
         "id": message.pk,
         "conversation_id": message.conversation_id,

@@ -127,6 +127,10 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # True: the token figures are the app's estimate, for an answer that ended before the
+    # upstream's usage chunk (chat/endings.py `usage_estimate`). Null is false: nullable,
+    # so one ALTER TABLE ADD COLUMN, never a rebuild of this table and its search triggers.
+    usage_estimated = models.BooleanField(null=True, blank=True)
     # What the answer cost at the reference's prices when it ended (None: price unknown),
     # and the key that paid for it (None: the server's key or the simulator).
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)

@@ -90,9 +90,15 @@ def window_seconds() -> int:
 
 
 def request_tokens(body: dict[str, Any]) -> int:
-    """What a chat request counts against TPM: its prompt by the same estimate that fits it
-    into the model's window (chat/requests.py), IMAGE_TOKEN_COST an image, plus room for
+    """What a chat request counts against TPM: its prompt (`prompt_tokens`) plus room for
     the answer (its max_tokens, else ANSWER_TOKENS_RESERVED)."""
+    return prompt_tokens(body) + (body.get("max_tokens") or settings.ANSWER_TOKENS_RESERVED)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A chat request's prompt by the same estimate that fits it into the model's window
+    (chat/requests.py), IMAGE_TOKEN_COST an image. Also what an answer that ended without
+    the upstream's usage stores as its prompt (chat/endings.py `usage_estimate`)."""
     tokens = 0
     for message in body.get("messages", ()):
         tokens += MESSAGE_OVERHEAD_TOKENS
@@ -105,7 +111,7 @@ def request_tokens(body: dict[str, Any]) -> int:
                 tokens += settings.IMAGE_TOKEN_COST if is_image else tokens_estimate(part.get("text") or "")
         if message.get("tool_calls"):
             tokens += tokens_estimate(str(message["tool_calls"]))
-    return tokens + (body.get("max_tokens") or settings.ANSWER_TOKENS_RESERVED)
+    return tokens
 
 
 # --- the shared counts -----------------------------------------------------------------

@@ -35,7 +35,7 @@ from django.db import DatabaseError
 
 from chat.batches import DatabaseBatch
 from chat.credentials import client_for
-from chat.endings import answer_unsaved_event, messages_finish
+from chat.endings import answer_unsaved_event, messages_finish, usage_estimate
 from chat.events import (
     BroadcastFailed,
     Event,
@@ -169,10 +169,14 @@ class Generation:
         fields: dict[str, Any] = {"status": Message.Status.COMPLETE}
         ttft_ms = None
         tool_calls: dict[int, dict[str, Any]] = {}
+        # Whether the provider has the request, and where its text starts (after a continued
+        # answer's stored text): what an ending without usage is estimated from.
+        taken, received_from = False, self.seq
         try:
             sender = asyncio.create_task(self._send_loop())
             await pacing_wait(self.plan.credential, request_tokens(request), on_queued=self._announce_queued)
             self.queued = None
+            taken = True
             client = client_for(self.plan.credential)
             async for event in client.stream(request) if settings.STREAM_ANSWERS else client.reply(request):
                 if isinstance(event, TextDelta):
@@ -188,6 +192,7 @@ class Generation:
                 elif isinstance(event, Finish):
                     fields["finish_reason"] = event.reason
                 elif isinstance(event, Retrying):
+                    taken = False  # refused; what it sends next is not known until it answers
                     await self._announce_retry(event)
         except asyncio.CancelledError:
             fields.update(self._cancelled())
@@ -213,6 +218,8 @@ class Generation:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
             )
+            fields.update(usage_estimate(fields, request=request if taken else None,
+                                         text="".join(self.parts[received_from:])))
         return fields
 
     def _cancelled(self) -> dict[str, Any]:

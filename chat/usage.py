@@ -23,13 +23,16 @@ CHART_HEIGHT = 100  # the SVG's own units; bars are drawn in them
 @dataclass
 class Tally:
     """Tokens and cost of some answers. `cost` counts only answers whose price is known;
-    `unpriced` says how many tokens had none (another provider's model)."""
+    `unpriced` says how many tokens had none (another provider's model); `estimated` how
+    many are the app's estimate, for answers that ended before the upstream's usage came
+    (`Message.usage_estimated`, chat/endings.py)."""
 
     answers: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: Decimal = Decimal(0)
     unpriced_tokens: int = 0
+    estimated_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -42,6 +45,7 @@ class Tally:
         self.completion_tokens += row["completion"]
         self.cost += row["cost"] or 0
         self.unpriced_tokens += row["unpriced"]
+        self.estimated_tokens += row["estimated"]
 
 
 @dataclass
@@ -73,16 +77,16 @@ def _answers(user: AbstractBaseUser, first: date) -> QuerySet[Message]:
     ).exclude(prompt_tokens=None, completion_tokens=None)
 
 
-# Each group's answers, tokens in and out, stored cost, and the tokens of answers with no
-# known price.
+# Each group's answers, tokens in and out, stored cost, the tokens of answers with no
+# known price, and those of answers whose figures are estimates.
+_tokens = Coalesce("prompt_tokens", Value(0)) + Coalesce("completion_tokens", Value(0))
 _figures = {
     "answers": Count("id"),
     "prompt": Coalesce(Sum("prompt_tokens"), 0),
     "completion": Coalesce(Sum("completion_tokens"), 0),
     "cost": Sum("cost_usd"),
-    "unpriced": Coalesce(
-        Sum(Coalesce("prompt_tokens", Value(0)) + Coalesce("completion_tokens", Value(0)), filter=Q(cost_usd=None)), 0
-    ),
+    "unpriced": Coalesce(Sum(_tokens, filter=Q(cost_usd=None)), 0),
+    "estimated": Coalesce(Sum(_tokens, filter=Q(usage_estimated=True)), 0),
 }
 
 
