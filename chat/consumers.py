@@ -1,10 +1,10 @@
 """The browser's websocket: parse a frame, check who is asking, delegate, relay.
 
-Protocol: docs/websocket.md. The work lives in chat.conversations and chat.generation,
-a frame's fields are checked in chat.input_checks, and the loop that feeds this class its
-messages is chat.consumer_loop. This class only keeps what a socket needs: which
-conversation it watches and, while it waits for a running generation's snapshot, the
-deltas that arrived meanwhile.
+Protocol: docs/websocket.md. The work lives in chat.conversations, chat.reruns,
+chat.organise and chat.generation, a frame's fields are checked in chat.input_checks, and
+the loop that feeds this class its messages is chat.consumer_loop. This class only keeps
+what a socket needs: which conversation it watches and, while it waits for a running
+generation's snapshot, the deltas that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from django.utils.translation import gettext_noop
 
-from chat import conversations, history, organise
+from chat import conversations, history, organise, reruns
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
 from chat.consumer_loop import InboxConsumer
@@ -253,7 +253,7 @@ class ChatConsumer(InboxConsumer):
 
     async def on_branch(self, content: dict[str, Any]) -> None:
         """Show another version of a message (`message_id`), and the branch below it."""
-        events = await database_sync_to_async(conversations.branch_switch)(
+        events = await database_sync_to_async(organise.branch_switch)(
             user=self.user, message_id=frame_int(content.get("message_id"))
         )
         await self.events_tell(events)
@@ -297,14 +297,14 @@ class ChatConsumer(InboxConsumer):
         # A retry may carry the conversation's settings as a send does (the page's Settings
         # changed since the last send): they apply to it and stay with the conversation.
         system_prompt = content.get("system_prompt")
-        exchange = await database_sync_to_async(conversations.answer_retry)(
+        exchange = await database_sync_to_async(reruns.answer_retry)(
             user=self.user, message_id=frame_int(content.get("message_id")), params=params_validate(content),
             system_prompt=None if system_prompt is None else system_prompt_validate(system_prompt),
         )
         await self.exchange_run(exchange)
 
     async def on_continue(self, content: dict[str, Any]) -> None:
-        exchange = await database_sync_to_async(conversations.answer_continue)(
+        exchange = await database_sync_to_async(reruns.answer_continue)(
             user=self.user, message_id=frame_int(content.get("message_id"))
         )
         await self.exchange_run(exchange)

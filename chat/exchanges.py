@@ -1,7 +1,7 @@
 """Storing an exchange: a question and the empty answer a generation will fill, with the
 plan of the answer's upstream request. The steps of the writes in chat/conversations.py
-(sends, retries, continues), run inside their transactions; each gives the frames to
-broadcast once that transaction has committed.
+(sends) and chat/reruns.py (retries, continues), run inside their transactions; each
+gives the frames to broadcast once that transaction has committed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-person limits on answers being written at once and on sends per minute: a read of
 how much each person has going on, made in the transaction of the sends (chat/conversations.py)
-and reruns it may refuse.
+and reruns (chat/reruns.py) it may refuse.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Keeping the list in order: renaming, pinning, archiving and deleting conversations.
+"""Keeping the list in order: renaming, pinning, archiving and deleting conversations;
+and which branch of its thread a conversation shows.
 
-Writes, like chat/conversations.py: each returns the frames every tab of the user must
-hear (their sidebars, and a tab showing a deleted conversation), for the async caller to
-broadcast once committed. None of these moves a conversation's date: they are saved with
-`update`, which leaves `updated_at` be, so the list's order is the order of use.
+Writes, like chat/conversations.py: each returns the frames every tab must hear (the
+user's sidebars, a tab showing a deleted conversation, the tabs of a conversation whose
+branch changed), for the async caller to broadcast once committed. None of these moves a
+conversation's date: they are saved with `update`, which leaves `updated_at` be, so the
+list's order is the order of use.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from django.utils.translation import gettext_noop
 
 from chat.input_checks import BAD_FRAME, text_storable
 from chat.events import Event, user_group
-from chat.history import conversation_updated_frame
+from chat.exchanges import thread_event
+from chat.history import branch_leaf, conversation_updated_frame, message_thread
 from chat.models import Conversation, Message
 from chat.refusals import SendRefused, conversation_missing
 
@@ -71,6 +74,19 @@ def conversations_streaming(*, user: AbstractBaseUser, conversation_ids: list[in
             conversation__user=user, conversation_id__in=conversation_ids, status=Message.Status.STREAMING
         ).values_list("pk", flat=True)
     )
+
+
+def branch_switch(*, user: AbstractBaseUser, message_id: int | None) -> list[Event]:
+    """Show the branch through `message_id` (a version of a question or an answer), down
+    to its newest message; every tab of the conversation gets the thread."""
+    message = Message.objects.filter(pk=message_id, conversation__user=user).select_related("conversation").first()
+    if message is None:
+        raise SendRefused("not_found", gettext_noop("That message does not exist or is not yours."))
+    conversation = message.conversation
+    leaf = branch_leaf(conversation=conversation, message_id=message.pk)
+    Conversation.objects.filter(pk=conversation.pk).update(leaf=leaf)  # not a change of date
+    conversation.leaf_id = leaf.pk
+    return [thread_event(conversation, message_thread(conversation=conversation))]
 
 
 def title_check(title: Any) -> str:
