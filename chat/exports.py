@@ -27,7 +27,7 @@ VERSION = 1
 # Notes travel by code and params (chat/sentences.py), for the importing page to say.
 MESSAGE_FIELDS = (
     "role", "content", "status", "model", "params", "finish_reason", "prompt_tokens", "completion_tokens",
-    "total_tokens", "ttft_ms", "duration_ms", "error_code", "error_message", "notes", "tool_calls",
+    "total_tokens", "usage_estimated", "ttft_ms", "duration_ms", "error_code", "error_message", "notes", "tool_calls",
     "tool_call_id", "name",
 )
 CONVERSATION_FIELDS = (

@@ -238,6 +238,7 @@ def _message(raw: Any, index: int, conversation: int) -> _Message:
             raise ImportRefused(gettext("%(where)s has a figure (%(name)s) that is not a whole number.")
                                  % {"where": where, "name": name})
         fields[name] = value
+    fields["usage_estimated"] = True if raw.get("usage_estimated") is True else None
     if role == Message.Role.ASSISTANT:  # what it costs at today's prices, as an answer ending here stores it
         fields["cost_usd"] = tokens_cost(fields["model"], fields["prompt_tokens"], fields["completion_tokens"])
     fields["seq"] = 1 if fields["content"] else 0

@@ -178,6 +178,33 @@ def test_stop_keeps_the_partial_answer(page, app_url):
     assert last_answer(page).locator(".message-body").inner_text() == text
 
 
+def test_a_stopped_answers_facts_say_its_tokens_and_cost_are_estimated(page, app_url):
+    """The API says what an answer used only at its end: a stopped one's figures are the
+    app's estimate (chat/endings.py), and its facts say so, live and after a reload."""
+    sign_up(page, app_url, "gale")
+    page.fill("#message-input", "[sim deltas=1000 interval=10]")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-role=assistant]')].pop()?.innerText.includes('t5 ')")
+    page.keyboard.press("Escape")
+    page.wait_for_selector('[data-role="assistant"][data-status="stopped"]')
+    for reloaded in (False, True):
+        if reloaded:
+            page.reload()
+        answer = last_answer(page)
+        text = answer.locator(".message-body").inner_text().strip() + " "
+        out = -(-len(text) // 4)  # a quarter of a token per ASCII character, rounded up
+        summary = answer.locator(".message-meta")
+        assert re.fullmatch(rf"yi-large · about {out} tokens · about \$0\.0000\d+ · \d+\.\d s", summary.inner_text())
+        summary.click()
+        facts = dict(zip(answer.locator(".facts-list dt").all_inner_texts(), answer.locator(".facts-list dd").all_inner_texts()))
+        assert facts["Tokens"] == (f"about 12 in, {out} out "
+                                   "(estimated: the answer ended before the API said what it used)")
+        assert facts["Cost"].startswith("about $0.0000")
+        assert facts["Ended"] == "Stopped before the end."
+    assert page.problems == []
+
+
 def test_a_first_answer_stopped_with_esc_still_gets_a_title_in_the_list_and_the_tab(page, app_url):
     """As a finished one does, without a reload (before: it kept the question's words), with
     text or before its first word."""

@@ -332,6 +332,7 @@ async def test_stop_while_queued_ends_the_answer_stopped_and_sends_nothing(user,
     await ws.send_json_to({"type": "stop", "message_id": answer["id"]})
     done = (await frames_until(ws, lambda f: f["type"] == "done"))[-1]["message"]
     assert done["status"] == "stopped" and done["content"] == "" and done["error_code"] == ""
+    assert (done["usage"], done["cost_usd"]) == (None, None)  # nothing was sent: nothing to pay for
     stored = await database_sync_to_async(Message.objects.get)(pk=answer["id"])
     assert stored.status == "stopped"
     await asyncio.sleep(0.2)

@@ -87,3 +87,45 @@ def test_each_keys_tokens_and_cost_over_the_last_30_days(user, other_user):
     assert (tallies[work.pk].answers, tallies[work.pk].total_tokens, tallies[work.pk].cost,
             tallies[work.pk].unpriced_tokens) == (2, 1_500_030, Decimal("4.5"), 30)
     assert key_usage_read(user=other_user) == {}
+
+
+def test_tokens_estimated_for_answers_stopped_early_are_counted_and_said_so(user):
+    """chat/endings.py stores an estimate for an answer that ended before the upstream's usage."""
+    key = ApiKey.objects.create(user=user, label="Work", base_url="https://api.01.ai/v1", key_encrypted="x",
+                                key_last4="abcd")
+    answer(user, "yi-large", 100, 20, key=key)
+    answer(user, "yi-large", 30, 7, key=key)
+    Message.objects.filter(prompt_tokens=30).update(usage_estimated=True)
+    assert usage_read(user=user).total.estimated_tokens == 37
+    assert key_usage_read(user=user)[key.pk].estimated_tokens == 37
+    client = Client()
+    client.force_login(user)
+    for url, language, said in (
+        ("/usage/", "en", "37 of these tokens are estimates: answers stopped or cut off before the provider said "
+                          "what they used."),
+        ("/usage/", "zh-CN", "其中 37 个 token 是估算的：这些回答在服务商报告用量之前就被停止或中断了。"),
+        ("/keys/", "en", "(37 of them estimated: answers stopped before the provider said what they used)"),
+        ("/keys/", "zh-CN", "（其中 37 个是估算的：这些回答在服务商报告用量之前就被停止了）"),
+    ):
+        page = " ".join(client.get(url, headers={"accept-language": language}).content.decode().split())
+        assert said in page, (url, language)
+
+
+def test_an_estimate_stays_marked_through_an_export_and_its_import(user):
+    import json
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    answer(user, "yi-large", 30, 7)
+    answer(user, "yi-large", 100, 20)
+    Message.objects.filter(prompt_tokens=30).update(usage_estimated=True)
+    client = Client()
+    client.force_login(user)
+    exported = json.loads(client.get("/export/?format=json").content)
+    marks = sorted((m["prompt_tokens"], m["usage_estimated"]) for c in exported["conversations"] for m in c["messages"])
+    assert marks == [(30, True), (100, None)]
+    Message.objects.all().delete()
+    response = client.post("/import/", {"file": SimpleUploadedFile("export.json", json.dumps(exported).encode())})
+    assert response.status_code == 201, response.content
+    assert sorted(Message.objects.values_list("prompt_tokens", "usage_estimated")) == [(30, True), (100, None)]
+    assert usage_read(user=user).total.estimated_tokens == 37

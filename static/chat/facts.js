@@ -61,8 +61,10 @@
     const parts = [];
     if (message.model) parts.push(picked && message.model !== picked ? interpolate(gettext("Answered by %(model)s"), message, true) : message.model);
     const usage = message.usage || {};
-    if (usage.completion_tokens) parts.push(interpolate(gettext("%(count)s tokens"), { count: count(usage.completion_tokens) }, true));
-    if (message.cost_usd) parts.push(dollars(message.cost_usd));
+    // An estimate (the answer ended before the API said what it used) is said as one.
+    const tokens = usage.estimated ? gettext("about %(count)s tokens") : gettext("%(count)s tokens");
+    if (usage.completion_tokens) parts.push(interpolate(tokens, { count: count(usage.completion_tokens) }, true));
+    if (message.cost_usd) parts.push(usage.estimated ? interpolate(gettext("about %(cost)s"), { cost: dollars(message.cost_usd) }, true) : dollars(message.cost_usd));
     if (message.duration_ms) parts.push(`${(message.duration_ms / 1000).toFixed(1)} s`);
     return parts.join(" · ");
   }
@@ -75,13 +77,16 @@
       rows.push([
         gettext("Tokens"),
         interpolate(
-          gettext("%(in)s in, %(out)s out"),
+          usage.estimated
+            ? gettext("about %(in)s in, %(out)s out (estimated: the answer ended before the API said what it used)")
+            : gettext("%(in)s in, %(out)s out"),
           { in: count(usage.prompt_tokens || 0), out: count(usage.completion_tokens || 0) },
           true,
         ),
       ]);
     }
-    rows.push([gettext("Cost"), message.cost_usd ? dollars(message.cost_usd) : gettext("not known for this model")]);
+    const cost = message.cost_usd && (usage.estimated ? interpolate(gettext("about %(cost)s"), { cost: dollars(message.cost_usd) }, true) : dollars(message.cost_usd));
+    rows.push([gettext("Cost"), cost || gettext("not known for this model")]);
     if (message.ttft_ms != null) rows.push([gettext("First token after"), seconds(message.ttft_ms)]);
     if (message.duration_ms != null) rows.push([gettext("Duration"), seconds(message.duration_ms)]);
     if (message.params && typeof message.params === "object") rows.push([gettext("Parameters"), paramsText(message.params)]);
