@@ -3,8 +3,9 @@
 Protocol: docs/websocket.md. The work lives in chat.conversations, chat.reruns,
 chat.organise and chat.generation, a frame's fields are checked in chat.input_checks, and
 the loop that feeds this class its messages is chat.consumer_loop. This class only keeps
-what a socket needs: which conversation it watches and, while it waits for a running
-generation's snapshot, the deltas that arrived meanwhile.
+what a socket needs: which conversation it watches and, in a `SnapshotWaits`
+(chat.catch_up), the running answers it waits for a snapshot of, with the deltas that
+arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from django.utils.translation import gettext_noop
 from chat import conversations, history, organise, reruns
 from chat.accounts import CLOSE_SIGNED_OUT, user_signed_in
 from chat.batches import DatabaseBatch
+from chat.catch_up import SnapshotWaits
 from chat.consumer_loop import InboxConsumer
 from chat.conversations import Resent
-from chat.endings import done_event
 from chat.exchanges import Exchange
 from chat.input_checks import (
     BAD_FRAME,
@@ -44,26 +45,16 @@ from chat.input_checks import (
     system_prompt_validate,
     tools_validate,
 )
-from chat.history import CatchUp
 from chat.refusals import SendRefused, conversation_missing, language_of_socket, sentence_in
 from chat.sentences import frame_said
 from chat.events import BroadcastFailed, conversation_group, events_send, user_group
-from chat.generation import (
-    generation_ending_wait,
-    generation_snapshot_here,
-    generation_snapshot_request,
-    generation_start,
-    generation_stop,
-)
-from chat.upkeep import generation_sweep, upkeep_ensure
+from chat.generation import generation_ending_wait, generation_start, generation_stop
+from chat.upkeep import upkeep_ensure
 from chat.models import Message
 from chat.outages import DATABASE_UNAVAILABLE, database_outage
 
 logger = logging.getLogger(__name__)
 
-# How long to wait for a running generation to answer a snapshot request before
-# falling back to the database (its process may have died, or the layer be down).
-SNAPSHOT_TIMEOUT = 2.0
 # How long a send waits for an answer whose ending the database has not stored yet
 # (the tabs were told `not_saved`) before it is refused as `busy`.
 ENDING_WAIT = 10.0
@@ -95,8 +86,7 @@ class ChatConsumer(InboxConsumer):
         self.session_checked_at = time.monotonic()  # just checked, by the handshake
         self.language = language_of_socket(self.scope)  # what the page's refusals are said in
         self.conversation_id: int | None = None
-        # message id -> deltas received while waiting for that message's snapshot
-        self.awaiting: dict[int, list[dict[str, Any]]] = {}
+        self.snapshots = SnapshotWaits(self)  # answers joined mid-way (chat/catch_up.py)
         self.timers: set[asyncio.Task] = set()
         await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         await self.accept()
@@ -201,7 +191,7 @@ class ChatConsumer(InboxConsumer):
             shown=frame_shown(content.get("shown")),
         )
         await self.subscribed(catch_up.conversation["id"])
-        await self.catch_up_send(catch_up, holding)
+        await self.snapshots.catch_up_send(catch_up, holding)
 
     async def on_send(self, content: dict[str, Any]) -> None:
         attachment_ids = frame_attachment_ids(content.get("attachment_ids"))
@@ -330,23 +320,7 @@ class ChatConsumer(InboxConsumer):
         )
         await self.send_json({"type": "conversation", "conversation": catch_up.conversation, "client_id": client_id})
         await self.subscribed(resent.conversation_id)
-        await self.catch_up_send(catch_up, {})
-
-    async def catch_up_send(self, catch_up: CatchUp, holding: dict[int, int]) -> None:
-        """Newer messages, the ending of each answer the tab holds that has ended, and a
-        snapshot of each answer still streaming (from where the tab stands, if it holds it).
-        A tab that shows another thread than the conversation's gets the whole thread first."""
-        if catch_up.thread is not None:
-            conversation_id = catch_up.conversation["id"]
-            await self.send_json({"type": "thread", "conversation_id": conversation_id, "messages": catch_up.thread})
-        for message in catch_up.new:
-            await self.send_json({"type": "message", "message": message})
-        for message in catch_up.held.values():
-            if message["status"] != Message.Status.STREAMING:
-                self.awaiting.pop(message["id"], None)
-                await self.send_json(done_event(message)[1])
-        for message_id in catch_up.streaming:
-            await self.snapshot_ask(message_id, from_seq=holding.get(message_id, 0))
+        await self.snapshots.catch_up_send(catch_up, {})
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -358,41 +332,20 @@ class ChatConsumer(InboxConsumer):
         # Joining again is cheap, and puts back a membership a Redis outage may have lost.
         if self.conversation_id is not None and self.conversation_id != conversation_id:
             await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
-            self.awaiting.clear()
+            self.snapshots.awaiting.clear()
         self.conversation_id = conversation_id
         await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
-
-    async def snapshot_ask(self, message_id: int, *, from_seq: int) -> None:
-        """Join a running answer: deltas are held back until its snapshot arrives. One
-        request at a time per answer: a socket repeating `subscribe` gets the pending one's
-        reply, not a snapshot per frame."""
-        if message_id in self.awaiting:
-            return
-        self.awaiting[message_id] = []
-        frame = generation_snapshot_here(message_id=message_id, from_seq=from_seq)
-        if frame is not None:
-            await self.chat_frame({"frame": frame})
-            return
-        timer = asyncio.create_task(self._snapshot_deadline(message_id))
-        self.timers.add(timer)
-        timer.add_done_callback(self.timers.discard)
-        with contextlib.suppress(BroadcastFailed):  # the deadline reads the database instead
-            await generation_snapshot_request(message_id=message_id, reply_channel=self.channel_name, from_seq=from_seq)
-
-    async def _snapshot_deadline(self, message_id: int) -> None:
-        await asyncio.sleep(SNAPSHOT_TIMEOUT)
-        self.inbox.put_nowait({"type": "snapshot.timeout", "message_id": message_id})
 
     # --- channel layer → browser -------------------------------------------------------
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
         kind, message_id = frame["type"], frame.get("message_id")
-        if kind == "delta" and message_id in self.awaiting:
-            self.awaiting[message_id].append(frame)
+        if kind == "delta" and message_id in self.snapshots.awaiting:
+            self.snapshots.awaiting[message_id].append(frame)
             return
         if kind == "snapshot":
-            held = self.awaiting.pop(message_id, None)
+            held = self.snapshots.awaiting.pop(message_id, None)
             if held is None:
                 return  # a late or duplicate answer to a request already settled
             await self.send_json(frame)
@@ -401,7 +354,7 @@ class ChatConsumer(InboxConsumer):
                     await self.send_json(delta)
             return
         if kind == "done":
-            self.awaiting.pop(message_id, None)
+            self.snapshots.awaiting.pop(message_id, None)
         await self.send_json(frame)
 
     async def session_ended(self, event: dict[str, Any]) -> None:
@@ -411,28 +364,7 @@ class ChatConsumer(InboxConsumer):
 
     async def snapshot_timeout(self, event: dict[str, Any]) -> None:
         """No running generation answered: read what the database has instead."""
-        message_id = event["message_id"]
-        if message_id not in self.awaiting:
-            return
-        try:
-            await generation_sweep()
-        except DatabaseError as error:
-            # It could not end a dead answer now; the next sweep will. The tab still gets
-            # what is stored.
-            database_outage.failed(error)
-        message = await _message_dict(self.user, message_id)
-        held = self.awaiting.pop(message_id, [])
-        if message is None:
-            return
-        if message["status"] != Message.Status.STREAMING:
-            await self.send_json(done_event(message)[1])
-            return
-        await self.send_json(
-            {"type": "snapshot", "message_id": message_id, "from_seq": 0, "seq": message["seq"], "text": message["content"]}
-        )
-        for delta in held:
-            if delta["seq"] > message["seq"]:
-                await self.send_json(delta)
+        await self.snapshots.snapshot_timeout(event)
 
 
 async def sockets_close(code: int = CLOSE_SERVICE_RESTART) -> None:
@@ -456,8 +388,3 @@ def _message_streaming_owned(user, message_id: int | None) -> bool:
         pk=message_id, conversation__user=user, status=Message.Status.STREAMING
     ).exists()
 
-
-@database_sync_to_async
-def _message_dict(user, message_id: int) -> dict[str, Any] | None:
-    message = Message.objects.filter(pk=message_id, conversation__user=user).first()
-    return history.message_to_dict(message) if message else None

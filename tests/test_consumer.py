@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from channels.testing import WebsocketCommunicator
 
-from chat import consumers as consumers_module
+from chat import catch_up
 from chat.conversations import Send, exchanges_send
 from chat import relay, upkeep
 from chat.relay import FRAME_PAUSE_MAX, Generation, frame_pause
@@ -361,7 +361,7 @@ async def test_an_ending_refused_past_the_retry_window_is_left_to_the_sweep(
     user, connect, quick_retries, monkeypatch, settings
 ):
     monkeypatch.setattr(relay, "FINISH_RETRY_FOR", 0.2)
-    monkeypatch.setattr(consumers_module, "SNAPSHOT_TIMEOUT", 0.2)
+    monkeypatch.setattr(catch_up, "SNAPSHOT_TIMEOUT", 0.2)
     ws, other = await connect(user), await connect(user)
     async with answer_with_writes_refused(ws) as frames:
         frames += await frames_until(ws, is_done, timeout=5)
