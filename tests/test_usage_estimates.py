@@ -113,3 +113,18 @@ async def test_a_stream_cut_after_its_text_is_estimated_and_a_refused_request_co
     assert (refused["status"], refused["error_code"]) == ("error", "bad_request")
     assert (refused["usage"], refused["cost_usd"]) == (None, None)
     assert await database_sync_to_async(Message.objects.filter(usage_estimated=True).count)() == 1
+
+
+async def test_a_stopped_answer_continued_to_its_end_carries_the_upstreams_figures_unmarked(user, connect):
+    ws = await connect(user)
+    await send(ws, "[sim deltas=500 interval=5]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    answer_id = answer_of(frames)["id"]
+    await ws.send_json_to({"type": "stop", "message_id": answer_id})
+    assert (await frames_until(ws, is_done))[-1]["message"]["usage"]["estimated"] is True
+
+    await ws.send_json_to({"type": "continue", "message_id": answer_id})
+    done = (await frames_until(ws, is_done))[-1]["message"]
+    assert done["status"] == "complete"
+    assert set(done["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}  # not "estimated"
+    assert (await stored(answer_id)).usage_estimated is None
