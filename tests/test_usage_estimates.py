@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from chat.models import Message
+from chat.shutdown import generations_interrupt
 from tests.test_consumer import answer_of, frames_until, is_done, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,3 +129,16 @@ async def test_a_stopped_answer_continued_to_its_end_carries_the_upstreams_figur
     assert done["status"] == "complete"
     assert set(done["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}  # not "estimated"
     assert (await stored(answer_id)).usage_estimated is None
+
+
+async def test_an_answer_the_stopping_process_interrupts_is_estimated_too(user, connect):
+    ws = await connect(user)
+    question = "[sim deltas=500 interval=5]"
+    await send(ws, question)
+    frames = await frames_until(ws, lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    assert await generations_interrupt(timeout=5) == 0
+    message = await stored(answer_of(frames)["id"])
+    assert message.status == "interrupted" and message.content.startswith("t0 t1 t2 ")
+    completion = math.ceil(len(message.content) / 4)
+    assert (message.prompt_tokens, message.completion_tokens, message.usage_estimated) == (
+        prompt_estimate(question), completion, True)
