@@ -12,6 +12,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from chat.batches import DatabaseBatch
 from chat.catalog import tokens_cost
 from chat.events import Event, conversation_group
 from chat.history import message_to_dict
@@ -121,6 +122,11 @@ def messages_finish(
     for i in ended:
         frames[i] = [done_event(message_to_dict(messages[endings[i][0]]))]
     return frames
+
+
+# Endings that arrive together are stored together (chat.batches): a generation's answers
+# and its tool calls' results (chat/relay.py, chat/tool_calls.py) share this one batch.
+messages_finish_batched = DatabaseBatch(messages_finish)
 
 
 def done_event(message: dict[str, Any]) -> Event:

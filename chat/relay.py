@@ -33,9 +33,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
-from chat.batches import DatabaseBatch
 from chat.credentials import client_for
-from chat.endings import answer_unsaved_event, messages_finish, usage_estimate
+from chat.endings import answer_unsaved_event, messages_finish_batched, usage_estimate
 from chat.events import (
     BroadcastFailed,
     Event,
@@ -52,8 +51,8 @@ from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.running import running
 from chat.sentences import error_fields, sentence
 from chat.titles import title_improve_start
+from chat.tool_calls import TOOL_ROUNDS_MAX, tool_call_merge, tool_call_run, tool_round_request, tools_end
 from chat.tool_rounds import TOOL_NOT_RUN, TOOL_STOPPED, tool_round_store
-from chat.tools import tool_run_async
 from chat.upkeep import endings_tell
 from chat.upstream_errors import UpstreamError
 from chat.upstream_events import Finish, Retrying, TextDelta, ToolCallDelta, Usage
@@ -70,12 +69,6 @@ FINISH_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 FINISH_RETRY_EVERY = 2.0
 FINISH_RETRY_FOR = 300.0
 
-
-# Tool rounds one answer may run before it must answer in text (chat/tool_rounds.py).
-TOOL_ROUNDS_MAX = 5
-
-# Answers that end together are stored together (chat.batches).
-_finish_write = DatabaseBatch(messages_finish)
 _unsaved_event = database_sync_to_async(answer_unsaved_event)
 _tool_round_store = database_sync_to_async(tool_round_store)
 
@@ -185,7 +178,7 @@ class Generation:
                     self.pending.append(event.text)
                     self._wake.set()
                 elif isinstance(event, ToolCallDelta):
-                    _tool_call_merge(tool_calls, event)
+                    tool_call_merge(tool_calls, event)
                 elif isinstance(event, Usage):
                     # A figure the API left out (or sent wrong) keeps an earlier chunk's.
                     fields.update({key: value for key, value in asdict(event).items() if value is not None})
@@ -251,56 +244,22 @@ class Generation:
                 # The model asked again after the last round it may have: its calls are
                 # answered as not run, so the thread stays one every API accepts.
                 await self._end(fields)
-                await self._tools_end(stored.tool_messages, {}, TOOL_NOT_RUN, Message.Status.ERROR)
+                await tools_end(stored.tool_messages, {}, TOOL_NOT_RUN, Message.Status.ERROR)
                 return None
             await asyncio.shield(self._finish(fields))
             offered = [spec["function"]["name"] for spec in request["tools"]]
             await asyncio.gather(*(
-                self._tool_call(message, call, offered, results) for message, call in zip(stored.tool_messages, calls)
+                tool_call_run(message, call, offered, results) for message, call in zip(stored.tool_messages, calls)
             ))
         except asyncio.CancelledError:
             ending = self._cancelled()
-            await asyncio.shield(self._tools_end(stored.tool_messages, results, TOOL_STOPPED, ending["status"]))
+            await asyncio.shield(tools_end(stored.tool_messages, results, TOOL_STOPPED, ending["status"]))
             if stored.next_answer is not None:
                 self._become(stored.next_answer)
                 await self._end({**ending, "content": "", "seq": 0})
             return None
         self._become(stored.next_answer)
-        asked = {"role": "assistant", "content": fields.get("content") or None, "tool_calls": calls}
-        answered = [
-            {"role": "tool", "tool_call_id": message.tool_call_id, "name": message.name, "content": results[message.pk]}
-            for message in stored.tool_messages
-        ]
-        # A forced choice ("required", a named function) forces every request: after its
-        # round the model chooses; the last round's request may not call at all.
-        tool_choice = request.get("tool_choice")
-        if tool_choice not in ("auto", "none"):
-            tool_choice = "auto"
-        if self.rounds == TOOL_ROUNDS_MAX:
-            tool_choice = "none"
-        return {**request, "messages": [*request["messages"], asked, *answered], "tool_choice": tool_choice}
-
-    async def _tool_call(self, message: Message, call: dict, offered: list[str], results: dict[int, str]) -> None:
-        """Run one call off the event loop and store its result; every failure is a result
-        that says what went wrong (chat/tools), for the model to recover from."""
-        function = call.get("function") or {}
-        result = await tool_run_async(
-            str(function.get("name", "")), str(function.get("arguments", "")), settings.TOOL_TIMEOUT, offered=offered
-        )
-        results[message.pk] = result.content
-        fields = {"status": Message.Status.COMPLETE, "content": result.content,
-                  "duration_ms": round(result.elapsed_ms), "error_code": "" if result.ok else "tool_failed",
-                  "error_message": result.error}
-        events = await asyncio.shield(_finish_write((message.pk, fields)))
-        await endings_tell(events)
-
-    async def _tools_end(self, messages: list[Message], results: dict[int, str], content: str, status: str) -> None:
-        """End the tool messages that have no result yet with `content` (each call must be
-        answered for the thread to be sent again)."""
-        endings = [(m.pk, {"status": status, "content": content}) for m in messages if m.pk not in results]
-        for events in await asyncio.gather(*(_finish_write(ending) for ending in endings), return_exceptions=True):
-            if isinstance(events, list):
-                await endings_tell(events)
+        return tool_round_request(request, fields, calls, stored.tool_messages, results, self.rounds)
 
     def _become(self, answer: Message) -> None:
         """Go on as the run's next answer: its own text, sequence and checkpoints, and the
@@ -327,7 +286,7 @@ class Generation:
         give_up_at = math.inf
         while True:
             try:
-                events = await _finish_write((message_id, fields))
+                events = await messages_finish_batched((message_id, fields))
             except DatabaseError as error:
                 passing = isinstance(error, DATABASE_UNAVAILABLE)
                 if passing:
@@ -468,15 +427,6 @@ class Generation:
     def _queued_now(self) -> dict[str, Any]:
         position, starts_at = self.queued
         return {"position": position, "starts_in": round(max(starts_at - time.monotonic(), 0.0), 1)}
-
-
-def _tool_call_merge(calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
-    call = calls.setdefault(delta.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
-    if delta.id:
-        call["id"] = delta.id
-    if delta.name:
-        call["function"]["name"] += delta.name
-    call["function"]["arguments"] += delta.arguments
 
 
 async def _generation_group_leave(generation: Generation) -> None:

@@ -1,6 +1,6 @@
-"""Tool use inside a generation (chat/relay.py, chat/tool_rounds.py): yi-large-fc asks for
-calls, the server runs them and stores each result as a `role: tool` message, and the
-model answers from them; against the simulator over real HTTP."""
+"""Tool use inside a generation (chat/relay.py, chat/tool_calls.py, chat/tool_rounds.py):
+yi-large-fc asks for calls, the server runs them and stores each result as a `role: tool`
+message, and the model answers from them; against the simulator over real HTTP."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ async def test_a_call_that_cannot_run_becomes_a_result_the_model_reads(user, con
 
 
 async def test_a_model_that_keeps_calling_is_made_to_answer_after_the_last_round(user, connect):
-    from chat.relay import TOOL_ROUNDS_MAX
+    from chat.tool_calls import TOOL_ROUNDS_MAX
 
     ws = await connect(user)
     frames = await ask(ws, '[sim-call calculator {"expression": "1+1"}] [sim tool_rounds=99] again and again')
