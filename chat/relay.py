@@ -3,8 +3,9 @@ end, the database.
 
 A generation is an asyncio task owned by the server process, not by any websocket:
 closing the tab leaves it running, Stop ends it. It listens on a channel-layer group of
-its own (`generation.<message id>`), so Stop and "what do I have so far" requests reach
-it from any process (chat/generation.py is how the rest of the app asks).
+its own (`generation.<message id>`; chat/generation_listener.py), so Stop and "what do I
+have so far" requests reach it from any process (chat/generation.py is how the rest of
+the app asks).
 
 Upstream deltas are appended to a pending buffer and sent to the conversation's group by
 one sender loop, one layer message at a time. While a send is in flight, new text piles
@@ -29,23 +30,15 @@ from dataclasses import asdict
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
 from chat.credentials import client_for
 from chat.endings import answer_unsaved_event, messages_finish_batched, usage_estimate
-from chat.events import (
-    BroadcastFailed,
-    Event,
-    conversation_group,
-    events_send,
-    frame_send,
-    generation_group,
-    layer_message,
-)
+from chat.events import BroadcastFailed, Event, conversation_group, events_send, frame_send
+from chat.generation_listener import GenerationListener
 from chat.models import Message
-from chat.outages import DATABASE_UNAVAILABLE, database_outage, layer_outage
+from chat.outages import DATABASE_UNAVAILABLE, database_outage
 from chat.pacing import pacing_wait, request_tokens
 from chat.requests import ImageUnreadable, RequestPlan, request_body
 from chat.running import running
@@ -89,10 +82,9 @@ class Generation:
         self.queued: tuple[int, float] | None = None  # waiting its turn (chat/pacing.py): place, when it goes
         self.task: asyncio.Task | None = None
         self.rounds = 0  # tool rounds run so far
-        self.groups: list[int] = [answer.pk]  # the run's answers whose groups reach it (stop, snapshots)
-        self.channel: str | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self.listener = GenerationListener(self)  # Stop and snapshot requests, from any process
         self.resume_from(answer)
 
     def resume_from(self, answer: Message) -> None:
@@ -115,7 +107,7 @@ class Generation:
         """Stream the answer; when it ends by asking for tools (and the conversation offers
         them), run the calls, store their results, and stream the next answer of the run
         from them, up to TOOL_ROUNDS_MAX rounds. Stop ends the run wherever it is."""
-        listener = asyncio.create_task(self._listen())
+        listener = asyncio.create_task(self.listener.listen())
         try:
             # Images are read and encoded in a worker thread: a burst of them must not
             # stall the event loop that relays every other answer.
@@ -153,7 +145,7 @@ class Generation:
             listener.cancel()
             running.generations.pop(self.message_id, None)
             running.ending.discard(self.message_id)
-            await _generation_group_leave(self)
+            await self.listener.leave()
 
     async def _stream(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request's answer streamed into `message_id`: the fields of its ending."""
@@ -235,7 +227,7 @@ class Generation:
         more = self.rounds <= TOOL_ROUNDS_MAX
         stored = await _tool_round_store(answer_id=self.message_id, calls=calls, answer_next=more)
         if stored.next_answer is not None:
-            await self._group_join(stored.next_answer.pk)  # Stop on the next answer stops the round
+            await self.listener.group_join(stored.next_answer.pk)  # Stop on the next answer stops the round
         with contextlib.suppress(BroadcastFailed):  # tabs that miss them catch up from the database
             await events_send(stored.events)
         results: dict[int, str] = {}
@@ -373,40 +365,6 @@ class Generation:
         with contextlib.suppress(BroadcastFailed):  # counted; a tab that missed it learns from a snapshot
             await frame_send(conversation_group(self.conversation_id), frame)
 
-    async def _listen(self) -> None:
-        """Answer stop and snapshot requests sent to this generation's group from any process."""
-        layer = get_channel_layer()
-        self.channel = await layer.new_channel()
-        for message_id in self.groups:
-            await self._group_add(message_id)
-        while True:
-            request = await layer.receive(self.channel)
-            try:
-                await self._answer(layer, request)
-            except Exception as error:  # a reply the layer could not take: the tab's deadline reads the database
-                layer_outage.failed(error)
-
-    async def _group_join(self, message_id: int) -> None:
-        self.groups.append(message_id)
-        if self.channel:  # else the listener joins it when it starts
-            await self._group_add(message_id)
-
-    async def _group_add(self, message_id: int) -> None:
-        try:
-            await get_channel_layer().group_add(generation_group(message_id), self.channel)
-        except Exception as error:  # the layer joins it when it works again (chat.redis_layer)
-            layer_outage.failed(error)
-
-    async def _answer(self, layer, request: dict[str, Any]) -> None:
-        if request.get("type") == "generation.stop":
-            if self.message_id not in running.ending:  # a run whose last answer has ended has nothing to stop
-                self.stop_requested = True
-                if self.task is not None:
-                    self.task.cancel()
-        elif request.get("type") == "generation.snapshot":
-            frame = self.snapshot_frame(int(request.get("from_seq") or 0))
-            await layer.send(request["reply_channel"], layer_message(frame))
-
     def snapshot_frame(self, from_seq: int) -> dict[str, Any]:
         """The text after `from_seq` as a `snapshot` frame; once ended but not saved, the
         `not_saved` done the other tabs were told."""
@@ -427,16 +385,6 @@ class Generation:
     def _queued_now(self) -> dict[str, Any]:
         position, starts_at = self.queued
         return {"position": position, "starts_in": round(max(starts_at - time.monotonic(), 0.0), 1)}
-
-
-async def _generation_group_leave(generation: Generation) -> None:
-    if not generation.channel:
-        return
-    for message_id in generation.groups:
-        try:
-            await get_channel_layer().group_discard(generation_group(message_id), generation.channel)
-        except Exception as error:  # the layer drops it when it works again (chat.redis_layer)
-            layer_outage.failed(error)
 
 
 def frame_pause(answers: int) -> float:
