@@ -1,7 +1,8 @@
 """Generations as the rest of the app asks for them: start one, stop one (in whichever
 process runs it), ask one for its text so far, wait for one's ending to be stored.
 
-The relay itself is chat/relay.py, checkpoints, heartbeats and the sweep chat/upkeep.py,
+The relay itself is chat/relay.py (which hears these requests through
+chat/generation_listener.py), checkpoints, heartbeats and the sweep chat/upkeep.py,
 stopping a process chat/shutdown.py, and what this process runs chat/running.py.
 """
 

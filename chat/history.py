@@ -1,7 +1,7 @@
 """Reading conversations: the list, a thread, what a reconnecting tab missed, and the
 shapes the page and the websocket get. Plain sync functions (the ORM); the writes that
-change conversations are in chat/conversations.py (with chat/exchanges.py) and
-chat/organise.py.
+change conversations are in chat/conversations.py (with chat/exchanges.py),
+chat/reruns.py and chat/organise.py.
 """
 
 from __future__ import annotations
