@@ -108,11 +108,13 @@ def app_answers(base: str) -> bool:
 
 @contextlib.contextmanager
 def running_app(env: dict[str, str], *, port: int | None = None,
-                log_path: str | os.PathLike | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+                log_path: str | os.PathLike | None = None,
+                server: str = "yiweb.server",
+                application: str = "yiweb.asgi:application") -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve yiweb.asgi with Daphne on a free port; yields (base URL, process). Its output
     goes to `log_path` if given (appended, kept afterwards)."""
-    with running_daphne("yiweb.asgi:application", env, app_answers, port=port, timeout=START_TIMEOUT,
-                        log_path=log_path) as running:
+    with running_daphne(application, env, app_answers, port=port, timeout=START_TIMEOUT,
+                        log_path=log_path, server=server) as running:
         yield running
 
 

@@ -38,17 +38,19 @@ def simulator_answers(base_url: str, key: str) -> bool:
 @contextlib.contextmanager
 def running_daphne(application: str, env: dict, ready: Callable[[str], bool], *, port: int | None = None,
                    timeout: float = START_TIMEOUT,
-                   log_path: str | os.PathLike | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+                   log_path: str | os.PathLike | None = None,
+                   server: str = "yiweb.server") -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve an ASGI application with Daphne in a subprocess; yield (http://127.0.0.1:PORT, process)
     once `ready(base)` is true, and stop it afterwards. Its output (stdout and stderr) goes
-    to `log_path` if given (appended, kept afterwards), else to a temporary file."""
+    to `log_path` if given (appended, kept afterwards), else to a temporary file. `server`
+    is the module run (bench/loop_probe.py wraps yiweb.server)."""
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     # Logs go to a file, not a pipe: nobody drains a pipe while tests run, and a full
     # pipe would freeze the server mid-stream.
     with open(log_path, "a+b") if log_path is not None else tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "yiweb.server", "-b", "127.0.0.1", "-p", str(port), application],
+            [sys.executable, "-m", server, "-b", "127.0.0.1", "-p", str(port), application],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
