@@ -210,8 +210,10 @@ async def test_a_slow_tool_times_out_without_holding_the_event_loop(test_tool):
         "The tool slow took longer than 0.3 seconds and was stopped; try a smaller or simpler request.")
     assert not result.ok and 300 <= result.elapsed_ms < 1000
     assert 0.3 <= took < 1.0
-    # The loop went on turning: a tick at least every 100 ms while the tool ran.
-    assert len(ticks) >= 15 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.1
+    # The loop went on turning while the tool ran: a tool run on the loop would leave one
+    # gap as long as its whole timeout (0.3 s). Not tighter than 0.25 s: a busy 2-core
+    # machine leaves any runnable thread waiting ~0.1 s at times (CI: 0.11 s once).
+    assert len(ticks) >= 5 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.25
 
 
 async def test_a_busy_tool_times_out_while_the_event_loop_goes_on(test_tool):
@@ -243,7 +245,8 @@ async def test_a_busy_tool_times_out_while_the_event_loop_goes_on(test_tool):
 
     assert result.error.startswith("The tool spin took longer than 0.3 seconds")
     assert time.monotonic() - start < 1.0
-    assert len(ticks) >= 10 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.1
+    # As above: the loop never waited the tool's whole timeout.
+    assert len(ticks) >= 5 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.25
 
 
 async def test_a_quick_tool_runs_off_the_event_loop():
