@@ -1,8 +1,8 @@
 """A browser tab without the browser: a websocket client that keeps a conversation the
-way our page does (static/chat/chat.js, message_view.js, socket.js; docs/websocket.md,
-"How a tab stays in step with the server"), over real websockets to real Daphne
-processes, so a test can check that what every tab shows ends up equal to what the
-database holds, whatever was dropped on the way.
+way our page does (static/chat/frame_handlers.js, message_thread.js, message_view.js,
+socket.js; docs/websocket.md, "How a tab stays in step with the server"), over real
+websockets to real Daphne processes, so a test can check that what every tab shows ends
+up equal to what the database holds, whatever was dropped on the way.
 
 Answers are expected to come from the simulator's `[sim deltas=N]` directive, whose
 tokens ("t0 ", "t1 ", …) are numbered: that is how text applied twice is counted.
@@ -35,8 +35,8 @@ from tests.live_server import Socket
 RECONNECT_FIRST, RECONNECT_MAX = 0.5, 10.0
 RESTART_CODES = {4012, 1012, 1001}
 RESTART_JITTER, RESTART_AGAIN = 0.25, 1.0
-# chat.js: a tab holding an answer as streaming that heard nothing about it this long
-# asks again (checked once a second; at most one subscribe per WATCHDOG).
+# silence_watch.js: a tab holding an answer as streaming that heard nothing about it this
+# long asks again (checked once a second; at most one subscribe per WATCHDOG).
 WATCHDOG, WATCHDOG_TICK = 3.0, 1.0
 # message_view.js: a gap asks for a snapshot at most this often (unless forced).
 RESYNC_AGAIN = 2.0
@@ -240,7 +240,7 @@ class Tab:
         self.events.append((time.monotonic(), ">", frame))
         return True
 
-    # --- server → browser (chat.js's frame handlers, message_view.js) ------------------
+    # --- server → browser (frame_handlers.js, message_thread.js, message_view.js) ------
 
     async def _apply(self, frame: dict) -> None:
         now = time.monotonic()

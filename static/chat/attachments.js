@@ -2,8 +2,8 @@
 // on the page or pasted into the box. Each file becomes a chip at once and starts
 // uploading at once (POST /attachments/, one file per request, so each has its own
 // progress bar and its own refusal); Send then only names the uploaded ids. A chip sent
-// stays, locked, until the server has stored its message (chat.js), so a refused send
-// loses no picture.
+// stays, locked, until the server has stored its message (pending_sends.js), so a refused
+// send loses no picture.
 (function () {
   "use strict";
 

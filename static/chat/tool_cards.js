@@ -295,8 +295,9 @@
     box.hidden = box.children.length === 0;
   }
 
-  // A `role: "tool"` message as the page holds it: what chat.js asks of a MessageView
-  // (id, role, el, message, streaming, lastSeq, heard, update, done, ...), with no bubble.
+  // A `role: "tool"` message as the page holds it: what message_thread.js asks of a
+  // MessageView (id, role, el, message, streaming, lastSeq, heard, update, done, ...), with
+  // no bubble.
   class ToolMessageView {
     constructor(message, hooks) {
       this.id = message.id;
