@@ -6,19 +6,21 @@ turn, and where it was when it was.
 A callback on the loop every millisecond notes the gap since the last one; a gap of more
 than STALL_S beyond the tick is a stall, written to LOOP_PROBE_FILE as a JSON line
 (`at`: wall-clock end, `ms`: how long beyond the tick, `where`: the loop thread's
-innermost frames as a watchdog thread saw them once the loop was WATCH_S late, else
-empty). The watchdog reads the loop thread's stack with sys._current_frames, so it sees a
-loop blocked in a lock (which releases the GIL) at once, and a loop busy in Python code
-at the interpreter's next switch. Used by bench/pages.py; costs the loop ~1000 tiny
+innermost frames, file:function, as a watchdog thread saw them once the loop was WATCH_S
+late, else empty). The watchdog reads the stacks with faulthandler, so it sees a loop
+blocked in a lock (which releases the GIL) at once, and a loop busy in Python code at
+the interpreter's next switch. Used by bench/pages.py; costs the loop ~1000 tiny
 callbacks a second, in every round alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
-import sys
+import re
+import tempfile
 import threading
 import time
 
@@ -28,6 +30,8 @@ TICK_S = 0.001
 STALL_S = 0.005
 WATCH_S = 0.004
 FRAMES = 12
+FRAME_LINE = re.compile(r'  File "(.*)", line \d+ in (\S+)')
+THREAD_LINE = re.compile(r"(?:Current thread|Thread) (0x[0-9a-f]+)")
 
 
 class Probe:
@@ -49,17 +53,20 @@ class Probe:
         asyncio.get_running_loop().call_later(TICK_S, self.tick)
 
     def watch(self) -> None:
-        while True:
-            time.sleep(WATCH_S / 2)
-            last = self.last
-            if time.monotonic() - last > WATCH_S and self.seen_at != last:
-                frame = sys._current_frames().get(self.loop_thread)
-                names = []
-                while frame is not None and len(names) < FRAMES:
-                    code = frame.f_code
-                    names.append(f"{os.path.basename(code.co_filename)}:{code.co_qualname}")
-                    frame = frame.f_back
-                self.where, self.seen_at = " < ".join(names), last
+        # faulthandler walks the stacks in C, holding the GIL throughout. Walking the loop
+        # thread's frames here in Python (sys._current_frames, f_back) let the loop run
+        # between two steps, and once gave an AccessLogGenerator for a frame.
+        with tempfile.TemporaryFile("w+") as dump:
+            while True:
+                time.sleep(WATCH_S / 2)
+                last = self.last
+                if time.monotonic() - last > WATCH_S and self.seen_at != last:
+                    dump.seek(0)
+                    dump.truncate()
+                    faulthandler.dump_traceback(dump, all_threads=True)
+                    dump.seek(0)
+                    self.where, self.seen_at = loop_stack(dump.read(), self.loop_thread), last
+
 
     def flush(self) -> None:
         if self.stalls:
@@ -67,6 +74,19 @@ class Probe:
             with open(self.path, "a") as out:
                 out.writelines(json.dumps(s) + "\n" for s in stalls)
         asyncio.get_running_loop().call_later(0.25, self.flush)
+
+
+def loop_stack(dump: str, thread: int) -> str:
+    """The loop thread's innermost FRAMES frames in a faulthandler dump, as file:function."""
+    names, inside = [], False
+    for line in dump.splitlines():
+        if header := THREAD_LINE.match(line):
+            inside = int(header.group(1), 16) == thread
+        elif inside and line.startswith("  File ") and len(names) < FRAMES:
+            match = FRAME_LINE.match(line)
+            if match:
+                names.append(f"{os.path.basename(match.group(1))}:{match.group(2)}")
+    return " < ".join(names)
 
 
 def probe_start() -> None:

@@ -237,15 +237,15 @@ def stalls_read(probe_file: Path) -> list[dict]:
 
 def stall_cause(where: str) -> str:
     """Where the loop thread was, in a few words: the thread starts this benchmark is about, or not."""
-    if "threading.py:Thread.start" in where:
-        if "_adjust_thread_count" in where:
+    if "threading.py:start" in where:
+        if "thread.py:_adjust_thread_count" in where:
             return "Thread.start: a request's worker thread"
-        if "__aexit__" in where:
+        if "sync.py:__aexit__" in where:
             return "Thread.start: the thread joining a request's worker"
         return "Thread.start: other"
-    if "shutdown" in where or "threading.py:Thread.join" in where:
-        return "joining a thread"
-    if where.startswith("asyncioreactor.py:AsyncioSelectorReactor.run"):
+    if "thread.py:shutdown" in where or "threading.py:join" in where:
+        return "letting go of or joining a thread"
+    if where.startswith("asyncioreactor.py:run"):
         # No Python frame above the loop's own: in uvloop's C code, or waiting there for the
         # GIL that another thread (a request's sync code) holds.
         return "in the loop's C code or waiting for the GIL"

@@ -6,7 +6,8 @@ a thread for the request's first sync call and, at its end, starts another threa
 join it. Each `Thread.start` waits, on the event loop that relays every live answer,
 until the new thread has run: up to 400 ms at a time on two busy cores, and about half
 of the time the loop stood still while ten people loaded pages beside twenty answers
-(bench/pages.py, docs/benchmarks.md: with this, those answers' delta p99 0.35-0.82x).
+(bench/pages.py, docs/benchmarks.md: with this, the loop's time in Thread.start -86 to
+-98%, those answers' delta p50 0.40-0.79x).
 
 `RequestThreads` lends each request an executor of one long-lived thread through
 asgiref's public `ThreadSensitiveContext(executor=...)`; Django's own context inside it
