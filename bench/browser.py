@@ -1,7 +1,7 @@
 """What a person sees: tokens reaching the DOM of real Chromium pages, 1 and 10 at once.
 
     python bench/browser.py [--pages 1,10] [--layouts windows,tabs] [--deltas 200] [--interval-ms 10]
-                            [--rounds 3] [--probe] [--trace FILE]
+                            [--rounds 3] [--wake-probe] [--trace FILE]
 
 One Daphne process of yiweb as deployed (DEBUG off, collected static files, SQLite in a
 temp folder, the in-memory layer) relays the simulator, as bench/relay.py runs them.
@@ -27,7 +27,7 @@ token first stands in the answer's DOM text. Both processes read one clock, so:
 - lost: tokens never seen in the DOM by the time the answer is shown complete.
 
 One page is measured in the windows layout only (one tab is its window's front tab).
-`--probe` runs, beside each level, a process that only sleeps a millisecond at a time
+`--wake-probe` runs, beside each level, a process that only sleeps a millisecond at a time
 and notes how late it wakes: how long this machine leaves a runnable process waiting
 while the level runs (nothing of yiweb's or Chromium's is in it). A first token that
 waits on such stalls is the machine's, and the report says how large they were.
@@ -116,9 +116,9 @@ READ = "() => ({ enter: window.__bench.enter, seen: window.__bench.seen, visibil
 COMPLETE = "() => { const m = [...document.querySelectorAll('[data-role=assistant]')].pop(); return m && m.dataset.status !== 'streaming'; }"
 
 
-# The wake-up probe (`--probe`): sleeps 1 ms at a time and writes how long each sleep
+# The wake-up probe (`--wake-probe`): sleeps 1 ms at a time and writes how long each sleep
 # really took, in ms; SIGTERM ends it with everything written.
-PROBE = r"""
+WAKE_PROBE = r"""
 import signal, sys, time
 gaps = []
 def leave(*_):
@@ -144,7 +144,7 @@ def wake_probe(on: bool):
         yield found
         return
     with tempfile.NamedTemporaryFile(suffix=".probe") as file:
-        probe = subprocess.Popen([sys.executable, "-c", PROBE, file.name])
+        probe = subprocess.Popen([sys.executable, "-c", WAKE_PROBE, file.name])
         try:
             yield found
         finally:
@@ -352,7 +352,7 @@ async def layout_measure(browser, base: str, sessions: list[str], count: int, la
             pages = [await (await context_new(sessions[i])).new_page() for i in range(count)]
         await round_run(browser, pages[:1], base, warm_up, timeout, processes, None)
         rounds, total = [], max(args.rounds, math.ceil(MIN_PAGES_PER_LEVEL / count))
-        with wake_probe(args.probe) as stalls:
+        with wake_probe(args.wake_probe) as stalls:
             for index in range(total):
                 trace, last = None, count == max(args.pages) and index == total - 1
                 if args.trace and last:
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", help="write a Chromium trace of the last round of the largest level here")
     parser.add_argument("--profile", action="store_true",
                         help="V8's sampling profile of one page in the last round of the largest level")
-    parser.add_argument("--probe", action="store_true",
+    parser.add_argument("--wake-probe", action="store_true",
                         help="beside each level, a process that sleeps 1 ms at a time: how late this machine wakes it")
     parser.add_argument("--chromium-arg", action="append", default=[], help="one more Chromium flag (repeatable)")
     args = parser.parse_args(argv)
