@@ -87,6 +87,14 @@ async def send(ws, text, *, conversation_id=None, model="yi-large", **extra):
     await ws.send_json_to({"type": "send", "conversation_id": conversation_id, "text": text, "model": model, **extra})
 
 
+async def answer_stopped_midway(ws):
+    """A long answer asked for and stopped once three deltas have come: every frame until its done."""
+    await send(ws, "[sim deltas=500 interval=5]")
+    frames = await frames_until(ws, lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    await ws.send_json_to({"type": "stop", "message_id": answer_of(frames)["id"]})
+    return frames + await frames_until(ws, is_done)
+
+
 @database_sync_to_async
 def stored(message_id):
     return Message.objects.get(pk=message_id)
@@ -485,11 +493,8 @@ async def test_send_while_an_answer_streams_is_refused_as_busy(user, connect):
 
 async def test_stop_ends_the_answer_as_stopped_and_keeps_the_partial_text(user, connect):
     ws = await connect(user)
-    await send(ws, "[sim deltas=500 interval=5]")
-    frames = await frames_until(ws, lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    frames = await answer_stopped_midway(ws)
     answer_id = answer_of(frames)["id"]
-    await ws.send_json_to({"type": "stop", "message_id": answer_id})
-    frames += await frames_until(ws, is_done)
     done = frames[-1]["message"]
     assert done["status"] == "stopped"
     assert done["content"] == text_of(frames, answer_id)

@@ -17,7 +17,7 @@ from django.test import Client
 
 from chat.models import Message
 from chat.shutdown import generations_interrupt
-from tests.test_consumer import answer_of, frames_until, is_done, send, stored
+from tests.test_consumer import answer_of, answer_stopped_midway, frames_until, is_done, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,11 +118,9 @@ async def test_a_stream_cut_after_its_text_is_estimated_and_a_refused_request_co
 
 async def test_a_stopped_answer_continued_to_its_end_carries_the_upstreams_figures_unmarked(user, connect):
     ws = await connect(user)
-    await send(ws, "[sim deltas=500 interval=5]")
-    frames = await frames_until(ws, lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    frames = await answer_stopped_midway(ws)
     answer_id = answer_of(frames)["id"]
-    await ws.send_json_to({"type": "stop", "message_id": answer_id})
-    assert (await frames_until(ws, is_done))[-1]["message"]["usage"]["estimated"] is True
+    assert frames[-1]["message"]["usage"]["estimated"] is True
 
     await ws.send_json_to({"type": "continue", "message_id": answer_id})
     done = (await frames_until(ws, is_done))[-1]["message"]
