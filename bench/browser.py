@@ -394,7 +394,7 @@ def measure(args) -> list[dict]:
 def trace_summary(path: str) -> list[str]:
     """Per renderer of a trace: websocket frames received, the main thread's frames (when
     requestAnimationFrame callbacks can run) and the longest wait between two of them, and
-    the time spent in the page's render (chat.js renderFrame). A renderer given one frame
+    the time spent in the page's render (render_scheduler.js renderFrame). A renderer given one frame
     a second while frames keep arriving shows here as a few frames and ~1,000 ms gaps."""
     events = json.loads(Path(path).read_text())["traceEvents"]
     websocket, frames, render = {}, {}, {}
