@@ -178,6 +178,29 @@ def test_stop_keeps_the_partial_answer(page, app_url):
     assert last_answer(page).locator(".message-body").inner_text() == text
 
 
+def test_on_a_chinese_page_the_stop_button_says_stop_and_a_stopped_answer_says_stopped(browser, app_url):
+    """停止 on the button while each answer streams, 已停止 under the answer it stopped. The
+    button's label is the template's until an answer ends, then the JavaScript catalog's
+    (message_thread.js): which once said 已停止 ("Stopped") on the button."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        sign_up(page, app_url, "stop-zh")
+        page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
+        for round_ in (1, 2):
+            page.fill("#message-input", "[sim deltas=1000 interval=10]")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "n => document.querySelectorAll('[data-role=assistant][data-status=streaming]').length === 1"
+                " && document.querySelectorAll('[data-role=assistant]').length === n", arg=round_)
+            assert page.locator("#stop-button").inner_text().strip() == "停止"
+            page.click("#stop-button")
+            page.wait_for_selector('[data-role="assistant"][data-status="stopped"] >> nth=' + str(round_ - 1))
+            assert last_answer(page).locator(".message-status-label").inner_text() == "已停止"
+    finally:
+        context.close()
+
+
 def test_a_stopped_answers_facts_say_its_tokens_and_cost_are_estimated(page, app_url):
     """The API says what an answer used only at its end: a stopped one's figures are the
     app's estimate (chat/endings.py), and its facts say so, live and after a reload."""
