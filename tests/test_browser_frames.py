@@ -107,27 +107,33 @@ ADDRESS_AND_TEXT = r"""(() => {
 })();"""
 
 
-def test_a_new_conversations_address_and_title_follow_its_first_text(page, app_url):
+def test_a_new_conversations_address_follows_its_first_text_and_its_title_its_first_answer(page, app_url):
     """Changing the address and title sets the browser's own interface to work; with many
-    pages streaming on one machine that delayed every page's first token. They come after
-    the first text, and after a second at most when the model is slow to start."""
+    pages streaming on one machine that delayed every page's first token. The address
+    comes after the first text, and after a second at most when the model is slow to
+    start; the tab's title once the first answer has ended."""
     page.add_init_script(ADDRESS_AND_TEXT)
     sign_up(page, app_url, "addressed")
     page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
-    page.fill("#message-input", "Where is Lijiang? [sim deltas=5 interval=50]")
+    page.fill("#message-input", "Where is Lijiang? [sim deltas=30 interval=50]")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/c/\d+/$"))
     page.wait_for_function("() => window.__order.address !== null && window.__order.text !== null")
     order = page.evaluate("() => window.__order")
     assert order["text"] <= order["address"], order
-    assert "Where is Lijiang?" in page.title()
+    streaming = page.evaluate("() => [...document.querySelectorAll('[data-role=assistant]')].pop().dataset.status")
+    assert streaming == "streaming" and "Lijiang" not in page.title(), page.title()
+    page.wait_for_selector('[data-role="assistant"][data-status="complete"]')
+    page.wait_for_function("() => document.title.includes('Where is Lijiang?')")
 
-    # A model slow to start: the address does not wait for it.
+    # A model slow to start: the address does not wait for it; the title waits for its end.
     page.goto(f"{app_url}/")
     page.wait_for_function("() => document.querySelector('#model-select').options.length > 1")
     page.fill("#message-input", "Slow to start [sim deltas=3 stall=0 stall_for=4]")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/c/\d+/$"), timeout=2500)
     assert page.evaluate("() => window.__order.text") is None  # no text yet: the stall lasts 4 s
-    assert page.title().startswith("Slow to start")
+    assert "Slow to start" not in page.title()
+    page.wait_for_selector('[data-role="assistant"][data-status="complete"]', timeout=10000)
+    page.wait_for_function("() => document.title.startsWith('Slow to start')")
     assert page.problems == []

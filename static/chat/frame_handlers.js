@@ -92,6 +92,7 @@
       thread.refreshStreamingControls();
       this.renders.follow();
       this.address.soon();
+      this.address.answered(frame.message && frame.message.conversation_id);
     },
     error(frame) {
       if (this.sidebar.refused(frame)) return;
