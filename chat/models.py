@@ -8,6 +8,7 @@ and sent upstream is the chain of parents ending at the newest message.
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy
 
 
 class ApiKey(models.Model):
@@ -17,14 +18,14 @@ class ApiKey(models.Model):
 
     class Tier(models.TextChoices):
         # The reference's usage tiers (chat/pacing.py holds their limits).
-        FREE = "free", "Free"
-        TIER_1 = "1", "Tier 1"
-        TIER_2 = "2", "Tier 2"
-        TIER_3 = "3", "Tier 3"
-        TIER_4 = "4", "Tier 4"
-        TIER_5 = "5", "Tier 5"
+        FREE = "free", gettext_lazy("Free")
+        TIER_1 = "1", gettext_lazy("Tier 1")
+        TIER_2 = "2", gettext_lazy("Tier 2")
+        TIER_3 = "3", gettext_lazy("Tier 3")
+        TIER_4 = "4", gettext_lazy("Tier 4")
+        TIER_5 = "5", gettext_lazy("Tier 5")
         # A key of a server with no such limits (a self-hosted vLLM or Ollama): not paced.
-        NONE = "none", "No limit (self-hosted)"
+        NONE = "none", gettext_lazy("No limit (self-hosted)")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     label = models.CharField(max_length=60)

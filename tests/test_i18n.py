@@ -93,6 +93,30 @@ def test_the_keys_and_usage_pages_speak_chinese(client, user):
     assert "<h1>最近 30 天的用量</h1>" in usage and "0 个回答共 0 个 token（输入 0，输出 0）；" in usage
 
 
+def test_the_keys_page_in_chinese_names_the_usage_tiers_and_the_servers_key_button_in_chinese(client, user, settings):
+    """Found on the README walk: the tier names (model choices) and the default key's
+    button were left in English on the Chinese Keys page."""
+    from chat.crypto import secret_encrypt
+    from chat.models import ApiKey
+
+    settings.SERVER_KEY_FOR_ALL = True
+    key = ApiKey.objects.create(user=user, label="Work", base_url="https://api.01.ai/v1", is_default=True,
+                                key_encrypted=secret_encrypt("sk-work-0123456789"), key_last4="6789")
+    client.force_login(user)
+    page = client.get(reverse("chat:keys"), headers={"accept-language": "zh-CN"}).content.decode()
+    assert '<button type="submit" class="btn btn-small">默认使用服务器的密钥</button>' in page
+    tiers = ["免费", "等级 1", "等级 2", "等级 3", "等级 4", "等级 5", "不限速（自行部署）"]
+    listed = re.search(rf'<select id="tier-{key.pk}" name="tier">(.*?)</select>', page, re.DOTALL).group(1)
+    assert re.findall(r">([^<]+)</option>", listed) == tiers
+    added = re.search(r'<select name="tier"[^>]*>(.*?)</select>', page, re.DOTALL).group(1)  # the add form's
+    assert re.findall(r">([^<]+)</option>", added) == tiers
+    response = client.post(reverse("chat:key_tier", args=[key.pk]), {"tier": "3"},
+                           headers={"accept-language": "zh-CN"}, follow=True)
+    assert "“Work”现在按 等级 3 的限额发送请求。" in response.content.decode()
+    english = client.get(reverse("chat:keys"), headers={"accept-language": "en"}).content.decode()
+    assert "Use the server's key by default</button>" in english and " selected>Tier 3</option>" in english
+
+
 def test_the_javascript_catalog_is_a_same_origin_script_with_the_pages_strings(client):
     page = client.get(reverse("login"), headers={"accept-language": "zh-CN"}).content.decode()
     assert '<script src="/i18n/jsi18n/" defer></script>' in page  # no inline script: the CSP allows it
@@ -393,6 +417,33 @@ def test_every_sentence_marked_in_the_python_code_has_a_chinese_translation():
     translated = {(e.msgid, e.msgid_plural or None) for e in po.translated_entries()}
     marked = python_msgids()
     assert len(marked) > 150  # the walk found the marks (a renamed import would find none)
+    assert sorted(marked - translated) == []
+
+
+def template_msgids() -> set[tuple[str, str | None]]:
+    """Every msgid (and plural) the templates mark ({% translate %}, {% blocktranslate %},
+    _("…") in a filter), read as makemessages reads them: through Django's templatize."""
+    import ast
+
+    from django.utils.translation.template import templatize
+
+    literal = r"""u?(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+    call = re.compile(r"\b(gettext|pgettext|ngettext|npgettext|_)\(\s*((?:" + literal + r"\s*,?\s*)+)")
+    found = set()
+    for path in sorted((Path(settings.BASE_DIR) / "templates").rglob("*.html")):
+        for name, args in call.findall(templatize(path.read_text(), origin=str(path))):
+            texts = [ast.literal_eval(text) for text in re.findall(literal, args)][1 if "p" in name else 0:]
+            found.add((texts[0], texts[1] if name.startswith("n") else None))
+    return found
+
+
+def test_every_sentence_marked_in_the_templates_has_a_chinese_translation():
+    """As for the Python code: the Keys page's "Use the server's key by default" was in
+    English on a Chinese page, with no entry in django.po."""
+    po = polib.pofile(str(LOCALE / "zh_Hans" / "LC_MESSAGES" / "django.po"))
+    translated = {(e.msgid, e.msgid_plural or None) for e in po.translated_entries()}
+    marked = template_msgids()
+    assert len(marked) > 100 and ("Use the server's key by default", None) in marked
     assert sorted(marked - translated) == []
 
 
