@@ -16,7 +16,6 @@ import asyncio
 import functools
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
@@ -30,7 +29,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from chat.images import PreparedImage, data_url, image_prepare
+from chat.images import PreparedImage, data_url, image_prepare, image_worker_start
 from chat.models import Attachment
 
 logger = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def _image_workers() -> ProcessPoolExecutor:
     if _workers is None:
         _workers = ProcessPoolExecutor(
             max_workers=settings.IMAGE_WORKERS, mp_context=multiprocessing.get_context("spawn"),
-            initializer=os.nice, initargs=(IMAGE_WORKER_NICENESS,),
+            initializer=image_worker_start, initargs=(IMAGE_WORKER_NICENESS,),
         )
     return _workers
 

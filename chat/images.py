@@ -32,6 +32,8 @@ import base64
 import hashlib
 import io
 import math
+import os
+import signal
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -117,6 +119,15 @@ class PreparedImage:
     original_format: str  # as uploaded, e.g. "HEIC"
     digest: str  # sha256 of `data`: the same picture uploaded twice is stored once
     thumbnail: bytes  # JPEG or PNG, at most THUMBNAIL_SIDE on its longer side
+
+
+def image_worker_start(niceness: int) -> None:
+    """The start of an image worker process (chat/attachments.py), here because a worker
+    imports this module and no Django. Ctrl+C in a terminal sends SIGINT to the whole
+    process group: each idle worker died of it with a `KeyboardInterrupt` traceback over the
+    server's clean stop. The server that owns the workers ends them when it stops."""
+    os.nice(niceness)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def image_prepare(

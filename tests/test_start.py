@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -119,3 +120,44 @@ def test_start_on_a_port_in_use_says_which_and_exits_non_zero(tmp_path):
                                         capture_output=True, text=True, timeout=60)
             assert result.returncode != 0
             assert says in result.stderr and "yiweb is at" not in result.stdout
+
+
+def test_ctrl_c_after_an_image_upload_stops_at_once_without_a_traceback(tmp_path):
+    """Ctrl+C in a terminal sends SIGINT to the whole process group, the image workers
+    (chat/attachments.py) included: each printed `Process SpawnProcess-1: Traceback …
+    KeyboardInterrupt` over the clean stop. They leave the stop to the server that owns them."""
+    import os
+
+    from tests.first_run import START_TIMEOUT, first_run_env
+    from tests.test_image_sends import drawing
+
+    port = free_port()
+    log_path = tmp_path / "start.log"
+    with log_path.open("w") as log:
+        # A session of its own, as a terminal gives a command its own process group.
+        process = subprocess.Popen([sys.executable, "manage.py", "start", "--port", str(port)], cwd=REPO_ROOT,
+                                   env=first_run_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_until(lambda: port_open(port), timeout=START_TIMEOUT)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as http:
+            http.get("/accounts/signup/")
+            http.post("/accounts/signup/", data={
+                "username": "owner", "password1": "correct horse battery staple",
+                "password2": "correct horse battery staple", "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+            uploaded = http.post("/attachments/", content=drawing(), headers={
+                "Content-Type": "application/octet-stream", "X-File-Name": "blue.png",
+                "X-CSRFToken": http.cookies["csrftoken"], "Origin": base})
+            assert uploaded.status_code == 201, uploaded.text
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        wait_until(lambda: not port_open(port), timeout=10)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # an image worker left behind
+    output = log_path.read_text()
+    assert "yiweb is at" in output and "Traceback" not in output and "KeyboardInterrupt" not in output, output
