@@ -352,7 +352,7 @@ class Generation:
             "message_id": self.message_id,
             "attempt": event.attempt,
             "delay": round(event.delay, 2),
-            "reason": event.error.sentence,  # said in each tab's language (chat/sentences.py)
+            "reason": event.error.retry_reason,  # said in each tab's language (chat/sentences.py)
         }
         with contextlib.suppress(BroadcastFailed):  # counted; the wait goes on regardless
             await frame_send(conversation_group(self.conversation_id), frame)

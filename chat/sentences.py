@@ -112,9 +112,35 @@ ERRORS = {
         "few minutes, and this note goes away once the answer is saved."),
     "imported_error": gettext_noop(
         "This answer ended with an error (%(code)s) in the conversation this was imported from."),
+    # A tier above is no cure for a key whose tier is the no-limit one: the 429 came from
+    # the person's own server or a proxy in front of it.
+    "rate_limited_untiered": gettext_noop(
+        "%(provider)s is rate-limiting %(key)s (429): too many requests or tokens per minute. Wait a minute "
+        "and try again."),
+    "connection_refused": gettext_noop(
+        "%(provider)s refused the connection. Check the key's base URL and that the service is running, "
+        "then try again."),
+    "host_unknown": gettext_noop(
+        "Could not find %(provider)s: the name does not resolve. Check your network and the key's base URL, "
+        "then try again."),
+    "connection_failed": gettext_noop(
+        "Could not connect to %(provider)s. Check your network and the key's base URL, then try again."),
 }
 
-SENTENCES = {**_WINDOW, **NOTES, **_PIECES, **ERRORS}
+# Why a request is being tried again (a `retrying` frame's `reason`): what went wrong and
+# nothing else, since the server is the one trying again; the page adds when. The advice
+# for giving up is the error's own sentence, shown only if the retries run out.
+RETRY_REASONS = {
+    "retry_rate_limited": gettext_noop("%(provider)s is rate-limiting %(key)s (429)"),
+    "retry_overloaded": gettext_noop("%(provider)s is overloaded (529)"),
+    "retry_server_error": gettext_noop("%(provider)s had an internal error (%(status)s)"),
+    "retry_timeout": gettext_noop("%(provider)s did not answer in time"),
+    "retry_refused": gettext_noop("%(provider)s refused the connection"),
+    "retry_host_unknown": gettext_noop("Could not find %(provider)s"),
+    "retry_connection": gettext_noop("Could not reach %(provider)s"),
+}
+
+SENTENCES = {**_WINDOW, **NOTES, **_PIECES, **ERRORS, **RETRY_REASONS}
 
 
 def sentence(code: str, /, **params: Any) -> Sentence:

@@ -130,15 +130,30 @@ class Credential:
         return sentence("provider_yi") if self.is_yi else sentence("provider_at", host=self.host)
 
     @property
+    def untiered(self) -> bool:
+        """Its tier is "No limit (self-hosted)" (ApiKey.Tier.NONE, chat/pacing.py's UNPACED):
+        no usage tier above it would lift a limit it meets."""
+        return self.tier == "none"
+
+    @property
+    def address(self) -> str:
+        """The host, and the port where the base URL names one: a refused connection is
+        about the port as much as the host (localhost:8001 against localhost:8000)."""
+        url = httpx.URL(self.base_url)
+        return f"{url.host}:{url.port}" if url.port is not None else url.host
+
+    @property
     def usage_asked(self) -> bool:
         """Whether a stream asks for usage with `stream_options` (see STREAM_USAGE_ASKED)."""
         return self.host not in YI_HOSTS
 
-    def provider_at(self, *, inline: bool = False) -> Sentence:
-        """The provider and where the request went: "The Yi API at api.01.ai"."""
+    def provider_at(self, *, inline: bool = False, port: bool = False) -> Sentence:
+        """The provider and where the request went: "The Yi API at api.01.ai" (with the
+        base URL's port too, `port`)."""
+        host = self.address if port else self.host
         if self.is_yi:
-            return sentence("provider_yi_at_inline" if inline else "provider_yi_at", host=self.host)
-        return sentence("provider_at_inline" if inline else "provider_at", host=self.host)
+            return sentence("provider_yi_at_inline" if inline else "provider_yi_at", host=host)
+        return sentence("provider_at_inline" if inline else "provider_at", host=host)
 
     @property
     def key_named(self) -> Sentence:
@@ -348,7 +363,9 @@ class YiClient:
         return StalledError(sentence("stalled", provider=self.credential.provider, seconds=f"{self.stall_timeout:g}"))
 
     def _timed_out(self) -> TimeoutError_:
-        return TimeoutError_(sentence("timeout", provider=self.credential.provider_at()))
+        provider = self.credential.provider_at()
+        return TimeoutError_(sentence("timeout", provider=provider),
+                             retry_reason=sentence("retry_timeout", provider=provider))
 
     def _transport_error(self, exc: httpx.HTTPError) -> UpstreamError:
         # httpx-aiohttp reports a refused connection as ConnectTimeout: aiohttp's own
@@ -360,9 +377,19 @@ class YiClient:
             timed_out = isinstance(exc, httpx.TimeoutException)
         if timed_out:
             return self._timed_out()
-        return ConnectionFailedError(
-            sentence("connection", provider=self.credential.provider_at(inline=True), reason=type(exc).__name__)
-        )
+        credential = self.credential
+        os_error = getattr(cause, "os_error", None)
+        if isinstance(os_error, ConnectionRefusedError):
+            provider = credential.provider_at(port=True)
+            final, reason = "connection_refused", "retry_refused"
+        else:
+            provider = credential.provider_at(inline=True, port=True)
+            if isinstance(cause, aiohttp.ClientConnectorDNSError):
+                final, reason = "host_unknown", "retry_host_unknown"
+            else:
+                final, reason = "connection_failed", "retry_connection"
+        return ConnectionFailedError(sentence(final, provider=provider),
+                                     retry_reason=sentence(reason, provider=provider))
 
 
 class _StallWatch:

@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 
 class UpstreamError(Exception):
     """A failure talking to the upstream API, with a sentence for the person: `sentence`
-    as stored with the answer, `message` the same in English (for logs)."""
+    as stored with the answer, `message` the same in English (for logs), and, for one
+    worth trying again, `retry_reason`: what went wrong, without the advice for giving up
+    (the `retrying` frame's `reason`)."""
 
     code = "upstream"
     retryable = False
 
     def __init__(self, stored: Sentence, *, status: int | None = None, detail: str = "",
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, retry_reason: Sentence | None = None):
         self.sentence = stored
+        self.retry_reason = retry_reason or stored
         self.message = said(stored, "en")
         super().__init__(self.message)
         self.status = status
@@ -175,11 +178,15 @@ def error_from_response(
         return NotFoundError(sentence("not_found", provider=provider, model=model, advice=credential.base_url_advice),
                              **kwargs)
     if status == 429:
-        return RateLimitError(sentence("rate_limited", provider=provider, key=credential.key_named), **kwargs)
+        final = "rate_limited_untiered" if credential.untiered else "rate_limited"
+        return RateLimitError(sentence(final, provider=provider, key=credential.key_named), **kwargs,
+                              retry_reason=sentence("retry_rate_limited", provider=provider, key=credential.key_named))
     if status == 529:
-        return OverloadedError(sentence("overloaded", provider=provider), **kwargs)
+        return OverloadedError(sentence("overloaded", provider=provider), **kwargs,
+                               retry_reason=sentence("retry_overloaded", provider=provider))
     if status >= 500:
-        return ServerError(sentence("server_error", provider=provider, status=status), **kwargs)
+        return ServerError(sentence("server_error", provider=provider, status=status), **kwargs,
+                           retry_reason=sentence("retry_server_error", provider=provider, status=status))
     if detail:
         return UpstreamError(sentence("refused_said", provider=provider, status=status, detail=detail), **kwargs)
     return UpstreamError(sentence("refused", provider=provider, status=status), **kwargs)

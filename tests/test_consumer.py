@@ -673,8 +673,58 @@ async def test_retries_are_announced_to_the_page(user, connect):
     await send(ws, "[sim status=529 times=1 deltas=3 interval=0]")
     frames = await frames_until(ws, is_done)
     retrying = next(f for f in frames if f["type"] == "retrying")
-    assert retrying["attempt"] == 1 and retrying["reason"].startswith("The Yi API is overloaded right now (529")
+    assert (retrying["attempt"], retrying["reason"]) == (1, "The Yi API is overloaded (529)")
     assert frames[-1]["message"]["status"] == "complete"
+
+
+async def test_a_429_being_retried_says_why_without_the_advice_for_giving_up(user, connect, settings):
+    """The server tries again by itself: the note says what went wrong, not "wait a minute
+    and try again", and no usage tier (issue 17)."""
+    settings.YI_API_TIER = "free"
+    ws = await connect(user)
+    await send(ws, "[sim status=429 times=1 deltas=3 interval=0] busy key")
+    frames = await frames_until(ws, is_done)
+    retrying = next(f for f in frames if f["type"] == "retrying")
+    assert retrying["reason"] == "The Yi API is rate-limiting the server's API key (429)"
+    assert frames[-1]["message"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("tier, advice", [
+    ("free", "Wait a minute and try again, or move to a higher usage tier."),
+    ("none", "Wait a minute and try again."),
+])
+async def test_a_higher_tier_is_suggested_only_to_a_key_that_has_tiers(user, connect, settings, tier, advice):
+    settings.YI_API_TIER = tier
+    ws = await connect(user)
+    await send(ws, "[sim status=429]")
+    message = (await frames_until(ws, is_done))[-1]["message"]
+    assert (message["status"], message["error_code"]) == ("error", "rate_limited")
+    assert message["error_message"] == (
+        f"The Yi API is rate-limiting the server's API key (429): too many requests or tokens per minute. {advice}")
+
+
+def closed_port() -> int:
+    """A port nothing listens on: bound, noted, and closed again."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_a_refused_connection_is_said_so_without_a_class_name(user, connect, settings):
+    port = closed_port()
+    settings.YI_API_BASE = f"http://127.0.0.1:{port}/v1"
+    ws = await connect(user)
+    await send(ws, "hello")
+    frames = await frames_until(ws, is_done)
+    assert [f["reason"] for f in frames if f["type"] == "retrying"] == [
+        f"The Yi API at 127.0.0.1:{port} refused the connection"] * 2
+    message = frames[-1]["message"]
+    assert (message["status"], message["error_code"]) == ("error", "connection")
+    assert message["error_message"] == (
+        f"The Yi API at 127.0.0.1:{port} refused the connection. Check the key's base URL and that the service is "
+        "running, then try again.")
 
 
 async def test_cut_stream_keeps_the_partial_text_and_marks_the_error(user, connect):

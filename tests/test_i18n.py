@@ -387,6 +387,31 @@ async def test_an_answers_note_and_error_are_said_in_each_tabs_language(user, se
         await english.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_retrying_answer_says_why_in_each_tabs_language(user):
+    from tests.test_consumer import frames_until
+
+    chinese = await socket_for(user, [(b"cookie", b"; django_language=zh-hans")])
+    english = await socket_for(user, [(b"accept-language", b"en-GB")])
+    try:
+        await chinese.send_json_to({"type": "send", "conversation_id": None, "model": "yi-large",
+                                    "text": "[sim status=429 times=1 deltas=3 interval=0] 你好"})
+        frames = await frames_until(chinese, lambda f: f["type"] == "done")
+        assert [f["reason"] for f in frames if f["type"] == "retrying"] == ["Yi API 正在对服务器的 API 密钥限流（429）"]
+        conversation_id = next(f["conversation"]["id"] for f in frames if f["type"] == "conversation")
+        await english.send_json_to({"type": "subscribe", "conversation_id": conversation_id, "after_id": 0})
+        await frames_until(english, lambda f: f["type"] == "subscribed")
+        await chinese.send_json_to({"type": "send", "conversation_id": conversation_id, "model": "yi-large",
+                                    "text": "[sim status=529 times=1 deltas=3 interval=0] 再来"})
+        said_zh = (await frames_until(chinese, lambda f: f["type"] == "retrying"))[-1]["reason"]
+        said_en = (await frames_until(english, lambda f: f["type"] == "retrying"))[-1]["reason"]
+        assert (said_zh, said_en) == ("Yi API 负载过高（529）", "The Yi API is overloaded (529)")
+        await frames_until(chinese, lambda f: f["type"] == "done")
+    finally:
+        await chinese.disconnect()
+        await english.disconnect()
+
+
 def python_msgids() -> set[tuple[str, str | None]]:
     """Every msgid (and plural) the app's Python code marks for translation."""
     import ast

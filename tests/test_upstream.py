@@ -390,12 +390,32 @@ async def test_an_api_that_takes_the_request_but_never_answers_times_out():
 
 
 async def test_refused_connection_is_retried_then_reported():
-    client = client_for("http://127.0.0.1:9/v1", max_retries=1)
+    from chat.sentences import said
+    from tests.test_consumer import closed_port
+
+    port = closed_port()
+    client = client_for(f"http://127.0.0.1:{port}/v1", max_retries=1)
     events = []
-    with pytest.raises(ConnectionFailedError, match="Could not connect to the Yi API at 127.0.0.1"):
+    # httpx-aiohttp calls it a ConnectTimeout; it was refused, at once.
+    with pytest.raises(ConnectionFailedError) as raised:
         async for event in client.stream(ask("hi")):
             events.append(event)
+    assert raised.value.message == (
+        f"The Yi API at 127.0.0.1:{port} refused the connection. Check the key's base URL and that the service is "
+        "running, then try again.")
+    assert said(raised.value.sentence, "zh-hans") == (
+        f"127.0.0.1:{port} 上的 Yi API 拒绝了连接。请检查密钥的 Base URL 以及服务是否在运行，然后重试。")
     assert len(events) == 1 and isinstance(events[0], Retrying)
+    assert said(events[0].error.retry_reason, "zh-hans") == f"127.0.0.1:{port} 上的 Yi API 拒绝了连接"
+
+
+async def test_a_host_that_does_not_resolve_is_said_so():
+    # .invalid never resolves (RFC 2606).
+    client = client_for("http://no-such-host.invalid/v1", max_retries=0)
+    with pytest.raises(ConnectionFailedError) as raised:
+        await collect(client.stream(ask("hi")))
+    assert raised.value.message.startswith(
+        "Could not find the Yi API at no-such-host.invalid: the name does not resolve.")
 
 
 def test_the_proxy_comes_from_the_environment_and_no_proxy_is_honoured(monkeypatch):

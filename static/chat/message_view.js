@@ -409,10 +409,10 @@
         );
         return true;
       }
-      const when = left > 0 ? interpolate(gettext("retrying in %(left)s s"), { left }, true) : gettext("retrying now…");
+      // `reason` names the provider and what went wrong (chat/sentences.py RETRY_REASONS).
       this.retryNotice.textContent = interpolate(
-        gettext("The Yi API is busy (%(reason)s); %(when)s"),
-        { reason: this.retry.reason, when },
+        left > 0 ? gettext("%(reason)s; trying again in %(left)s s.") : gettext("%(reason)s; trying again now…"),
+        { reason: this.retry.reason, left },
         true,
       );
       return true;
