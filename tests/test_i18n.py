@@ -472,6 +472,35 @@ def test_every_sentence_marked_in_the_templates_has_a_chinese_translation():
     assert sorted(marked - translated) == []
 
 
+def script_msgids() -> set[tuple[str | None, str, str | None]]:
+    """Every (context, msgid, plural) the page's own scripts mark: gettext("…"),
+    ngettext("…", "…", n) and pgettext("context", "…"), as makemessages -d djangojs finds
+    them (its plain string literals: a JS string's escapes are Python's)."""
+    import ast
+
+    literal = r"""(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+    call = re.compile(r"\b(gettext|ngettext|pgettext)\(\s*(" + literal + r")(?:\s*,\s*(" + literal + r"))?")
+    found = set()
+    for path in sorted((Path(settings.BASE_DIR) / "static").rglob("*.js")):
+        if "vendor" in path.parts:
+            continue
+        for name, first, second in call.findall(path.read_text()):
+            first, second = ast.literal_eval(first), second and ast.literal_eval(second)
+            found.add((first, second, None) if name == "pgettext" else
+                      (None, first, second if name == "ngettext" else None))
+    return found
+
+
+def test_every_sentence_the_page_scripts_mark_has_a_chinese_translation():
+    """As for the Python code and the templates: a string a script marks but djangojs.po
+    lacks shows in English on a Chinese page."""
+    po = polib.pofile(str(LOCALE / "zh_Hans" / "LC_MESSAGES" / "djangojs.po"))
+    translated = {(e.msgctxt, e.msgid, e.msgid_plural or None) for e in po.translated_entries()}
+    marked = script_msgids()
+    assert len(marked) > 150 and (None, "Stop", None) in marked
+    assert sorted(marked - translated, key=str) == []
+
+
 def test_a_key_this_server_can_no_longer_read_is_said_in_the_pages_language(client, user, settings):
     import base64
     import os
