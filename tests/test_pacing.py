@@ -122,8 +122,9 @@ async def test_tokens_per_minute_hold_a_request_back_too(paced):
     # The token count is a sliding-window counter over clock-aligned 2 s windows: the
     # second 20,000 may go once the first weighs at most 12,000, 0.8 s into the next
     # window, so after 0.8 to 2.8 s by where in its window the first fell (0.89 s was seen
-    # in CI; the earlier bound of 1.0 s failed it).
-    assert waited[0] < 0.5 and 0.75 < waited[1] < 2.8, waited
+    # in CI; the earlier bound of 1.0 s failed it), plus the time the waiting task takes to
+    # wake on a busy machine (2.81 s was seen in CI against a bound of 2.8 s).
+    assert waited[0] < 0.5 and 0.75 < waited[1] < 3.3, waited
     assert told[1] and told[1][0][0] == 1
 
 
